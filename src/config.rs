@@ -1,0 +1,185 @@
+//! migcage's configuration file (TOML).
+//!
+//! Every path migcage reads of the host goes through one of the roots here, which is what lets
+//! the whole program run unchanged against a simulated driver tree. Where the file comes from, in
+//! order: `--config PATH`, `$MIGCAGE_CONFIG`, `/etc/migcage/config.toml`; when none of those
+//! exists, the built-in defaults (the real host) apply.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The default location of the configuration file.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/migcage/config.toml";
+/// The environment variable that overrides the configuration file's location.
+pub const CONFIG_ENV: &str = "MIGCAGE_CONFIG";
+
+/// An error loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}; check --config / {CONFIG_ENV}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+/// Who may ask for devices through which source (see the request module).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestPolicy {
+    /// Honour `NVIDIA_VISIBLE_DEVICES` (and friends) in the container's environment.
+    pub accept_env: bool,
+    /// Honour the environment variable only for privileged containers (CAP_SYS_ADMIN in the
+    /// bounding set). Secure clusters set this with `accept_volume_mounts` or `accept_annotations`
+    /// so that a pod cannot name devices the device plugin did not hand it.
+    pub env_privileged_only: bool,
+    /// Honour `cdi.k8s.io/*`, `nvidia.com/*` and `migcage.io/devices` annotations.
+    pub accept_annotations: bool,
+    /// Honour the device list passed as mounts under /var/run/nvidia-container-devices.
+    pub accept_volume_mounts: bool,
+}
+
+impl Default for RequestPolicy {
+    fn default() -> Self {
+        RequestPolicy {
+            accept_env: true,
+            env_privileged_only: false,
+            accept_annotations: true,
+            accept_volume_mounts: true,
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// JSON-lines log file; empty for none. Opened in append mode on every run, so logrotate's
+    /// plain rename works (copytruncate is not needed).
+    pub file: String,
+    /// `error`, `warn`, `info`, `debug` or `trace`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { file: "/var/log/migcage.log".into(), level: "info".into() }
+    }
+}
+
+/// The configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Root of the driver's user-space files (libraries, binaries, firmware); `/` on a host.
+    pub driver_root: PathBuf,
+    /// Where the host's device nodes live; `/dev` on a host.
+    pub dev_root: PathBuf,
+    /// Where the host's procfs is mounted; `/proc` on a host.
+    pub proc_root: PathBuf,
+    /// The NVML library to load (a path, or a soname for the dynamic linker to find).
+    pub nvml_library: PathBuf,
+    /// Where migcage keeps its runtime state (leases, inventory snapshot).
+    pub state_dir: PathBuf,
+    pub requests: RequestPolicy,
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            driver_root: "/".into(),
+            dev_root: "/dev".into(),
+            proc_root: "/proc".into(),
+            nvml_library: "libnvidia-ml.so.1".into(),
+            state_dir: "/run/migcage".into(),
+            requests: RequestPolicy::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Parse configuration text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join(" "),
+        })
+    }
+
+    /// Load the configuration: `explicit` (from `--config`) first, then `$MIGCAGE_CONFIG`, then
+    /// the default path. A file that was named explicitly must exist; the default may be absent.
+    pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {
+        let from_env = std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let (path, required) = match (explicit, from_env) {
+            (Some(p), _) => (p.to_path_buf(), true),
+            (None, Some(p)) => (p, true),
+            (None, None) => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok((Config::parse(&text, &path)?, Some(path))),
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok((Config::default(), None)),
+            Err(source) => Err(ConfigError::Read { path, source }),
+        }
+    }
+
+    /// A path of the host's procfs, such as `proc_path("driver/nvidia/version")`.
+    pub fn proc_path(&self, rel: &str) -> PathBuf {
+        self.proc_root.join(rel)
+    }
+
+    /// A path under the host's device directory, such as `dev_path("nvidiactl")`.
+    pub fn dev_path(&self, rel: &str) -> PathBuf {
+        self.dev_root.join(rel)
+    }
+
+    /// A path of the driver's files, given as an absolute path on a real host
+    /// (`/usr/lib/x86_64-linux-gnu/libcuda.so.1`).
+    pub fn driver_path(&self, abs: &str) -> PathBuf {
+        self.driver_root.join(abs.trim_start_matches('/'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_real_host() {
+        let c = Config::parse("", Path::new("c.toml")).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.proc_path("devices"), Path::new("/proc/devices"));
+        assert_eq!(c.driver_path("/usr/bin/nvidia-smi"), Path::new("/usr/bin/nvidia-smi"));
+    }
+
+    #[test]
+    fn roots_are_configurable() {
+        let c = Config::parse(
+            "driver_root = \"/sim\"\ndev_root = \"/sim/dev\"\nproc_root = \"/sim/proc\"\n[log]\nlevel = \"debug\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.dev_path("nvidia0"), Path::new("/sim/dev/nvidia0"));
+        assert_eq!(c.driver_path("/usr/bin/nvidia-smi"), Path::new("/sim/usr/bin/nvidia-smi"));
+        assert_eq!(c.log.level, "debug");
+        assert_eq!(c.log.file, LogConfig::default().file);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_the_file_name() {
+        let e = Config::parse("driver_rot = \"/\"\n", Path::new("/etc/migcage/config.toml")).unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("/etc/migcage/config.toml") && s.contains("driver_rot"), "{s}");
+        assert!(!s.contains('\n'), "{s}");
+    }
+
+    #[test]
+    fn explicit_missing_file_is_an_error() {
+        let e = Config::load(Some(Path::new("/nonexistent/migcage.toml"))).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/migcage.toml"));
+    }
+}
