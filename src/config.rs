@@ -66,7 +66,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { file: "/var/log/migcage.log".into(), level: "info".into() }
+        LogConfig {
+            file: "/var/log/migcage.log".into(),
+            level: "info".into(),
+        }
     }
 }
 
@@ -107,14 +110,21 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string().lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join(" "),
+            message: e
+                .to_string()
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join(" "),
         })
     }
 
     /// Load the configuration: `explicit` (from `--config`) first, then `$MIGCAGE_CONFIG`, then
     /// the default path. A file that was named explicitly must exist; the default may be absent.
     pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {
-        let from_env = std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let from_env = std::env::var_os(CONFIG_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
         let (path, required) = match (explicit, from_env) {
             (Some(p), _) => (p.to_path_buf(), true),
             (None, Some(p)) => (p, true),
@@ -122,7 +132,9 @@ impl Config {
         };
         match std::fs::read_to_string(&path) {
             Ok(text) => Ok((Config::parse(&text, &path)?, Some(path))),
-            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok((Config::default(), None)),
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                Ok((Config::default(), None))
+            }
             Err(source) => Err(ConfigError::Read { path, source }),
         }
     }
@@ -153,7 +165,10 @@ mod tests {
         let c = Config::parse("", Path::new("c.toml")).unwrap();
         assert_eq!(c, Config::default());
         assert_eq!(c.proc_path("devices"), Path::new("/proc/devices"));
-        assert_eq!(c.driver_path("/usr/bin/nvidia-smi"), Path::new("/usr/bin/nvidia-smi"));
+        assert_eq!(
+            c.driver_path("/usr/bin/nvidia-smi"),
+            Path::new("/usr/bin/nvidia-smi")
+        );
     }
 
     #[test]
@@ -164,16 +179,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.dev_path("nvidia0"), Path::new("/sim/dev/nvidia0"));
-        assert_eq!(c.driver_path("/usr/bin/nvidia-smi"), Path::new("/sim/usr/bin/nvidia-smi"));
+        assert_eq!(
+            c.driver_path("/usr/bin/nvidia-smi"),
+            Path::new("/sim/usr/bin/nvidia-smi")
+        );
         assert_eq!(c.log.level, "debug");
         assert_eq!(c.log.file, LogConfig::default().file);
     }
 
     #[test]
     fn unknown_keys_are_refused_with_the_file_name() {
-        let e = Config::parse("driver_rot = \"/\"\n", Path::new("/etc/migcage/config.toml")).unwrap_err();
+        let e = Config::parse(
+            "driver_rot = \"/\"\n",
+            Path::new("/etc/migcage/config.toml"),
+        )
+        .unwrap_err();
         let s = e.to_string();
-        assert!(s.contains("/etc/migcage/config.toml") && s.contains("driver_rot"), "{s}");
+        assert!(
+            s.contains("/etc/migcage/config.toml") && s.contains("driver_rot"),
+            "{s}"
+        );
         assert!(!s.contains('\n'), "{s}");
     }
 

@@ -33,9 +33,17 @@ pub struct Access {
 
 impl Access {
     /// `rwm`
-    pub const ALL: Access = Access { read: true, write: true, mknod: true };
+    pub const ALL: Access = Access {
+        read: true,
+        write: true,
+        mknod: true,
+    };
     /// `rw`: what a node the hook made may be used for (no further mknod).
-    pub const RW: Access = Access { read: true, write: true, mknod: false };
+    pub const RW: Access = Access {
+        read: true,
+        write: true,
+        mknod: false,
+    };
 
     /// Parse an OCI access string (`r`, `rw`, `rwm`, any order, no repeats). None when malformed.
     pub fn parse(s: &str) -> Option<Access> {
@@ -118,7 +126,10 @@ pub struct ContainerEdits {
 impl ContainerEdits {
     /// True when there is nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.env.is_empty() && self.device_nodes.is_empty() && self.device_rules.is_empty() && self.mounts.is_empty()
+        self.env.is_empty()
+            && self.device_nodes.is_empty()
+            && self.device_rules.is_empty()
+            && self.mounts.is_empty()
     }
 }
 

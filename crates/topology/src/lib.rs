@@ -32,7 +32,8 @@ pub const MAX_COMPUTE_INSTANCES: u32 = 8;
 
 /// Caps minor of `gpu<gpu_minor>/gi<gi>/access`.
 pub fn gi_access_minor(gpu_minor: u32, gi: u32) -> u32 {
-    3 + gpu_minor * MAX_GPU_INSTANCES * (1 + MAX_COMPUTE_INSTANCES) + gi * (1 + MAX_COMPUTE_INSTANCES)
+    3 + gpu_minor * MAX_GPU_INSTANCES * (1 + MAX_COMPUTE_INSTANCES)
+        + gi * (1 + MAX_COMPUTE_INSTANCES)
 }
 
 /// Caps minor of `gpu<gpu_minor>/gi<gi>/ci<ci>/access`.
@@ -43,12 +44,20 @@ pub fn ci_access_minor(gpu_minor: u32, gi: u32, ci: u32) -> u32 {
 /// The whole text of `/proc/driver/nvidia-caps/mig-minors` as the driver writes it.
 pub fn mig_minors_file() -> String {
     let mut s = String::with_capacity(128 * 1024);
-    s.push_str(&format!("config {MIG_CONFIG_MINOR}\nmonitor {MIG_MONITOR_MINOR}\n"));
+    s.push_str(&format!(
+        "config {MIG_CONFIG_MINOR}\nmonitor {MIG_MONITOR_MINOR}\n"
+    ));
     for g in 0..MAX_GPUS {
         for gi in 0..MAX_GPU_INSTANCES {
-            s.push_str(&format!("gpu{g}/gi{gi}/access {}\n", gi_access_minor(g, gi)));
+            s.push_str(&format!(
+                "gpu{g}/gi{gi}/access {}\n",
+                gi_access_minor(g, gi)
+            ));
             for ci in 0..MAX_COMPUTE_INSTANCES {
-                s.push_str(&format!("gpu{g}/gi{gi}/ci{ci}/access {}\n", ci_access_minor(g, gi, ci)));
+                s.push_str(&format!(
+                    "gpu{g}/gi{gi}/ci{ci}/access {}\n",
+                    ci_access_minor(g, gi, ci)
+                ));
             }
         }
     }
@@ -124,7 +133,10 @@ pub struct Majors {
 
 impl Default for Majors {
     fn default() -> Self {
-        Majors { uvm: DEFAULT_UVM_MAJOR, caps: DEFAULT_CAPS_MAJOR }
+        Majors {
+            uvm: DEFAULT_UVM_MAJOR,
+            caps: DEFAULT_CAPS_MAJOR,
+        }
     }
 }
 
@@ -277,7 +289,12 @@ impl Gpu {
         for gi in &self.gpu_instances {
             for ci in &gi.compute_instances {
                 let index = out.len() as u32;
-                out.push(MigDeviceRef { gpu: self, gi, ci, index });
+                out.push(MigDeviceRef {
+                    gpu: self,
+                    gi,
+                    ci,
+                    index,
+                });
             }
         }
         out
@@ -293,7 +310,9 @@ impl Gpu {
 pub fn proc_bus_id(nvml_bus_id: &str) -> String {
     let lower = nvml_bus_id.to_ascii_lowercase();
     match lower.split_once(':') {
-        Some((domain, rest)) if domain.len() > 4 => format!("{}:{rest}", &domain[domain.len() - 4..]),
+        Some((domain, rest)) if domain.len() > 4 => {
+            format!("{}:{rest}", &domain[domain.len() - 4..])
+        }
         _ => lower,
     }
 }
@@ -433,7 +452,10 @@ fn is_uuid(prefix: &str, s: &str) -> bool {
     };
     let groups: Vec<&str> = rest.split('-').collect();
     groups.len() == 5
-        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn is_nvml_bus_id(s: &str) -> bool {
@@ -443,30 +465,57 @@ fn is_nvml_bus_id(s: &str) -> bool {
         && b[8] == b':'
         && b[11] == b':'
         && b[14] == b'.'
-        && s.chars().enumerate().all(|(i, c)| matches!(i, 8 | 11 | 14) || c.is_ascii_hexdigit())
+        && s.chars()
+            .enumerate()
+            .all(|(i, c)| matches!(i, 8 | 11 | 14) || c.is_ascii_hexdigit())
 }
 
 impl TopologyFile {
     /// Fill in defaults and check every rule; the error names what is wrong and where.
     pub fn resolve(self) -> Result<Topology, TopologyError> {
         let name = self.name.clone();
-        let bad = |message: String| TopologyError::Invalid { name: name.clone(), message };
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
-            return Err(bad(format!("name {name:?} must be non-empty letters, digits, '-', '_' or '.'")));
+        let bad = |message: String| TopologyError::Invalid {
+            name: name.clone(),
+            message,
+        };
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            return Err(bad(format!(
+                "name {name:?} must be non-empty letters, digits, '-', '_' or '.'"
+            )));
         }
         let dv: Vec<&str> = self.driver_version.split('.').collect();
-        if dv.len() < 2 || !dv.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
-            return Err(bad(format!("driver_version {:?} is not like 550.54.15", self.driver_version)));
+        if dv.len() < 2
+            || !dv
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(bad(format!(
+                "driver_version {:?} is not like 550.54.15",
+                self.driver_version
+            )));
         }
         if self.gpus.is_empty() {
             return Err(bad("has no GPUs: add at least one [[gpus]] table".into()));
         }
         if self.gpus.len() > MAX_GPUS as usize {
-            return Err(bad(format!("has {} GPUs, the driver supports at most {MAX_GPUS}", self.gpus.len())));
+            return Err(bad(format!(
+                "has {} GPUs, the driver supports at most {MAX_GPUS}",
+                self.gpus.len()
+            )));
         }
         let majors = self.majors.unwrap_or_default();
-        if majors.uvm == FRONTEND_MAJOR || majors.caps == FRONTEND_MAJOR || majors.uvm == majors.caps {
-            return Err(bad(format!("majors uvm={} caps={} must differ from each other and from {FRONTEND_MAJOR}", majors.uvm, majors.caps)));
+        if majors.uvm == FRONTEND_MAJOR
+            || majors.caps == FRONTEND_MAJOR
+            || majors.uvm == majors.caps
+        {
+            return Err(bad(format!(
+                "majors uvm={} caps={} must differ from each other and from {FRONTEND_MAJOR}",
+                majors.uvm, majors.caps
+            )));
         }
         let mut uuids = BTreeSet::new();
         let mut minors = BTreeSet::new();
@@ -477,25 +526,48 @@ impl TopologyFile {
             let at = format!("gpus[{index}]");
             let model = models::model(&g.model).ok_or_else(|| {
                 let keys: Vec<&str> = models::MODELS.iter().map(|m| m.key).collect();
-                bad(format!("{at}: unknown model {:?}, known models: {}", g.model, keys.join(", ")))
+                bad(format!(
+                    "{at}: unknown model {:?}, known models: {}",
+                    g.model,
+                    keys.join(", ")
+                ))
             })?;
-            let uuid = g.uuid.clone().unwrap_or_else(|| stable_uuid("GPU", &format!("{name}/gpu{index}")));
+            let uuid = g
+                .uuid
+                .clone()
+                .unwrap_or_else(|| stable_uuid("GPU", &format!("{name}/gpu{index}")));
             if !is_uuid("GPU", &uuid) {
-                return Err(bad(format!("{at}: uuid {uuid:?} is not GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx")));
+                return Err(bad(format!(
+                    "{at}: uuid {uuid:?} is not GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
+                )));
             }
             let minor = g.minor.unwrap_or(index);
             if minor >= MAX_GPUS {
-                return Err(bad(format!("{at}: minor {minor} is out of range 0..{MAX_GPUS}")));
+                return Err(bad(format!(
+                    "{at}: minor {minor} is out of range 0..{MAX_GPUS}"
+                )));
             }
-            let pci_bus_id = g.pci_bus_id.clone().unwrap_or_else(|| format!("00000000:{:02X}:00.0", 0x07 + index * 8));
+            let pci_bus_id = g
+                .pci_bus_id
+                .clone()
+                .unwrap_or_else(|| format!("00000000:{:02X}:00.0", 0x07 + index * 8));
             if !is_nvml_bus_id(&pci_bus_id) {
-                return Err(bad(format!("{at}: pci_bus_id {pci_bus_id:?} is not like 00000000:07:00.0")));
+                return Err(bad(format!(
+                    "{at}: pci_bus_id {pci_bus_id:?} is not like 00000000:07:00.0"
+                )));
             }
-            if !uuids.insert(uuid.clone()) || !minors.insert(minor) || !buses.insert(pci_bus_id.to_ascii_lowercase()) {
-                return Err(bad(format!("{at}: uuid, minor or pci_bus_id repeats another GPU's")));
+            if !uuids.insert(uuid.clone())
+                || !minors.insert(minor)
+                || !buses.insert(pci_bus_id.to_ascii_lowercase())
+            {
+                return Err(bad(format!(
+                    "{at}: uuid, minor or pci_bus_id repeats another GPU's"
+                )));
             }
             if !g.mig && !g.gpu_instances.is_empty() {
-                return Err(bad(format!("{at}: has gpu_instances but mig = false; set mig = true or remove them")));
+                return Err(bad(format!(
+                    "{at}: has gpu_instances but mig = false; set mig = true or remove them"
+                )));
             }
             let mut gis: Vec<GpuInstance> = Vec::new();
             let mut used_slices = 0;
@@ -505,11 +577,19 @@ impl TopologyFile {
                 let at = format!("{at}.gpu_instances[{gi_pos}]");
                 let profile = model.gi_profile(&gf.profile).ok_or_else(|| {
                     let names: Vec<&str> = model.gi_profiles.iter().map(|p| p.name).collect();
-                    bad(format!("{at}: profile {:?} does not exist on {}, it has: {}", gf.profile, model.name, names.join(", ")))
+                    bad(format!(
+                        "{at}: profile {:?} does not exist on {}, it has: {}",
+                        gf.profile,
+                        model.name,
+                        names.join(", ")
+                    ))
                 })?;
                 used_slices += profile.slices;
                 if used_slices > 7 {
-                    return Err(bad(format!("{at}: {} does not fit, the GPU's 7 compute slices are used up", profile.name)));
+                    return Err(bad(format!(
+                        "{at}: {} does not fit, the GPU's 7 compute slices are used up",
+                        profile.name
+                    )));
                 }
                 let slot_index = used_slots.entry(profile.slices).or_insert(0);
                 let slot = default_gi_slots(profile.slices).get(*slot_index).copied();
@@ -517,14 +597,23 @@ impl TopologyFile {
                 let id = match (gf.id, slot) {
                     (Some(id), _) => id,
                     (None, Some((id, _))) => id,
-                    (None, None) => return Err(bad(format!("{at}: too many {} instances; give ids explicitly", profile.name))),
+                    (None, None) => {
+                        return Err(bad(format!(
+                            "{at}: too many {} instances; give ids explicitly",
+                            profile.name
+                        )))
+                    }
                 };
                 if id >= MAX_GPU_INSTANCES || !used_ids.insert(id) {
                     return Err(bad(format!("{at}: GPU instance id {id} is out of range 0..{MAX_GPU_INSTANCES} or used twice")));
                 }
                 let placement_start = gf.placement_start.or(slot.map(|s| s.1)).unwrap_or(0);
                 let cis_file = gf.compute_instances.clone().unwrap_or_else(|| {
-                    vec![ComputeInstanceFile { id: Some(0), slices: None, uuid: None }]
+                    vec![ComputeInstanceFile {
+                        id: Some(0),
+                        slices: None,
+                        uuid: None,
+                    }]
                 });
                 if cis_file.is_empty() {
                     return Err(bad(format!("{at}: compute_instances is empty; leave it out for one full compute instance")));
@@ -541,7 +630,10 @@ impl TopologyFile {
                     let slices = cf.slices.unwrap_or(profile.slices);
                     ci_slices += slices;
                     if slices == 0 || ci_slices > profile.slices {
-                        return Err(bad(format!("{at}: compute instances use more than the {} slices of {}", profile.slices, profile.name)));
+                        return Err(bad(format!(
+                            "{at}: compute instances use more than the {} slices of {}",
+                            profile.slices, profile.name
+                        )));
                     }
                     let uuid = cf.uuid.clone().unwrap_or_else(|| {
                         stable_uuid("MIG", &format!("{name}/gpu{index}/gi{}/ci{id}", gis.len()))
@@ -551,16 +643,39 @@ impl TopologyFile {
                     }
                     cis.push(ComputeInstance { id, slices, uuid });
                 }
-                gis.push(GpuInstance { id, profile, placement_start, compute_instances: cis });
+                gis.push(GpuInstance {
+                    id,
+                    profile,
+                    placement_start,
+                    compute_instances: cis,
+                });
             }
-            if gis.iter().map(|gi| gi.compute_instances.len()).sum::<usize>() > model.max_mig_devices as usize {
-                return Err(bad(format!("{at}: more MIG devices than the {} of a {}", model.max_mig_devices, model.name)));
+            if gis
+                .iter()
+                .map(|gi| gi.compute_instances.len())
+                .sum::<usize>()
+                > model.max_mig_devices as usize
+            {
+                return Err(bad(format!(
+                    "{at}: more MIG devices than the {} of a {}",
+                    model.max_mig_devices, model.name
+                )));
             }
-            gpus.push(Gpu { index, minor, uuid, model, pci_bus_id, mig: g.mig, gpu_instances: gis });
+            gpus.push(Gpu {
+                index,
+                minor,
+                uuid,
+                model,
+                pci_bus_id,
+                mig: g.mig,
+                gpu_instances: gis,
+            });
         }
         for gpu in &self.faults.lost_gpus {
             if *gpu as usize >= gpus.len() {
-                return Err(bad(format!("faults.lost_gpus names GPU {gpu}, which does not exist")));
+                return Err(bad(format!(
+                    "faults.lost_gpus names GPU {gpu}, which does not exist"
+                )));
             }
         }
         Ok(Topology {
@@ -582,7 +697,10 @@ const BUILTINS: &[(&str, &str)] = &[
     ("h100-mixed", include_str!("../topologies/h100-mixed.toml")),
     ("dgx-8x7", include_str!("../topologies/dgx-8x7.toml")),
     ("a100-nomig", include_str!("../topologies/a100-nomig.toml")),
-    ("two-gpus-one-mig", include_str!("../topologies/two-gpus-one-mig.toml")),
+    (
+        "two-gpus-one-mig",
+        include_str!("../topologies/two-gpus-one-mig.toml"),
+    ),
 ];
 
 /// The text of a shipped topology.
@@ -616,9 +734,16 @@ mod tests {
         let dgx = Topology::load("dgx-8x7").unwrap();
         assert_eq!(dgx.gpus.len(), 8);
         assert_eq!(dgx.mig_devices().len(), 56);
-        let uuids: BTreeSet<_> = dgx.mig_devices().iter().map(|m| m.ci.uuid.clone()).collect();
+        let uuids: BTreeSet<_> = dgx
+            .mig_devices()
+            .iter()
+            .map(|m| m.ci.uuid.clone())
+            .collect();
         assert_eq!(uuids.len(), 56);
-        assert!(Topology::load("a100-nomig").unwrap().mig_devices().is_empty());
+        assert!(Topology::load("a100-nomig")
+            .unwrap()
+            .mig_devices()
+            .is_empty());
         let two = Topology::load("two-gpus-one-mig").unwrap();
         assert!(two.gpus[0].mig && !two.gpus[1].mig);
     }
@@ -663,23 +788,33 @@ mod tests {
     }
 
     fn err(text: &str) -> String {
-        Topology::parse(text, false, "t.toml").unwrap_err().to_string()
+        Topology::parse(text, false, "t.toml")
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
     fn errors_name_what_and_where() {
         assert!(err("name = \"x\"\ngpus = []\n").contains("has no GPUs"));
-        assert!(err("name = \"x\"\n[[gpus]]\nmodel = \"rtx\"\n").contains("gpus[0]: unknown model \"rtx\""));
+        assert!(err("name = \"x\"\n[[gpus]]\nmodel = \"rtx\"\n")
+            .contains("gpus[0]: unknown model \"rtx\""));
         let e = err("name = \"x\"\n[[gpus]]\nmodel = \"a100-sxm4-40gb\"\nmig = true\ngpu_instances = [{profile = \"9g.99gb\"}]\n");
-        assert!(e.contains("gpus[0].gpu_instances[0]: profile \"9g.99gb\" does not exist"), "{e}");
+        assert!(
+            e.contains("gpus[0].gpu_instances[0]: profile \"9g.99gb\" does not exist"),
+            "{e}"
+        );
         let e = err("name = \"x\"\n[[gpus]]\nmodel = \"a100-sxm4-40gb\"\nmig = true\ngpu_instances = [{profile = \"4g.20gb\"}, {profile = \"4g.20gb\"}]\n");
         assert!(e.contains("4g.20gb does not fit"), "{e}");
         let e = err("name = \"x\"\n[[gpus]]\nmodel = \"a100-sxm4-40gb\"\nbogus = 1\n");
         assert!(e.contains("t.toml") && e.contains("bogus"), "{e}");
         let e = err("name = \"x\"\n[[gpus]]\nmodel = \"a100-sxm4-40gb\"\ngpu_instances = [{profile = \"1g.5gb\"}]\n");
         assert!(e.contains("mig = false"), "{e}");
-        let e = err("name = \"x\"\n[faults]\nlost_gpus = [3]\n[[gpus]]\nmodel = \"a100-sxm4-40gb\"\n");
+        let e =
+            err("name = \"x\"\n[faults]\nlost_gpus = [3]\n[[gpus]]\nmodel = \"a100-sxm4-40gb\"\n");
         assert!(e.contains("lost_gpus names GPU 3"), "{e}");
-        assert!(Topology::load("no-such-topology").unwrap_err().to_string().contains("a100-7x1g"));
+        assert!(Topology::load("no-such-topology")
+            .unwrap_err()
+            .to_string()
+            .contains("a100-7x1g"));
     }
 }

@@ -189,7 +189,11 @@ mod tests {
                     assert_ne!(a.id, b.id, "{}", m.key);
                     assert_ne!(a.name, b.name, "{}", m.key);
                 }
-                assert!(a.slices <= 7 && a.slices * a.instance_count <= 7, "{}", a.name);
+                assert!(
+                    a.slices <= 7 && a.slices * a.instance_count <= 7,
+                    "{}",
+                    a.name
+                );
                 assert!(ci_profile_id_for_slices(a.slices).is_some());
             }
         }
