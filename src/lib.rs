@@ -4,6 +4,7 @@
 //! host's **inventory**, are resolved by the **plan** into [`edits::ContainerEdits`], which one of
 //! the back ends applies (the OCI hook, the runtime wrapper, the CDI generator).
 
+pub mod cgroup;
 pub mod config;
 pub mod edits;
 pub mod inventory;

@@ -1,0 +1,80 @@
+//! Device access for a container's cgroup: the cgroup v1 devices controller and the cgroup v2
+//! eBPF device program.
+//!
+//! - [`find`] decides, from `/proc/<pid>/cgroup` and `/proc/self/mountinfo`, which of the two
+//!   governs the container's devices and where its cgroup directory is.
+//! - [`v1`] appends allow rules to `devices.allow`.
+//! - On cgroup v2 more than one attached device program only ever *restricts*, so access is
+//!   granted by *replacing* the runtime's program: [`rules`] rebuilds the full rule list runc 1.1
+//!   put in its program (from config.json plus runc's implicit defaults), [`program`] turns a rule
+//!   list into eBPF bytecode (pure), [`bpf`] holds every `bpf(2)` call, and [`v2`] attaches the
+//!   new program and detaches the old ones (the window in between is the intersection).
+//!
+//! [`grant_devices`] ties it together for the hook.
+
+pub mod bpf;
+pub mod find;
+pub mod program;
+pub mod rules;
+pub mod v1;
+pub mod v2;
+
+use std::path::{Path, PathBuf};
+
+use crate::edits::DeviceRule;
+
+pub use find::{find_device_cgroup, DeviceCgroup, FindError};
+pub use rules::RulesError;
+pub use v1::V1Error;
+pub use v2::Replaced;
+
+/// An error granting devices to a container's cgroup.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error(transparent)]
+    Find(#[from] FindError),
+    #[error(transparent)]
+    V1(#[from] V1Error),
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+    #[error(transparent)]
+    Bpf(#[from] bpf::BpfError),
+}
+
+/// What [`grant_devices`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Granted {
+    /// Rules appended to `<dir>/devices.allow`.
+    V1 { dir: PathBuf, rules: usize },
+    /// The device program of the cgroup v2 directory `dir` was replaced.
+    V2 { dir: PathBuf, replaced: Replaced },
+}
+
+/// Grant `ours` (allow rules for exactly migcage's device nodes) to the container whose init
+/// process is `pid`, on whichever cgroup version governs its devices.
+///
+/// `spec` is the bundle's config.json: on cgroup v2 the runtime's program is rebuilt from it (the
+/// spec's `linux.resources.devices` plus runc's implicit defaults) with `ours` appended, and
+/// replaces the runtime's program. On v1, `ours` is appended to `devices.allow` and `spec` is not
+/// needed (the runtime's rules stay in place).
+pub fn grant_devices(
+    proc_root: &Path,
+    pid: u32,
+    spec: &serde_json::Value,
+    ours: &[DeviceRule],
+) -> Result<Granted, CgroupError> {
+    match find_device_cgroup(proc_root, pid)? {
+        DeviceCgroup::V1(dir) => {
+            v1::allow_devices(&dir, ours)?;
+            Ok(Granted::V1 {
+                dir,
+                rules: ours.len(),
+            })
+        }
+        DeviceCgroup::V2(dir) => {
+            let full = rules::effective_rules_with(spec, ours)?;
+            let replaced = v2::replace_device_program(&dir, &full)?;
+            Ok(Granted::V2 { dir, replaced })
+        }
+    }
+}
