@@ -1,0 +1,350 @@
+//! Reading GPUs and MIG devices through NVML.
+//!
+//! nvml-wrapper does the work where it has a wrapper. For the MIG calls it lacks
+//! (`nvmlDeviceGetMaxMigDeviceCount`, `nvmlDeviceGetMigDeviceHandleByIndex`,
+//! `nvmlDeviceGetGpuInstanceId`, `nvmlDeviceGetComputeInstanceId`) this module loads the same
+//! library a second time through nvml-wrapper-sys's `NvmlLib` (the dynamic linker hands back the
+//! handle it already has, so both talk to the one initialized NVML) and calls the symbols
+//! directly. Every `unsafe` of the inventory lives in this file, one call per block.
+
+use std::path::{Path, PathBuf};
+
+use nvml_wrapper::error::{nvml_sym, nvml_try, NvmlError};
+use nvml_wrapper::{Device, Nvml};
+use nvml_wrapper_sys::bindings::{nvmlDevice_t, NvmlLib, NVML_DEVICE_MIG_ENABLE};
+
+use super::InventoryError;
+
+const MIB: u64 = 1024 * 1024;
+
+/// What NVML says about the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NvmlInfo {
+    /// `nvmlSystemGetDriverVersion`, `550.54.15`.
+    pub driver_version: String,
+    /// `nvmlSystemGetCudaDriverVersion_v2`, 12040 for 12.4.
+    pub cuda_driver_version: i32,
+    /// GPUs in NVML index order.
+    pub gpus: Vec<NvmlGpu>,
+}
+
+/// A physical GPU as NVML reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NvmlGpu {
+    pub index: u32,
+    /// `nvmlDeviceGetMinorNumber`.
+    pub minor: u32,
+    pub uuid: String,
+    pub name: String,
+    /// `00000000:07:00.0`.
+    pub pci_bus_id: String,
+    /// Current (not pending) MIG mode; false where the GPU does not support MIG.
+    pub mig_enabled: bool,
+    pub memory_mib: u64,
+    pub mig_devices: Vec<NvmlMigDevice>,
+}
+
+/// A MIG device as NVML reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NvmlMigDevice {
+    /// The index passed to `nvmlDeviceGetMigDeviceHandleByIndex`.
+    pub index: u32,
+    pub uuid: String,
+    /// `NVIDIA A100-SXM4-40GB MIG 1g.5gb`.
+    pub name: String,
+    /// The name's part after `MIG `: `1g.5gb`, `1c.3g.20gb`.
+    pub profile: String,
+    pub gpu_instance_id: u32,
+    pub compute_instance_id: u32,
+    pub memory_mib: u64,
+}
+
+/// The profile in a MIG device's name: `NVIDIA A100-SXM4-40GB MIG 1g.5gb` -> `1g.5gb`.
+pub fn profile_from_name(name: &str) -> Option<&str> {
+    let (_, profile) = name.rsplit_once("MIG ")?;
+    let profile = profile.trim();
+    (!profile.is_empty() && !profile.contains(char::is_whitespace)).then_some(profile)
+}
+
+/// Initialize NVML from `library` and read every GPU and MIG device.
+pub fn read(library: &Path) -> Result<NvmlInfo, InventoryError> {
+    let nvml = Nvml::builder()
+        .lib_path(library.as_os_str())
+        .init()
+        .map_err(|e| InventoryError::NvmlInit {
+            library: library.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    let raw = RawNvml::load(library)?;
+    let lib = library.to_path_buf();
+    let sys = || "the system".to_string();
+    let driver_version =
+        nvml.sys_driver_version()
+            .map_err(call_error(&lib, "nvmlSystemGetDriverVersion", sys))?;
+    let cuda_driver_version = nvml.sys_cuda_driver_version().map_err(call_error(
+        &lib,
+        "nvmlSystemGetCudaDriverVersion_v2",
+        sys,
+    ))?;
+    let count = nvml
+        .device_count()
+        .map_err(call_error(&lib, "nvmlDeviceGetCount_v2", sys))?;
+    let mut gpus = Vec::with_capacity(count as usize);
+    for index in 0..count {
+        let at = || format!("GPU {index}");
+        let device = nvml.device_by_index(index).map_err(call_error(
+            &lib,
+            "nvmlDeviceGetHandleByIndex_v2",
+            at,
+        ))?;
+        let uuid = device
+            .uuid()
+            .map_err(call_error(&lib, "nvmlDeviceGetUUID", at))?;
+        let at = || format!("GPU {index} ({uuid})");
+        let name = device
+            .name()
+            .map_err(call_error(&lib, "nvmlDeviceGetName", at))?;
+        let pci_bus_id = device
+            .pci_info()
+            .map_err(call_error(&lib, "nvmlDeviceGetPciInfo_v3", at))?
+            .bus_id;
+        let minor =
+            device
+                .minor_number()
+                .map_err(call_error(&lib, "nvmlDeviceGetMinorNumber", at))?;
+        let memory_mib = device
+            .memory_info()
+            .map_err(call_error(&lib, "nvmlDeviceGetMemoryInfo_v2", at))?
+            .total
+            / MIB;
+        let mig_enabled = match device.mig_mode() {
+            Ok(mode) => mode.current == NVML_DEVICE_MIG_ENABLE,
+            Err(NvmlError::NotSupported) => false,
+            Err(e) => return Err(call_error(&lib, "nvmlDeviceGetMigMode", at)(e)),
+        };
+        let mig_devices = if mig_enabled {
+            read_mig_devices(&nvml, &raw, &device, &at())?
+        } else {
+            Vec::new()
+        };
+        gpus.push(NvmlGpu {
+            index,
+            minor,
+            uuid,
+            name,
+            pci_bus_id,
+            mig_enabled,
+            memory_mib,
+            mig_devices,
+        });
+    }
+    Ok(NvmlInfo {
+        driver_version,
+        cuda_driver_version,
+        gpus,
+    })
+}
+
+/// The MIG devices of one GPU, in index order. Indexes without a device (NVML answers
+/// `NOT_FOUND`) are skipped: after instances are destroyed the populated indexes need not be
+/// contiguous.
+fn read_mig_devices(
+    nvml: &Nvml,
+    raw: &RawNvml,
+    gpu: &Device<'_>,
+    at: &str,
+) -> Result<Vec<NvmlMigDevice>, InventoryError> {
+    let lib = &raw.library;
+    let gpu_at = || at.to_string();
+    // SAFETY: `handle` only copies the raw pointer out; it is used below only while `nvml` (and
+    // so the NVML session the handle belongs to) is alive.
+    let gpu_handle = unsafe { gpu.handle() };
+    let max = raw.max_mig_device_count(gpu_handle).map_err(call_error(
+        lib,
+        "nvmlDeviceGetMaxMigDeviceCount",
+        gpu_at,
+    ))?;
+    let mut out = Vec::new();
+    for index in 0..max {
+        let mig_at = || format!("MIG device {index} of {at}");
+        let Some(handle) = raw
+            .mig_device_handle(gpu_handle, index)
+            .map_err(call_error(
+                lib,
+                "nvmlDeviceGetMigDeviceHandleByIndex",
+                mig_at,
+            ))?
+        else {
+            continue;
+        };
+        // SAFETY: `handle` was just returned by a successful nvmlDeviceGetMigDeviceHandleByIndex
+        // of this NVML session, and the `Device` cannot outlive `nvml` (it borrows it).
+        let device = unsafe { Device::new(handle, nvml) };
+        let uuid = device
+            .uuid()
+            .map_err(call_error(lib, "nvmlDeviceGetUUID", mig_at))?;
+        let mig_at = || format!("{uuid} (MIG device {index} of {at})");
+        let name = device
+            .name()
+            .map_err(call_error(lib, "nvmlDeviceGetName", mig_at))?;
+        let memory_mib = device
+            .memory_info()
+            .map_err(call_error(lib, "nvmlDeviceGetMemoryInfo_v2", mig_at))?
+            .total
+            / MIB;
+        let gpu_instance_id = raw.gpu_instance_id(handle).map_err(call_error(
+            lib,
+            "nvmlDeviceGetGpuInstanceId",
+            mig_at,
+        ))?;
+        let compute_instance_id = raw.compute_instance_id(handle).map_err(call_error(
+            lib,
+            "nvmlDeviceGetComputeInstanceId",
+            mig_at,
+        ))?;
+        let profile = profile_from_name(&name)
+            .ok_or_else(|| InventoryError::MigName {
+                uuid: uuid.clone(),
+                name: name.clone(),
+            })?
+            .to_string();
+        out.push(NvmlMigDevice {
+            index,
+            uuid,
+            name,
+            profile,
+            gpu_instance_id,
+            compute_instance_id,
+            memory_mib,
+        });
+    }
+    Ok(out)
+}
+
+/// Turn an NVML error of one call into an [`InventoryError`] naming the call and its target.
+fn call_error<'a, F: FnOnce() -> String + 'a>(
+    library: &'a Path,
+    call: &'static str,
+    target: F,
+) -> impl FnOnce(NvmlError) -> InventoryError + 'a {
+    move |e| InventoryError::NvmlCall {
+        library: library.to_path_buf(),
+        call,
+        target: target(),
+        message: e.to_string(),
+    }
+}
+
+/// The raw NVML symbols nvml-wrapper does not wrap.
+struct RawNvml {
+    library: PathBuf,
+    lib: NvmlLib,
+}
+
+impl RawNvml {
+    fn load(library: &Path) -> Result<RawNvml, InventoryError> {
+        // SAFETY: this is the library nvml-wrapper has just loaded and initialized from the same
+        // path, so dlopen returns the handle already open and runs no initializer again; the
+        // symbols are looked up with the signatures bindgen generated from nvml.h.
+        let lib = unsafe { NvmlLib::new(library) }.map_err(|e| InventoryError::NvmlInit {
+            library: library.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Ok(RawNvml {
+            library: library.to_path_buf(),
+            lib,
+        })
+    }
+
+    fn max_mig_device_count(&self, gpu: nvmlDevice_t) -> Result<u32, NvmlError> {
+        let sym = nvml_sym(self.lib.nvmlDeviceGetMaxMigDeviceCount.as_ref())?;
+        let mut count = 0;
+        // SAFETY: `gpu` is a live handle of the initialized NVML session; `count` is a valid
+        // out-pointer for the duration of the call.
+        nvml_try(unsafe { sym(gpu, &mut count) })?;
+        Ok(count)
+    }
+
+    /// `None` where NVML has no MIG device at this index.
+    fn mig_device_handle(
+        &self,
+        gpu: nvmlDevice_t,
+        index: u32,
+    ) -> Result<Option<nvmlDevice_t>, NvmlError> {
+        let sym = nvml_sym(self.lib.nvmlDeviceGetMigDeviceHandleByIndex.as_ref())?;
+        let mut handle: nvmlDevice_t = std::ptr::null_mut();
+        // SAFETY: `gpu` is a live handle of the initialized NVML session; `handle` is a valid
+        // out-pointer for the duration of the call.
+        match nvml_try(unsafe { sym(gpu, index, &mut handle) }) {
+            Ok(()) if !handle.is_null() => Ok(Some(handle)),
+            Ok(()) | Err(NvmlError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn gpu_instance_id(&self, mig: nvmlDevice_t) -> Result<u32, NvmlError> {
+        let sym = nvml_sym(self.lib.nvmlDeviceGetGpuInstanceId.as_ref())?;
+        let mut id = 0;
+        // SAFETY: `mig` is a live MIG device handle of the initialized NVML session; `id` is a
+        // valid out-pointer for the duration of the call.
+        nvml_try(unsafe { sym(mig, &mut id) })?;
+        Ok(id)
+    }
+
+    fn compute_instance_id(&self, mig: nvmlDevice_t) -> Result<u32, NvmlError> {
+        let sym = nvml_sym(self.lib.nvmlDeviceGetComputeInstanceId.as_ref())?;
+        let mut id = 0;
+        // SAFETY: `mig` is a live MIG device handle of the initialized NVML session; `id` is a
+        // valid out-pointer for the duration of the call.
+        nvml_try(unsafe { sym(mig, &mut id) })?;
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_is_the_part_after_mig() {
+        assert_eq!(
+            profile_from_name("NVIDIA A100-SXM4-40GB MIG 1g.5gb"),
+            Some("1g.5gb")
+        );
+        assert_eq!(
+            profile_from_name("NVIDIA H100 80GB HBM3 MIG 1g.10gb+me"),
+            Some("1g.10gb+me")
+        );
+        assert_eq!(
+            profile_from_name("NVIDIA A100-SXM4-40GB MIG 1c.3g.20gb"),
+            Some("1c.3g.20gb")
+        );
+        assert_eq!(profile_from_name("NVIDIA A100-SXM4-40GB"), None);
+        assert_eq!(profile_from_name("NVIDIA A100-SXM4-40GB MIG "), None);
+    }
+
+    #[test]
+    fn missing_library_names_the_path_and_the_fix() {
+        let e = read(Path::new("/nonexistent/libnvidia-ml.so.1")).unwrap_err();
+        let s = e.to_string();
+        assert!(matches!(e, InventoryError::NvmlInit { .. }), "{s}");
+        assert!(
+            s.contains("/nonexistent/libnvidia-ml.so.1") && s.contains("nvml_library"),
+            "{s}"
+        );
+        assert!(!s.contains('\n'), "{s}");
+    }
+
+    #[test]
+    fn call_errors_name_call_and_target() {
+        let lib = PathBuf::from("/x/libnvidia-ml.so.1");
+        let e = call_error(&lib, "nvmlDeviceGetUUID", || "GPU 3".to_string())(NvmlError::GpuLost);
+        let s = e.to_string();
+        assert!(
+            s.contains("nvmlDeviceGetUUID")
+                && s.contains("GPU 3")
+                && s.contains("/x/libnvidia-ml.so.1"),
+            "{s}"
+        );
+    }
+}
