@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite: unit, integration and end-to-end tests against real runtimes on the
+# simulated GPU. Run as root on Debian (it installs runc, crun and friends; e2e tests need root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+# Build every artifact first: the tests run the migcage binary, the simulated libnvidia-ml and the
+# nvidia-smi stand-in, which 'simulate' finds next to the migcage binary.
+cargo build --workspace --all-targets --quiet
+cargo test --workspace --no-fail-fast 2>&1

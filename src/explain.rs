@@ -1,0 +1,154 @@
+//! `migcage explain`: what migcage would do to a container, without doing it.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::hook::container::ContainerWork;
+use crate::plan::Plan;
+use crate::request::{Devices, Request};
+
+/// The explanation (`--json`).
+#[derive(Debug, Serialize)]
+pub struct Explanation {
+    pub request: Request,
+    /// None when nothing was asked for.
+    pub plan: Option<Plan>,
+    /// What the hook would do inside the container.
+    pub container: Option<ContainerWork>,
+}
+
+fn mode(m: u32) -> String {
+    format!("{m:04o}")
+}
+
+/// The explanation for people.
+pub fn render(e: &Explanation) -> String {
+    let mut s = String::new();
+    let r = &e.request;
+    let sources: Vec<String> = r.sources.iter().map(ToString::to_string).collect();
+    match &r.devices {
+        Devices::Untouched => {
+            let _ = writeln!(
+                s,
+                "Request: nothing (no device asked for): migcage leaves this container untouched"
+            );
+        }
+        Devices::DriverOnly => {
+            let _ = writeln!(
+                s,
+                "Request: none (no device, driver capabilities only) from {}",
+                sources.join(" and ")
+            );
+        }
+        Devices::Selected(sel) => {
+            let names: Vec<String> = sel.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                s,
+                "Request: {} from {}",
+                names.join(","),
+                sources.join(" and ")
+            );
+        }
+    }
+    let _ = writeln!(s, "Driver capabilities: {}", r.driver_capabilities);
+    let _ = writeln!(
+        s,
+        "Privileged (CAP_SYS_ADMIN): {}",
+        if r.privileged { "yes" } else { "no" }
+    );
+    for note in &r.notes {
+        let _ = writeln!(s, "Note: {note}");
+    }
+    let Some(plan) = &e.plan else { return s };
+    let _ = writeln!(s, "Resolved to:");
+    if plan.devices.is_empty() {
+        let _ = writeln!(s, "  no device");
+    }
+    for d in &plan.devices {
+        let _ = writeln!(s, "  {:<5} {}  {}", d.index, d.uuid, d.kind);
+    }
+    let _ = writeln!(s, "Device nodes:");
+    for n in &plan.edits.device_nodes {
+        let _ = writeln!(
+            s,
+            "  {:<36} c {}:{}  mode {}  (host {})",
+            n.path,
+            n.major,
+            n.minor,
+            mode(n.file_mode),
+            n.host_path
+        );
+    }
+    let _ = writeln!(s, "Cgroup device rules (allow):");
+    for r in &plan.edits.device_rules {
+        let num = |v: Option<u32>| v.map_or("*".to_string(), |n| n.to_string());
+        let _ = writeln!(s, "  c {}:{} {}", num(r.major), num(r.minor), r.access);
+    }
+    if let Some(view) = e.container.as_ref().and_then(|c| c.proc_view.as_ref()) {
+        let _ = writeln!(s, "/proc/driver/nvidia in the container: tmpfs with params (ModifyDeviceFiles: 0), version, registry, and:");
+        for g in &view.gpus {
+            let _ = writeln!(s, "  gpus/{g} (read-only bind)");
+        }
+        for c in &view.caps {
+            let _ = writeln!(s, "  {c} (read-only bind)");
+        }
+    }
+    if !plan.edits.env.is_empty() {
+        let _ = writeln!(
+            s,
+            "Environment (runtime and CDI modes): {}",
+            plan.edits.env.join(" ")
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RequestPolicy;
+    use crate::plan::nodes::tests::inventory;
+    use std::path::Path;
+
+    fn explain(env: &[&str]) -> Explanation {
+        let spec = serde_json::json!({"process": {"env": env}, "root": {"path": "rootfs"}});
+        let request = crate::request::parse(&spec, &RequestPolicy::default()).unwrap();
+        let plan = (!request.is_noop())
+            .then(|| crate::plan::resolve(&request, &inventory(), Path::new("/dev")).unwrap());
+        Explanation {
+            request,
+            plan,
+            container: None,
+        }
+    }
+
+    #[test]
+    fn untouched_says_so() {
+        let t = render(&explain(&[]));
+        assert!(
+            t.starts_with(
+                "Request: nothing (no device asked for): migcage leaves this container untouched\n"
+            ),
+            "{t}"
+        );
+        assert!(!t.contains("Device nodes"));
+    }
+
+    #[test]
+    fn every_node_with_numbers_and_mode() {
+        let t = render(&explain(&["NVIDIA_VISIBLE_DEVICES=0:1"]));
+        assert!(
+            t.contains("Request: 0:1 from NVIDIA_VISIBLE_DEVICES"),
+            "{t}"
+        );
+        assert!(
+            t.contains("  0:1   MIG-22222222-2222-2222-2222-222222222222  3g.20gb"),
+            "{t}"
+        );
+        assert!(t.contains("/dev/nvidia-caps/nvidia-cap21"), "{t}");
+        assert!(t.contains("c 509:21  mode 0444"), "{t}");
+        assert!(t.contains("  c 195:255 rw\n"), "{t}");
+        assert!(!t.contains("c 195:1 "), "{t}");
+    }
+}
