@@ -13,6 +13,7 @@ pub mod hook;
 pub mod inventory;
 pub mod list;
 pub mod logging;
+pub mod pipeline;
 pub mod plan;
 pub mod request;
 pub mod rootfs;

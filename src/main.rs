@@ -83,15 +83,10 @@ fn explain(
         }
         (None, None) => anyhow::bail!("give --bundle DIR or --spec FILE"),
     };
-    let request = migcage::request::parse(&spec, &config.requests)?;
-    let (plan, container) = if request.is_noop() {
-        (None, None)
-    } else {
-        let inv = migcage::inventory::discover(config)?;
-        let plan = migcage::plan::resolve(&request, &inv, &config.dev_root)?;
-        let work = migcage::hook::container_work(config, &bundle, &spec, &plan).ok();
-        (Some(plan), work)
-    };
+    let (request, plan) = migcage::pipeline::plan_for_spec(config, &spec)?;
+    let container = plan
+        .as_ref()
+        .and_then(|p| migcage::hook::container_work(config, &bundle, &spec, p).ok());
     let e = migcage::explain::Explanation {
         request,
         plan,

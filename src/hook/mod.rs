@@ -18,9 +18,9 @@ use serde::Serialize;
 
 use crate::cgroup;
 use crate::config::Config;
-use crate::inventory;
-use crate::plan::{self, Plan};
-use crate::request::{self, Request};
+use crate::pipeline;
+use crate::plan::Plan;
+use crate::request::Request;
 use container::{ContainerWork, ProcView};
 use state::State;
 
@@ -50,11 +50,7 @@ pub enum HookError {
     #[error(transparent)]
     State(#[from] state::StateError),
     #[error(transparent)]
-    Request(#[from] request::RequestError),
-    #[error(transparent)]
-    Inventory(#[from] inventory::InventoryError),
-    #[error(transparent)]
-    Plan(#[from] plan::PlanError),
+    Pipeline(#[from] pipeline::PipelineError),
     #[error("bundle {bundle}: config.json has no root.path; the runtime wrote a broken bundle")]
     NoRootfs { bundle: String },
     #[error("container {id}: {message}")]
@@ -151,15 +147,12 @@ pub fn run(config: &Config, stage: Stage, input: impl Read) -> Result<Outcome, H
         return Ok(outcome);
     }
     let spec = state::read_config(&state.bundle)?;
-    let request = request::parse(&spec, &config.requests)?;
-    if request.is_noop() {
-        outcome.request = Some(request);
+    let (request, plan) = pipeline::plan_for_spec(config, &spec)?;
+    outcome.request = Some(request);
+    let Some(plan) = plan else {
         outcome.duration_us = start.elapsed().as_micros();
         return Ok(outcome);
-    }
-    let inv = inventory::discover(config)?;
-    let plan = plan::resolve(&request, &inv, &config.dev_root)?;
-    outcome.request = Some(request);
+    };
     if !plan.edits.device_nodes.is_empty() {
         let pid = container_pid(stage, &state)?;
         let work = container_work(config, &state.bundle, &spec, &plan)?;
