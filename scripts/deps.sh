@@ -3,6 +3,16 @@
 # everything is already there.
 set -euo pipefail
 need=(runc crun busybox-static bpftool gcc libc6-dev pkg-config util-linux iproute2 jq)
+# containerd: `configure containerd` checks its output with `containerd config dump`.
+need+=(containerd)
+# The engines the end-to-end tests run (tests/{docker,podman,containerd}_e2e.rs); tar and
+# coreutils (sha256sum) build their busybox images.
+need+=(docker.io podman tar coreutils)
+# scripts/package-test.sh: dpkg-shlibdeps for the .deb's dependencies (dpkg-dev), rpm -qlp for
+# the .rpm, logrotate -d for the shipped rotation, systemd-analyze verify for the unit.
+need+=(dpkg-dev rpm logrotate systemd)
+# scripts/fuzz.sh: libfuzzer-sys compiles libFuzzer (C++).
+need+=(g++)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -14,6 +24,6 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "deps: cargo (Rust >= 1.80) is required: install it with rustup (https://rustup.rs), then rerun" >&2
+  echo "deps: cargo (Rust >= 1.85) is required: install it with rustup (https://rustup.rs), then rerun" >&2
   exit 1
 fi

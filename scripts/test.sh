@@ -10,3 +10,9 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 # nvidia-smi stand-in, which 'simulate' finds next to the migcage binary.
 cargo build --workspace --all-targets --quiet
 cargo test --workspace --no-fail-fast 2>&1
+# Every fuzz target for a bounded time (MIGCAGE_FUZZ_SECONDS each, 60 by default; fuzz/ is its
+# own workspace, so the lines above do not build it).
+scripts/fuzz.sh
+# Last: it installs the .deb on this machine (its hooks.d file would act on the podman tests'
+# containers), smoke-tests it on a simulated GPU and purges it.
+scripts/package-test.sh

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/migcage/config.toml";
 /// The environment variable that overrides the configuration file's location.
 pub const CONFIG_ENV: &str = "MIGCAGE_CONFIG";
+/// The default of `nvml_timeout_ms` (10 s).
+pub const DEFAULT_NVML_TIMEOUT_MS: u64 = 10_000;
 
 /// An error loading the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,28 @@ impl Default for RequestPolicy {
     }
 }
 
+/// What a container that names a MIG instance (`0:1`, `MIG-...`) gets when another running
+/// container already holds it (see the lease module).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ExplicitPolicy {
+    /// Refused, naming the holder: one instance, one container, as a cluster admin expects of
+    /// MIG. The default.
+    #[default]
+    Exclusive,
+    /// Allowed (Kubernetes time-slicing hands one MIG UUID to several pods); `migcage list`
+    /// shows the instance as shared. Requests by profile still never get a held instance.
+    Shared,
+}
+
+/// Leases of MIG instances (`[leases]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaseConfig {
+    /// `exclusive` or `shared`.
+    pub explicit: ExplicitPolicy,
+}
+
 /// Logging.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -87,8 +111,17 @@ pub struct Config {
     pub nvml_library: PathBuf,
     /// Where migcage keeps its runtime state (leases, inventory snapshot).
     pub state_dir: PathBuf,
+    /// How long a full discovery may wait for NVML (milliseconds) before it gives up with an
+    /// error. NVML's start-up without persistence mode can take seconds; a hook must not wedge a
+    /// container start on it.
+    pub nvml_timeout_ms: u64,
+    /// The OCI runtime `migcage runtime` hands every command to: `runc`, `crun`, or another
+    /// runtime with runc's command line; a name looked up on PATH (then /usr/local/sbin,
+    /// /usr/local/bin, /usr/sbin, /usr/bin, /sbin, /bin) or an absolute path.
+    pub runtime: PathBuf,
     pub requests: RequestPolicy,
     pub log: LogConfig,
+    pub leases: LeaseConfig,
 }
 
 impl Default for Config {
@@ -99,8 +132,11 @@ impl Default for Config {
             proc_root: "/proc".into(),
             nvml_library: "libnvidia-ml.so.1".into(),
             state_dir: "/run/migcage".into(),
+            nvml_timeout_ms: DEFAULT_NVML_TIMEOUT_MS,
+            runtime: "runc".into(),
             requests: RequestPolicy::default(),
             log: LogConfig::default(),
+            leases: LeaseConfig::default(),
         }
     }
 }
@@ -112,7 +148,8 @@ impl Config {
             path: path.to_path_buf(),
             message: e
                 .to_string()
-                .lines()
+                // Not lines(): a lone '\r' the error quotes from the file would start a new line.
+                .split(['\n', '\r'])
                 .filter(|l| !l.trim().is_empty())
                 .collect::<Vec<_>>()
                 .join(" "),
@@ -200,6 +237,35 @@ mod tests {
             "{s}"
         );
         assert!(!s.contains('\n'), "{s}");
+    }
+
+    #[test]
+    fn nvml_timeout_is_configurable() {
+        assert_eq!(Config::default().nvml_timeout_ms, DEFAULT_NVML_TIMEOUT_MS);
+        let c = Config::parse("nvml_timeout_ms = 250\n", Path::new("c.toml")).unwrap();
+        assert_eq!(c.nvml_timeout_ms, 250);
+    }
+
+    #[test]
+    fn lease_policy_defaults_to_exclusive() {
+        assert_eq!(Config::default().leases.explicit, ExplicitPolicy::Exclusive);
+        let c = Config::parse("[leases]\nexplicit = \"shared\"\n", Path::new("c.toml")).unwrap();
+        assert_eq!(c.leases.explicit, ExplicitPolicy::Shared);
+        let e = Config::parse("[leases]\nexplicit = \"some\"\n", Path::new("c.toml")).unwrap_err();
+        assert!(e.to_string().contains("exclusive"), "{e}");
+    }
+
+    /// Found by the `config` fuzz target: toml quotes the offending line, and a lone carriage
+    /// return in it made the message two lines.
+    #[test]
+    fn a_carriage_return_in_the_file_stays_on_one_line() {
+        for text in ["0\r>", "driver_root = \"/\"\r\nx\r= 1\r\n"] {
+            let s = Config::parse(text, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(!s.contains(['\n', '\r']), "{s:?}");
+            assert!(s.starts_with("config file c.toml: "), "{s:?}");
+        }
     }
 
     #[test]

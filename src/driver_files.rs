@@ -18,6 +18,8 @@
 
 use std::fmt;
 
+use serde::Serialize;
+
 /// One `NVIDIA_DRIVER_CAPABILITIES` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Capability {
@@ -137,6 +139,14 @@ impl FromIterator<Capability> for Caps {
     }
 }
 
+impl Serialize for Caps {
+    /// The capability names, as `NVIDIA_DRIVER_CAPABILITIES` spells them.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let names: Vec<&str> = self.iter().map(Capability::name).collect();
+        names.serialize(s)
+    }
+}
+
 impl fmt::Debug for Caps {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<&str> = self.iter().map(Capability::name).collect();
@@ -145,7 +155,8 @@ impl fmt::Debug for Caps {
 }
 
 /// What kind of file an entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum FileKind {
     /// A shared library in the host's library directory, found through the ld cache.
     Library,
@@ -374,6 +385,74 @@ pub const LIBRARY_DIR_32: &str = "/usr/lib/i386-linux-gnu";
 /// Where binaries live on a host.
 pub const BINARY_DIR: &str = "/usr/bin";
 
+/// Where discovery looks for a 64-bit library the ld cache does not list (or lists at another
+/// version), in order: Debian multiarch, then the RPM-style and plain directories.
+pub const LIBRARY_DIRS: &[&str] = &[
+    LIBRARY_DIR,
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib64",
+    "/lib64",
+    "/usr/lib",
+    "/lib",
+];
+/// The same for 32-bit libraries (`compat32`). The ELF class is checked, so a 64-bit file in a
+/// shared directory such as `/usr/lib` is never taken for a 32-bit one.
+pub const LIBRARY_DIRS_32: &[&str] = &[
+    LIBRARY_DIR_32,
+    "/lib/i386-linux-gnu",
+    "/usr/lib32",
+    "/lib32",
+    "/usr/lib",
+];
+/// Where discovery looks for the driver's binaries, in order.
+pub const BINARY_DIRS: &[&str] = &[BINARY_DIR, "/usr/sbin", "/bin", "/sbin", "/usr/local/bin"];
+
+/// IPC entries a container may write into (the MPS pipe directory, where clients open the
+/// daemon's pipes for writing). Every other entry is mounted read-only.
+pub const WRITABLE_IPC: &[&str] = &["/tmp/nvidia-mps"];
+
+/// Libraries that also get the unversioned development symlink (`libcuda.so -> libcuda.so.1`),
+/// on a host (the driver's installer makes it) and in a container (migcage makes it).
+pub const DEV_SYMLINKS: &[&str] = &["libcuda.so.1", "libnvidia-ml.so.1"];
+
+/// The development symlink's name for `soname` (`libcuda.so` for `libcuda.so.1`), when it is one
+/// of [`DEV_SYMLINKS`].
+pub fn dev_link_name(soname: &str) -> Option<String> {
+    if !DEV_SYMLINKS.contains(&soname) {
+        return None;
+    }
+    soname
+        .rsplit_once(".so.")
+        .map(|(stem, _)| format!("{stem}.so"))
+}
+
+/// **Simulated hosts only.** A file that `migcage simulate` writes into its tree for containers,
+/// with no counterpart in a real driver installation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimOnlyFile {
+    /// Where the simulated tree holds it (relative to the driver root, written as absolute).
+    pub host_path: &'static str,
+    /// Its name in the container, in the directory of the library named by `beside`.
+    pub container_name: &'static str,
+    /// The soname of the library it goes next to.
+    pub beside: &'static str,
+    pub caps: Caps,
+}
+
+/// **Simulated hosts only.** Discovery looks for these only under a driver root that carries the
+/// simulator's marker file ([`crate::simulate::MARKER`]), so a real host never gets them.
+///
+/// The simulated NVML reads its topology from `nvidia-sim-topology.toml` next to itself. The
+/// host's copy shows every device; the container's copy (`visibility = "device-nodes"`,
+/// `dev_root = "/dev"`) makes the library inside a container enumerate only the devices whose
+/// nodes the container can open, which is the real driver's rule.
+pub const SIM_ONLY_FILES: &[SimOnlyFile] = &[SimOnlyFile {
+    host_path: "/usr/share/migcage-sim/nvidia-sim-topology.container.toml",
+    container_name: "nvidia-sim-topology.toml",
+    beside: "libnvidia-ml.so.1",
+    caps: Caps::UTILITY,
+}];
+
 /// One of the driver's files for one driver version: every `{ver}` filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DriverFile {
@@ -520,6 +599,26 @@ mod tests {
             "/usr/lib/x86_64-linux-gnu/vdpau/libvdpau_nvidia.so.550.54.15"
         );
         assert_eq!(path("nvidia-smi"), "/usr/bin/nvidia-smi");
+    }
+
+    #[test]
+    fn dev_links_and_search_dirs() {
+        assert_eq!(dev_link_name("libcuda.so.1").as_deref(), Some("libcuda.so"));
+        assert_eq!(
+            dev_link_name("libnvidia-ml.so.1").as_deref(),
+            Some("libnvidia-ml.so")
+        );
+        assert_eq!(dev_link_name("libnvidia-cfg.so.1"), None);
+        assert_eq!(LIBRARY_DIRS[0], LIBRARY_DIR);
+        assert_eq!(LIBRARY_DIRS_32[0], LIBRARY_DIR_32);
+        assert_eq!(BINARY_DIRS[0], BINARY_DIR);
+        for f in SIM_ONLY_FILES {
+            assert!(f.host_path.starts_with('/'));
+            assert!(!f.container_name.contains('/'));
+            assert!(driver_files("1.2.3")
+                .iter()
+                .any(|d| d.soname.as_deref() == Some(f.beside)));
+        }
     }
 
     #[test]

@@ -110,6 +110,37 @@ pub struct Mount {
     pub options: Vec<String>,
 }
 
+/// A symbolic link to make inside the container (`link` -> `target`), such as the soname link
+/// `/usr/lib/x86_64-linux-gnu/libcuda.so.1 -> libcuda.so.550.54.15`. CDI has no field for these:
+/// they are made by `migcage hook` (CDI generators pass them to it as a hook).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Symlink {
+    /// The link's absolute path inside the container.
+    pub link: String,
+    /// What it points to: a name in the same directory.
+    pub target: String,
+}
+
+/// The architecture of a library, as the ld cache records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LibArch {
+    #[serde(rename = "x86-64")]
+    X86_64,
+    #[serde(rename = "i386")]
+    I386,
+}
+
+/// An entry to add to the container's ld cache (`/etc/ld.so.cache`), so that `dlopen(soname)`
+/// finds the injected library.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LdCacheEntry {
+    /// The name programs ask for, such as `libcuda.so.1`.
+    pub soname: String,
+    /// The container path it resolves to, such as `/usr/lib/x86_64-linux-gnu/libcuda.so.1`.
+    pub path: String,
+    pub arch: LibArch,
+}
+
 /// Everything migcage does to a container.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ContainerEdits {
@@ -121,6 +152,14 @@ pub struct ContainerEdits {
     #[serde(rename = "deviceRules")]
     pub device_rules: Vec<DeviceRule>,
     pub mounts: Vec<Mount>,
+    /// Symbolic links to make inside the container after the mounts (the driver libraries'
+    /// soname and development links).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub symlinks: Vec<Symlink>,
+    /// Entries the container's ld cache must get (written by `migcage hook`, which never runs
+    /// the image's ldconfig).
+    #[serde(rename = "ldCache", default, skip_serializing_if = "Vec::is_empty")]
+    pub ld_cache: Vec<LdCacheEntry>,
 }
 
 impl ContainerEdits {
@@ -130,12 +169,56 @@ impl ContainerEdits {
             && self.device_nodes.is_empty()
             && self.device_rules.is_empty()
             && self.mounts.is_empty()
+            && self.symlinks.is_empty()
+            && self.ld_cache.is_empty()
+    }
+
+    /// The directories of the libraries in [`ContainerEdits::ld_cache`], in order, each once: what
+    /// an `ld.so.conf` entry (or `ldconfig` run) would list.
+    pub fn ld_cache_dirs(&self) -> Vec<String> {
+        let mut dirs: Vec<String> = Vec::new();
+        for e in &self.ld_cache {
+            if let Some((dir, _)) = e.path.rsplit_once('/') {
+                let dir = if dir.is_empty() { "/" } else { dir };
+                if !dirs.iter().any(|d| d == dir) {
+                    dirs.push(dir.to_string());
+                }
+            }
+        }
+        dirs
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ld_cache_dirs_are_listed_once() {
+        let entry = |soname: &str, path: &str| LdCacheEntry {
+            soname: soname.into(),
+            path: path.into(),
+            arch: LibArch::X86_64,
+        };
+        let e = ContainerEdits {
+            ld_cache: vec![
+                entry("libcuda.so.1", "/usr/lib/x86_64-linux-gnu/libcuda.so.1"),
+                entry("libcuda.so", "/usr/lib/x86_64-linux-gnu/libcuda.so"),
+                entry("libx.so.1", "/usr/lib32/libx.so.1"),
+            ],
+            ..ContainerEdits::default()
+        };
+        assert!(!e.is_empty());
+        assert_eq!(
+            e.ld_cache_dirs(),
+            ["/usr/lib/x86_64-linux-gnu", "/usr/lib32"]
+        );
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["ldCache"][0]["arch"], "x86-64");
+        assert!(json.get("symlinks").is_none(), "empty lists are left out");
+        let back: ContainerEdits = serde_json::from_value(json).unwrap();
+        assert_eq!(back, e);
+    }
 
     #[test]
     fn access_parses_and_prints() {

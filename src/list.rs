@@ -1,5 +1,6 @@
 //! `migcage list`: every GPU and MIG device with the names users type and the exact device nodes
-//! a container asking for it would get. Pure rendering of an [`Inventory`].
+//! a container asking for it would get, and which container holds each MIG device. Pure
+//! rendering of an [`Inventory`] and the leases (see [`crate::lease`]).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -8,6 +9,7 @@ use serde::Serialize;
 
 use crate::edits::DeviceNode;
 use crate::inventory::Inventory;
+use crate::lease::{format_time, Lease, LeaseKind};
 use crate::plan::nodes::{common_nodes, device_nodes, Target};
 
 /// A device node as listed.
@@ -46,6 +48,47 @@ pub struct MigView {
     pub names: Vec<String>,
     /// The device-specific nodes (plus the common nodes listed once at the top).
     pub nodes: Vec<NodeView>,
+    /// Who holds it (empty: free). More than one live holder only with `[leases] explicit =
+    /// "shared"`.
+    pub leases: Vec<LeaseView>,
+    /// Held by more than one live container.
+    pub shared: bool,
+}
+
+/// One container's hold on a MIG device.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LeaseView {
+    /// The MIG device, `MIG-...`.
+    pub uuid: String,
+    pub container: String,
+    /// The container's init process (host pid).
+    pub pid: i32,
+    /// When it was taken, RFC 3339 UTC.
+    pub since: String,
+    /// The same, in seconds since the epoch.
+    pub since_unix: u64,
+    /// `profile` (allocated) or `explicit` (named by the container).
+    pub kind: LeaseKind,
+    /// What the container asked for: `profile:1g.5gb`, `0:1`.
+    pub asked: String,
+    /// Its holder process is gone (the container died without its poststop hook): the next
+    /// allocation frees it.
+    pub stale: bool,
+}
+
+impl LeaseView {
+    pub fn new(l: &Lease, live: bool) -> LeaseView {
+        LeaseView {
+            uuid: l.uuid.clone(),
+            container: l.container.clone(),
+            pid: l.pid,
+            since: format_time(l.since),
+            since_unix: l.since,
+            kind: l.kind,
+            asked: l.asked.clone(),
+            stale: !live,
+        }
+    }
 }
 
 /// One GPU as listed.
@@ -71,6 +114,8 @@ pub struct Listing {
     /// Nodes every container with a device gets.
     pub common_nodes: Vec<NodeView>,
     pub gpus: Vec<GpuView>,
+    /// Leases on MIG devices this host no longer has (destroyed or re-created instances).
+    pub unknown_leases: Vec<LeaseView>,
 }
 
 /// Build the listing.
@@ -111,6 +156,8 @@ pub fn listing(inv: &Inventory, dev_root: &Path) -> Listing {
                         ci_caps_minor: m.ci_caps_minor,
                         names: vec![t.index_name(), m.uuid.clone()],
                         nodes: views(device_nodes(&t, inv, dev_root)),
+                        leases: Vec::new(),
+                        shared: false,
                     }
                 })
                 .collect(),
@@ -128,7 +175,47 @@ pub fn listing(inv: &Inventory, dev_root: &Path) -> Listing {
             .map(NodeView::from)
             .collect(),
         gpus,
+        unknown_leases: Vec::new(),
     }
+}
+
+/// Add the leases to a listing: each `(lease, live)` goes to its MIG device, or to
+/// `unknown_leases` when the host has no such device.
+pub fn attach_leases(listing: &mut Listing, leases: &[(Lease, bool)]) {
+    for (l, live) in leases {
+        let view = LeaseView::new(l, *live);
+        let device = listing
+            .gpus
+            .iter_mut()
+            .flat_map(|g| g.mig_devices.iter_mut())
+            .find(|m| m.uuid.eq_ignore_ascii_case(&l.uuid));
+        match device {
+            Some(m) => m.leases.push(view),
+            None => listing.unknown_leases.push(view),
+        }
+    }
+    for m in listing
+        .gpus
+        .iter_mut()
+        .flat_map(|g| g.mig_devices.iter_mut())
+    {
+        m.shared = m.leases.iter().filter(|l| !l.stale).count() > 1;
+    }
+}
+
+fn lease_line(l: &LeaseView, shared: bool) -> String {
+    let mut s = format!(
+        "held by container {} since {} (pid {}, asked {}",
+        l.container, l.since, l.pid, l.asked
+    );
+    if shared && !l.stale {
+        s.push_str(", shared");
+    }
+    s.push(')');
+    if l.stale {
+        s.push_str(" STALE: its process is gone; the next allocation frees it");
+    }
+    s
 }
 
 fn node_list(nodes: &[NodeView]) -> String {
@@ -187,6 +274,19 @@ pub fn render_table(l: &Listing) -> String {
                 m.memory_mib,
                 node_list(&m.nodes[1..])
             );
+            for lease in &m.leases {
+                let _ = writeln!(s, "        {}", lease_line(lease, m.shared));
+            }
+        }
+    }
+    if !l.unknown_leases.is_empty() {
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "Leases on MIG devices this host no longer has ('migcage release <container-id>' drops them):"
+        );
+        for lv in &l.unknown_leases {
+            let _ = writeln!(s, "  {}  {}", lv.uuid, lease_line(lv, false));
         }
     }
     s
@@ -235,5 +335,84 @@ mod tests {
         assert!(t.contains("GPU 1  NVIDIA A100-SXM4-40GB"));
         assert_eq!(t.matches("MIG-22222222").count(), 1);
         assert!(t.contains("0:1   MIG-22222222-2222-2222-2222-222222222222  3g.20gb    GI 2  CI 0   19968 MiB -> /dev/nvidia-caps/nvidia-cap21 (509:21)"), "{t}");
+        assert!(!t.contains("held by"), "{t}");
+    }
+
+    fn lease(uuid: &str, container: &str, kind: LeaseKind) -> Lease {
+        Lease {
+            uuid: uuid.into(),
+            container: container.into(),
+            pid: 4242,
+            start_time: 1,
+            since: 1_764_058_555,
+            kind,
+            asked: if kind == LeaseKind::Profile {
+                "profile:3g.20gb".into()
+            } else {
+                "0:1".into()
+            },
+        }
+    }
+
+    #[test]
+    fn leases_show_holder_and_time_in_table_and_json() {
+        let inv = inventory();
+        let mut l = listing(&inv, Path::new("/dev"));
+        let m0 = "MIG-11111111-1111-1111-1111-111111111111";
+        let m1 = "MIG-22222222-2222-2222-2222-222222222222";
+        attach_leases(
+            &mut l,
+            &[
+                (lease(m0, "web", LeaseKind::Profile), true),
+                (lease(m1, "a", LeaseKind::Explicit), true),
+                (lease(m1, "b", LeaseKind::Explicit), true),
+                (lease(m1, "gone", LeaseKind::Explicit), false),
+                (
+                    lease(
+                        "MIG-99999999-9999-9999-9999-999999999999",
+                        "old",
+                        LeaseKind::Profile,
+                    ),
+                    true,
+                ),
+            ],
+        );
+        let d0 = &l.gpus[0].mig_devices[0];
+        assert_eq!(d0.leases.len(), 1);
+        assert!(!d0.shared);
+        let d1 = &l.gpus[0].mig_devices[1];
+        assert_eq!(d1.leases.len(), 3);
+        assert!(d1.shared);
+        assert_eq!(l.unknown_leases.len(), 1);
+
+        let v = serde_json::to_value(&l).unwrap();
+        let j0 = &v["gpus"][0]["mig_devices"][0]["leases"][0];
+        assert_eq!(j0["container"], "web");
+        assert_eq!(j0["since"], "2025-11-25T08:15:55Z");
+        assert_eq!(j0["since_unix"], 1_764_058_555);
+        assert_eq!(j0["kind"], "profile");
+        assert_eq!(j0["stale"], false);
+        assert_eq!(v["gpus"][0]["mig_devices"][1]["shared"], true);
+        assert_eq!(v["gpus"][0]["mig_devices"][1]["leases"][2]["stale"], true);
+
+        let t = render_table(&l);
+        assert!(t.contains("\n        held by container web since 2025-11-25T08:15:55Z (pid 4242, asked profile:3g.20gb)\n"), "{t}");
+        assert!(
+            t.contains(
+                "held by container a since 2025-11-25T08:15:55Z (pid 4242, asked 0:1, shared)"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "held by container gone since 2025-11-25T08:15:55Z (pid 4242, asked 0:1) STALE"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("no longer has"), "{t}");
+        assert!(
+            t.contains("MIG-99999999-9999-9999-9999-999999999999  held by container old"),
+            "{t}"
+        );
     }
 }

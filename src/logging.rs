@@ -1,15 +1,31 @@
 //! Structured logs: JSON lines appended to the configured file.
 //!
 //! stdout stays clean (a hook's stdout belongs to the runtime) and stderr carries only the one
-//! line a user sees. The file is opened in append mode by each run, so a logrotate rename is safe
-//! without copytruncate. A log file that cannot be opened never fails the command.
+//! line a user sees. The file is opened in append mode by each run (O_APPEND: every line is one
+//! `write`, so concurrent hooks do not interleave, and a logrotate rename is safe without
+//! copytruncate: the next run opens the new file). A log file that cannot be opened never fails
+//! the command.
+//!
+//! The hook writes one flat record per container ([`ContainerRecord`]): every field at the top
+//! level of the JSON object, scalar values only, so that `jq 'select(.container == "x")'` and
+//! log shippers need no nested parsing.
 
 use std::fs::OpenOptions;
+use std::io::Read;
+use std::path::Path;
 use std::sync::Mutex;
+use std::time::Instant;
 
+use serde::Serialize;
 use tracing_subscriber::filter::LevelFilter;
 
-use crate::config::LogConfig;
+use crate::config::{Config, LogConfig};
+use crate::hook::state::{State, MAX_STATE_BYTES};
+use crate::hook::{HookError, Outcome, Stage};
+use crate::request::{Devices, Request};
+
+/// The `message` of a container record.
+pub const CONTAINER_MESSAGE: &str = "container";
 
 /// Install the JSON file logger; returns false when logging is off or the file can't be opened.
 pub fn init(cfg: &LogConfig) -> bool {
@@ -22,6 +38,7 @@ pub fn init(cfg: &LogConfig) -> bool {
     };
     tracing_subscriber::fmt()
         .json()
+        .flatten_event(true)
         .with_max_level(level)
         .with_current_span(false)
         .with_span_list(false)
@@ -29,4 +46,236 @@ pub fn init(cfg: &LogConfig) -> bool {
         .with_writer(Mutex::new(file))
         .try_init()
         .is_ok()
+}
+
+/// One container, as the log records it. Lists are comma-separated strings (the record stays
+/// flat); absent values are left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ContainerRecord {
+    /// The container id from the runtime's state.
+    pub container: Option<String>,
+    /// `prestart`, `createRuntime`, `createContainer`, `poststop`.
+    pub stage: String,
+    pub bundle: Option<String>,
+    /// `ok` or `error`.
+    pub outcome: &'static str,
+    /// What was asked, in the user's syntax: `0:1`, `MIG-...`, `all`, `none`; empty when nothing.
+    pub request: String,
+    /// Where the ask came from: `NVIDIA_VISIBLE_DEVICES`, `annotation cdi.k8s.io/x`, ...
+    pub source: String,
+    /// Resolved devices by index (`0:1,1`).
+    pub devices: String,
+    /// Their UUIDs, in the same order.
+    pub uuids: String,
+    /// Device nodes made in the container.
+    pub nodes: u64,
+    /// The container's device cgroup as granted.
+    pub cgroup: Option<String>,
+    /// The one-line error the runtime showed the user.
+    pub error: Option<String>,
+    pub duration_us: u64,
+}
+
+impl ContainerRecord {
+    /// The record of a hook run that succeeded.
+    pub fn from_outcome(o: &Outcome, bundle: Option<&Path>) -> ContainerRecord {
+        let mut r = ContainerRecord {
+            container: Some(o.container.clone()),
+            stage: stage_name(o.stage),
+            bundle: bundle.map(|b| b.display().to_string()),
+            outcome: "ok",
+            nodes: o.nodes_created as u64,
+            cgroup: o.cgroup.clone(),
+            duration_us: u64::try_from(o.duration_us).unwrap_or(u64::MAX),
+            ..ContainerRecord::default()
+        };
+        if let Some(req) = &o.request {
+            r.set_request(req);
+        }
+        if let Some(plan) = &o.plan {
+            r.devices = plan
+                .devices
+                .iter()
+                .map(|d| d.index.as_str())
+                .collect::<Vec<_>>()
+                .join(",");
+            r.uuids = plan
+                .devices
+                .iter()
+                .map(|d| d.uuid.as_str())
+                .collect::<Vec<_>>()
+                .join(",");
+        }
+        r
+    }
+
+    /// Fill in what was asked and where it came from.
+    pub fn set_request(&mut self, req: &Request) {
+        self.request = match &req.devices {
+            Devices::Untouched => String::new(),
+            Devices::DriverOnly => "none".into(),
+            Devices::Selected(s) => s
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        self.source = req
+            .sources
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+
+    /// The record of a hook run that failed with `error` (what is known of the container).
+    pub fn failed(
+        stage: Stage,
+        container: Option<String>,
+        bundle: Option<&Path>,
+        error: String,
+        duration_us: u64,
+    ) -> ContainerRecord {
+        ContainerRecord {
+            container,
+            stage: stage_name(stage),
+            bundle: bundle.map(|b| b.display().to_string()),
+            outcome: "error",
+            error: Some(error),
+            duration_us,
+            ..ContainerRecord::default()
+        }
+    }
+
+    /// Whether the container asked for anything (records of untouched containers are debug-level).
+    pub fn asked(&self) -> bool {
+        !self.request.is_empty() || self.error.is_some()
+    }
+
+    /// Write the record to the log: info for a container that asked for devices, error for a
+    /// failure, debug for a container left untouched.
+    pub fn emit(&self) {
+        macro_rules! event {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    container = self.container.as_deref(),
+                    stage = self.stage.as_str(),
+                    bundle = self.bundle.as_deref(),
+                    outcome = self.outcome,
+                    request = self.request.as_str(),
+                    source = self.source.as_str(),
+                    devices = self.devices.as_str(),
+                    uuids = self.uuids.as_str(),
+                    nodes = self.nodes,
+                    cgroup = self.cgroup.as_deref(),
+                    error = self.error.as_deref(),
+                    duration_us = self.duration_us,
+                    "{}",
+                    CONTAINER_MESSAGE
+                )
+            };
+        }
+        if self.error.is_some() {
+            event!(tracing::Level::ERROR);
+        } else if self.asked() {
+            event!(tracing::Level::INFO);
+        } else {
+            event!(tracing::Level::DEBUG);
+        }
+    }
+}
+
+/// Run the hook on the state read from `input` and log its one record, also when it fails (then
+/// with whatever of the container the state names).
+// The error is hook::run's own, passed on unchanged.
+#[allow(clippy::result_large_err)]
+pub fn run_hook_logged(
+    config: &Config,
+    stage: Stage,
+    mut input: impl Read,
+) -> Result<Outcome, HookError> {
+    let start = Instant::now();
+    let mut buf = Vec::new();
+    // Bounded like State::read; an over-long or unreadable input is the hook's error to report.
+    let read = input
+        .by_ref()
+        .take(MAX_STATE_BYTES + 1)
+        .read_to_end(&mut buf);
+    let result = match read {
+        Ok(_) => crate::hook::run(config, stage, &buf[..]),
+        Err(e) => Err(HookError::State(crate::hook::state::StateError::Read(e))),
+    };
+    match &result {
+        Ok(outcome) => {
+            let bundle = State::parse(&buf).ok().map(|s| s.bundle);
+            ContainerRecord::from_outcome(outcome, bundle.as_deref()).emit();
+        }
+        Err(e) => {
+            let state = State::parse(&buf).ok();
+            let mut record = ContainerRecord::failed(
+                stage,
+                state.as_ref().map(|s| s.id.clone()),
+                state.as_ref().map(|s| s.bundle.as_path()),
+                e.to_string(),
+                u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+            );
+            // What the container asked for, when that much could be read (pure, no driver).
+            let request = state
+                .as_ref()
+                .and_then(|s| crate::hook::state::read_config(&s.bundle).ok())
+                .and_then(|spec| crate::request::parse(&spec, &config.requests).ok());
+            if let Some(req) = &request {
+                record.set_request(req);
+            }
+            record.emit();
+        }
+    }
+    result
+}
+
+fn stage_name(stage: Stage) -> String {
+    serde_json::to_value(stage)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_names_are_the_oci_ones() {
+        assert_eq!(stage_name(Stage::CreateContainer), "createContainer");
+        assert_eq!(stage_name(Stage::Prestart), "prestart");
+    }
+
+    #[test]
+    fn untouched_container_record() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("config.json"),
+            br#"{"ociVersion":"1.0.2","process":{"env":["PATH=/bin"]},"root":{"path":"rootfs"}}"#,
+        )
+        .unwrap();
+        let state = format!(r#"{{"id":"c1","pid":1,"bundle":"{}"}}"#, d.path().display());
+        let o = crate::hook::run(
+            &crate::config::Config::default(),
+            Stage::Prestart,
+            state.as_bytes(),
+        )
+        .unwrap();
+        let r = ContainerRecord::from_outcome(&o, Some(Path::new("/b")));
+        assert_eq!(r.container.as_deref(), Some("c1"));
+        assert_eq!(r.bundle.as_deref(), Some("/b"));
+        assert_eq!(
+            (r.outcome, r.request.as_str(), r.asked()),
+            ("ok", "", false)
+        );
+        assert_eq!(r.duration_us, o.duration_us as u64);
+        let f = ContainerRecord::failed(Stage::Poststop, None, None, "boom".into(), 7);
+        assert!(f.asked());
+        assert_eq!((f.stage.as_str(), f.outcome), ("poststop", "error"));
+    }
 }

@@ -42,11 +42,77 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Discover the host through NVML and rewrite the inventory snapshot that container starts
+    /// use instead of NVML (`list` and `cdi generate` rewrite it too).
+    Refresh,
     /// The OCI hook: run by runc or crun with the container state on stdin.
     Hook {
         /// The hook point it is registered for.
         #[arg(value_enum, default_value = "prestart")]
         stage: Stage,
+    },
+    /// Check this host: driver, NVML, MIG mode, device nodes, cgroups, runtimes, hooks.d, CDI
+    /// spec, state directory. One line per finding: OK, WARN or FAIL with the fix; exit status 1
+    /// when something failed.
+    Doctor {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Root of the host's own files (/etc, hooks.d, CDI spec dirs, /run/systemd); for tests.
+        #[arg(long, hide = true, default_value = "/")]
+        host_root: PathBuf,
+    },
+    /// Write the man pages or a shell completion script (packaging uses it).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: Generate,
+    },
+    /// The OCI runtime wrapper: takes runc's command line, writes the container's devices into
+    /// the bundle's config.json on create and run, then becomes the real runtime (config key
+    /// `runtime`). Every other command passes through untouched. Also runs as a link named
+    /// migcage-runtime (for containerd's BinaryName and Docker's runtime path).
+    #[command(disable_help_flag = true)]
+    Runtime {
+        /// The runtime's arguments, passed on untouched.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Register migcage with a container engine: Docker's daemon.json, containerd's config.toml
+    /// (config versions 1 to 3), or the OCI hooks.d file of Podman and CRI-O. Idempotent; backs
+    /// up the file it changes.
+    Configure {
+        #[arg(value_enum)]
+        target: migcage::configure::Target,
+        /// Edit this file instead of the engine's default (podman, crio: the hook file itself).
+        #[arg(long)]
+        config_file: Option<PathBuf>,
+        /// podman, crio: write the hook file into this directory (default
+        /// /usr/share/containers/oci/hooks.d).
+        #[arg(long, conflicts_with = "config_file")]
+        hooks_dir: Option<PathBuf>,
+        /// The executable to register. Default: docker and containerd, the migcage-runtime link
+        /// beside migcage (made when missing); podman and crio, migcage itself.
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        /// docker, containerd: make migcage the default runtime.
+        #[arg(long)]
+        set_default: bool,
+        /// Print the unified diff; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// CDI specs for Podman, CRI-O and containerd 1.7+: generate one, or list what one offers.
+    Cdi {
+        #[command(subcommand)]
+        command: CdiCommand,
+    },
+    /// Release the MIG instances a container holds, for an operator: a container that is gone
+    /// without its poststop hook (the next allocation frees it anyway once its process is gone),
+    /// or one that must give its instance up.
+    Release {
+        /// The container's id, as `migcage list` shows it.
+        container: String,
     },
     /// Show what migcage would do to a container, without doing it.
     Explain {
@@ -60,6 +126,107 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum CdiCommand {
+    /// Write a CDI spec of every GPU and MIG device (default /etc/cdi/nvidia.com-gpu.yaml).
+    Generate {
+        /// A file (.json, .yaml or .yml), a directory (gets VENDOR-CLASS.yaml), or - for stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Default: the file's extension; yaml for a directory or stdout.
+        #[arg(long, value_enum)]
+        format: Option<migcage::cdi::Format>,
+        /// VENDOR/CLASS. Class gpu: every GPU, MIG device and `all`; class mig: MIG devices only.
+        #[arg(long, default_value = migcage::cdi::DEFAULT_KIND)]
+        kind: String,
+        /// The migcage binary engines run as the hook (default: this one).
+        #[arg(long)]
+        hook_path: Option<PathBuf>,
+        /// The driver capabilities (NVIDIA_DRIVER_CAPABILITIES) the devices come with.
+        #[arg(long, default_value = "compute,utility")]
+        driver_capabilities: String,
+    },
+    /// Show what the CDI specs on disk offer; warn where they no longer match the hardware.
+    List {
+        /// A spec file, or a directory (default: migcage's specs in /etc/cdi and /var/run/cdi).
+        #[arg(long)]
+        spec: Option<PathBuf>,
+        /// Exit non-zero when a spec no longer matches the hardware.
+        #[arg(long)]
+        check: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum Generate {
+    /// migcage.1 and one page per subcommand (migcage-list.1, ...) into DIR.
+    Man { dir: PathBuf },
+    /// A completion script for SHELL on stdout.
+    Completions { shell: clap_complete::Shell },
+}
+
+/// The man pages and completions come from the same clap definition the binary parses with, so
+/// they cannot drift from it.
+fn generate(what: Generate) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    // Building names each subcommand for its page: display name `migcage-list`, usage
+    // `migcage list`.
+    cmd.build();
+    match what {
+        Generate::Man { dir } => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let mut pages = vec![("migcage".to_string(), cmd.clone())];
+            // Not clap's own `help` subcommand: `migcage help X` is `man migcage-X` already.
+            for sub in cmd
+                .get_subcommands()
+                .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+            {
+                let name = sub
+                    .get_display_name()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("migcage-{}", sub.get_name()));
+                pages.push((name, sub.clone()));
+            }
+            for (name, page) in pages {
+                let path = dir.join(format!("{name}.1"));
+                let mut out = Vec::new();
+                clap_mangen::Man::new(page).render(&mut out)?;
+                std::fs::write(&path, out)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+        }
+        Generate::Completions { shell } => {
+            clap_complete::generate(shell, &mut cmd, "migcage", &mut std::io::stdout());
+        }
+    }
+    Ok(())
+}
+
+/// `migcage doctor`: the report on stdout; a FAIL makes the exit status 1 with one line on stderr.
+fn doctor(config: Option<&Path>, json: bool, host_root: PathBuf) -> anyhow::Result<()> {
+    let opts = migcage::doctor::GatherOptions {
+        host_root,
+        ..Default::default()
+    };
+    let report = migcage::doctor::run(Config::load(config), &opts);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    let failed = report.count(migcage::doctor::Status::Fail);
+    anyhow::ensure!(
+        report.ok,
+        "doctor: {failed} check(s) failed; fix the FAIL lines above and run migcage doctor again"
+    );
+    Ok(())
 }
 
 fn explain(
@@ -100,6 +267,184 @@ fn explain(
     Ok(())
 }
 
+/// The hook's `MIGCAGE_CONFIG`: the file this run read, unless it is the default one.
+fn config_for_hook(config_path: Option<PathBuf>) -> Option<PathBuf> {
+    config_path
+        .filter(|p| p != Path::new(migcage::config::DEFAULT_CONFIG_PATH))
+        .map(|p| std::path::absolute(&p).unwrap_or(p))
+}
+
+fn cdi(config: &Config, config_path: Option<PathBuf>, command: CdiCommand) -> anyhow::Result<()> {
+    use migcage::cdi;
+    let discover = || -> anyhow::Result<migcage::inventory::Inventory> {
+        let found = migcage::inventory::snapshot::discover_and_save(config)?;
+        if let Err(e) = &found.saved {
+            eprintln!("migcage: note: {e}");
+        }
+        Ok(found.inventory)
+    };
+    let options = |kind: cdi::Kind, hook_path: PathBuf, caps| cdi::GenerateOptions {
+        kind,
+        hook_path,
+        config_path: config_for_hook(config_path.clone()),
+        driver_capabilities: caps,
+    };
+    match command {
+        CdiCommand::Generate {
+            output,
+            format,
+            kind,
+            hook_path,
+            driver_capabilities,
+        } => {
+            let kind: cdi::Kind = kind.parse()?;
+            let caps: migcage::request::DriverCapabilities =
+                driver_capabilities.parse().map_err(|e| {
+                    anyhow::anyhow!(
+                        "--driver-capabilities {driver_capabilities:?}: {e}; write a comma list of compute, utility, video, graphics, display, ngx, compat32 or all"
+                    )
+                })?;
+            let dest = cdi::destination(output.as_deref(), format, &kind)?;
+            let hook_path = match hook_path {
+                Some(p) => std::path::absolute(&p).unwrap_or(p),
+                None => std::env::current_exe()
+                    .context("cannot tell where this migcage binary is; pass --hook-path")?,
+            };
+            let inv = discover()?;
+            let generated = cdi::generate(&inv, &config.dev_root, &options(kind, hook_path, caps))?;
+            for note in &generated.notes {
+                eprintln!("migcage: note: {note}");
+            }
+            let spec = &generated.spec;
+            let text = cdi::to_text(spec, dest.format)?;
+            match &dest.path {
+                None => print!("{text}"),
+                Some(path) => {
+                    cdi::write_atomic(path, &text)?;
+                    println!(
+                        "wrote {} (kind {}, cdiVersion {}): {} device names; ask for one as --device {}={}",
+                        path.display(),
+                        spec.kind,
+                        spec.cdi_version,
+                        spec.devices.len(),
+                        spec.kind,
+                        spec.devices
+                            .iter()
+                            .find(|d| d.name.contains(':'))
+                            .or(spec.devices.first())
+                            .map(|d| d.name.as_str())
+                            .unwrap_or("0")
+                    );
+                }
+            }
+        }
+        CdiCommand::List { spec, check, json } => {
+            let found = match &spec {
+                Some(p) if !p.is_dir() => vec![(p.clone(), cdi::read(p)?)],
+                Some(dir) => cdi::find_specs(std::slice::from_ref(dir)),
+                None => cdi::find_specs(&cdi::SPEC_DIRS.map(PathBuf::from)),
+            };
+            if found.is_empty() {
+                let dirs = match &spec {
+                    Some(dir) => dir.display().to_string(),
+                    None => cdi::SPEC_DIRS.join(" or "),
+                };
+                return Err(cdi::CdiError::NoSpec { dirs }.into());
+            }
+            let inv = discover()?;
+            let mut reports = Vec::new();
+            for (path, disk) in &found {
+                let now = match disk.kind.parse::<cdi::Kind>() {
+                    Ok(kind) => {
+                        let hook = disk
+                            .container_edits
+                            .hooks
+                            .first()
+                            .map(|h| PathBuf::from(&h.path))
+                            .unwrap_or_default();
+                        let caps = migcage::request::DriverCapabilities::DEFAULT;
+                        Some(
+                            cdi::generate(&inv, &config.dev_root, &options(kind, hook, caps))?.spec,
+                        )
+                    }
+                    Err(_) => None,
+                };
+                let mut report = cdi::report(path, disk, now.as_ref());
+                if now.is_none() {
+                    report.warnings.push(format!(
+                        "kind {:?} is not one migcage generates, so it cannot be checked against the hardware",
+                        disk.kind
+                    ));
+                }
+                reports.push(report);
+            }
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({ "specs": reports }))?
+                );
+            } else {
+                for r in &reports {
+                    print!("{}", cdi::render(r));
+                }
+            }
+            let mut warnings = 0;
+            for r in &reports {
+                for w in &r.warnings {
+                    eprintln!("warning: {}: {w}", r.path.display());
+                    warnings += 1;
+                }
+            }
+            if check && warnings > 0 {
+                anyhow::bail!(
+                    "{warnings} warning(s): the CDI spec no longer matches this host's devices; regenerate it with 'migcage cdi generate'"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `migcage release <container-id>`: one line per released instance on stdout.
+fn release(config: &Config, container: &str) -> anyhow::Result<()> {
+    use migcage::lease;
+    let released = migcage::pipeline::release_container(config, container)?;
+    if released.is_empty() {
+        let mut holders: Vec<String> = lease::Store::new(&config.state_dir)
+            .read()?
+            .into_iter()
+            .map(|l| l.container)
+            .collect();
+        holders.sort();
+        holders.dedup();
+        let holders = if holders.is_empty() {
+            "none".to_string()
+        } else {
+            holders.join(", ")
+        };
+        anyhow::bail!(
+            "release {container}: container {container:?} holds no lease (containers holding leases: {holders}); 'migcage list' shows each instance's holder"
+        );
+    }
+    let proc = Path::new(lease::PROCESS_PROC);
+    for l in &released {
+        println!(
+            "released {} (held by container {} since {}, asked {})",
+            l.uuid,
+            l.container,
+            lease::format_time(l.since),
+            l.asked
+        );
+        if lease::is_live(l, lease::read_stat(proc, &l.pid.to_string()).ok().flatten()) {
+            eprintln!(
+                "migcage: note: container {}'s process {} still runs and keeps its devices; {} may now be given to another container",
+                l.container, l.pid, l.uuid
+            );
+        }
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     // Simulate makes a configuration; it does not read one (which may not exist yet).
     let command = match cli.command {
@@ -116,38 +461,91 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", migcage::simulate::simulate(&opts)?);
             return Ok(());
         }
+        // Doctor reports a broken configuration file instead of stopping at it.
+        Command::Doctor { json, host_root } => {
+            return doctor(cli.config.as_deref(), json, host_root)
+        }
+        Command::Generate { what } => return generate(what),
         command => command,
     };
-    let (config, _path) = Config::load(cli.config.as_deref())?;
+    let (config, config_path) = Config::load(cli.config.as_deref())?;
     match command {
         Command::Config => print!("{}", toml::to_string_pretty(&config)?),
-        Command::Simulate { .. } => {
-            unreachable!("simulate runs before the configuration is loaded")
+        Command::Simulate { .. } | Command::Doctor { .. } | Command::Generate { .. } => {
+            unreachable!("handled before the configuration is loaded")
         }
         Command::List { json } => {
-            let inv = migcage::inventory::discover(&config)?;
-            let listing = migcage::list::listing(&inv, &config.dev_root);
+            let found = migcage::inventory::snapshot::discover_and_save(&config)?;
+            if let Err(e) = &found.saved {
+                eprintln!("migcage: note: {e}");
+            }
+            let inv = found.inventory;
+            let mut listing = migcage::list::listing(&inv, &config.dev_root);
+            match migcage::lease::Store::new(&config.state_dir).read() {
+                Ok(leases) => {
+                    let proc = Path::new(migcage::lease::PROCESS_PROC);
+                    let (live, stale) = migcage::lease::partition_live(leases, proc);
+                    let all: Vec<_> = live
+                        .into_iter()
+                        .map(|l| (l, true))
+                        .chain(stale.into_iter().map(|l| (l, false)))
+                        .collect();
+                    migcage::list::attach_leases(&mut listing, &all);
+                }
+                Err(e) => eprintln!("migcage: note: leases not shown: {e}"),
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&listing)?);
             } else {
                 print!("{}", migcage::list::render_table(&listing));
             }
         }
+        Command::Refresh => {
+            let found = migcage::inventory::snapshot::discover_and_save(&config)?;
+            let path = found.saved?;
+            let inv = &found.inventory;
+            println!(
+                "inventory snapshot {}: {} GPUs, {} MIG devices, driver {}",
+                path.display(),
+                inv.gpus.len(),
+                inv.gpus.iter().map(|g| g.mig_devices.len()).sum::<usize>(),
+                inv.driver_version
+            );
+        }
         Command::Hook { stage } => {
             migcage::logging::init(&config.log);
-            match migcage::hook::run(&config, stage, std::io::stdin().lock()) {
-                Ok(outcome) => {
-                    if outcome.request.as_ref().is_some_and(|r| !r.is_noop()) {
-                        tracing::info!(outcome = %serde_json::to_string(&outcome).unwrap_or_default(), container = %outcome.container, duration_us = outcome.duration_us as u64, "hook done");
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "hook failed");
-                    return Err(e.into());
-                }
-            }
+            // One flat JSON record per container in the log; the error alone on stderr.
+            migcage::logging::run_hook_logged(&config, stage, std::io::stdin().lock())?;
         }
         Command::Explain { bundle, spec, json } => explain(&config, bundle, spec, json)?,
+        Command::Release { container } => release(&config, &container)?,
+        Command::Cdi { command } => cdi(&config, config_path, command)?,
+        // Reached only in forms runtime_invocation() does not know; it returns only on failure.
+        Command::Runtime { args } => {
+            return Err(migcage::runtime::run(cli.config.as_deref(), &args).into())
+        }
+        Command::Configure {
+            target,
+            config_file,
+            hooks_dir,
+            binary,
+            set_default,
+            dry_run,
+        } => {
+            let opts = migcage::configure::Options {
+                target,
+                config_file,
+                hooks_dir,
+                binary,
+                set_default,
+                dry_run,
+                migcage_config: config_path
+                    .filter(|p| p != Path::new(migcage::config::DEFAULT_CONFIG_PATH))
+                    .map(|p| std::path::absolute(&p).unwrap_or(p)),
+            };
+            let outcome = migcage::configure::configure(&opts)?;
+            print!("{}", migcage::configure::report(&outcome));
+        }
     }
     Ok(())
 }
@@ -172,12 +570,60 @@ fn arguments() -> Vec<OsString> {
     args
 }
 
+/// `migcage [--config FILE] runtime ARGS...`, or `migcage-runtime ARGS...` (a link): the
+/// runtime's command line, which goes to the wrapper untouched (clap never sees it: runc's own
+/// `--help`, `--version` and flags must reach runc). Returns the config file named and the args.
+fn runtime_invocation(args: &[OsString]) -> Option<(Option<PathBuf>, Vec<OsString>)> {
+    let argv0 = args.first().and_then(|a| Path::new(a).file_name());
+    if argv0 == Some(std::ffi::OsStr::new(migcage::runtime::RUNTIME_ARGV0)) {
+        return Some((None, args[1..].to_vec()));
+    }
+    let mut config = None;
+    let mut i = 1;
+    loop {
+        let a = args.get(i)?;
+        if a == "runtime" {
+            return Some((config, args[i + 1..].to_vec()));
+        }
+        if a == "--config" {
+            config = Some(PathBuf::from(args.get(i + 1)?));
+            i += 2;
+        } else if let Some(v) = a.to_str().and_then(|s| s.strip_prefix("--config=")) {
+            config = Some(PathBuf::from(v));
+            i += 1;
+        } else {
+            return None;
+        }
+    }
+}
+
+/// The error and its causes as one line. migcage's own errors already name their cause, so a
+/// cause whose text the message holds is not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line.replace('\n', " ")
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(arguments());
+    let args = arguments();
+    if let Some((config, rest)) = runtime_invocation(&args) {
+        // Returns only when the runtime could not be run.
+        let e = migcage::runtime::run(config.as_deref(), &rest);
+        eprintln!("migcage: {e}");
+        return ExitCode::FAILURE;
+    }
+    let cli = Cli::parse_from(args);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("migcage: {e:#}");
+            eprintln!("migcage: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }

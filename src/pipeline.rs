@@ -5,10 +5,13 @@
 //! beyond the inventory (such as which instances are already handed out) is read here too, so
 //! that the back ends never differ in what a container gets.
 
+use std::path::Path;
+
 use crate::config::Config;
-use crate::inventory::{self, InventoryError};
+use crate::inventory::{self, Inventory, InventoryError};
+use crate::lease::{self, Holder, Lease, LeaseError};
 use crate::plan::{self, Plan, PlanError};
-use crate::request::{self, Request, RequestError};
+use crate::request::{self, Devices, Request, RequestError};
 
 /// Why a spec cannot be planned. One line each.
 #[derive(Debug, thiserror::Error)]
@@ -19,19 +22,145 @@ pub enum PipelineError {
     Inventory(#[from] InventoryError),
     #[error(transparent)]
     Plan(#[from] PlanError),
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+    #[error(transparent)]
+    DriverFiles(#[from] crate::driver_discovery::DiscoveryError),
 }
 
 /// The request a spec makes and, unless it asks for nothing, its plan on this host. A container
 /// that asks for nothing never reaches the driver (no NVML, no /proc reads).
+///
+/// This takes no lease: it is what `explain` shows. A request by profile resolves to the
+/// instances a container starting now would get; a named instance that another container holds
+/// is refused as it would be at start (`[leases] explicit = "exclusive"`).
 pub fn plan_for_spec(
     config: &Config,
     spec: &serde_json::Value,
+) -> Result<(Request, Option<Plan>), PipelineError> {
+    plan_with_leases(config, spec, None)
+}
+
+/// [`plan_for_spec`] for a container that is starting: the MIG instances it gets (by profile,
+/// or named) are leased to it, under the lease store's lock, before this returns. The returned
+/// request is the container's own (profile items unchanged); the plan names the chosen instances.
+///
+/// `holder` is the container's id and the host pid of a process that lives as long as the
+/// container: the hook passes the container's init. A runtime wrapper calls this at `create`
+/// with its own pid (`std::process::id()`; exec into the runtime keeps the pid and its start
+/// time), which holds the lease while `runc create` runs; the container's first migcage hook
+/// (`createRuntime` or `prestart`, same container id) gets the same instances and hands the
+/// lease to the container's init. At `delete` it calls [`release_container`] (or leaves
+/// `migcage hook poststop` in the spec). A lease whose holder is gone is freed by the next
+/// allocation anyway.
+pub fn plan_for_container(
+    config: &Config,
+    spec: &serde_json::Value,
+    holder: &Holder,
+) -> Result<(Request, Option<Plan>), PipelineError> {
+    plan_with_leases(config, spec, Some(holder))
+}
+
+/// Release every lease of container `id` (poststop, a runtime wrapper's `delete`, `migcage
+/// release`): the leases it held. Touches nothing when the store does not exist.
+pub fn release_container(config: &Config, id: &str) -> Result<Vec<Lease>, PipelineError> {
+    Ok(lease::Store::new(&config.state_dir).release(id)?)
+}
+
+fn plan_with_leases(
+    config: &Config,
+    spec: &serde_json::Value,
+    holder: Option<&Holder>,
 ) -> Result<(Request, Option<Plan>), PipelineError> {
     let request = request::parse(spec, &config.requests)?;
     if request.is_noop() {
         return Ok((request, None));
     }
-    let inv = inventory::discover(config)?;
-    let plan = plan::resolve(&request, &inv, &config.dev_root)?;
+    // The validated snapshot when there is one (no NVML on the container-start path), else full
+    // discovery, which rewrites it.
+    let (inv, _source) = inventory::snapshot::inventory(config)?;
+    // The driver's files for NVIDIA_DRIVER_CAPABILITIES (also for `none`: driver files only).
+    // Found before leasing, so that a container that fails here holds no lease.
+    let driver = crate::driver_discovery::discover(config, &inv.driver_version)?;
+    let mut plan = if lease::needs_leases(request.selectors()) {
+        leased_plan(config, &request, &inv, holder)?
+    } else {
+        plan::resolve(&request, &inv, &config.dev_root)?
+    };
+    plan::driver::add(&mut plan, request.driver_capabilities, &driver);
     Ok((request, Some(plan)))
+}
+
+/// Choose the request's MIG instances against the leases, resolve the request with the chosen
+/// instances in place of its profile items, and (with a holder) record its leases: read, choose,
+/// resolve and write under one lock, so that two containers starting at once never get one
+/// instance.
+fn leased_plan(
+    config: &Config,
+    request: &Request,
+    inv: &Inventory,
+    holder: Option<&Holder>,
+) -> Result<Plan, PipelineError> {
+    let store = lease::Store::new(&config.state_dir);
+    let proc = Path::new(lease::PROCESS_PROC);
+    let origin = plan::source_name(request);
+    let dry_run = lease::Wanted {
+        container: None,
+        origin: &origin,
+        selectors: request.selectors(),
+        explicit: config.leases.explicit,
+    };
+    let resolve = |choice: &lease::Choice| {
+        let mut chosen = request.clone();
+        chosen.devices = Devices::Selected(choice.selectors.clone());
+        plan::resolve(&chosen, inv, &config.dev_root)
+    };
+    let Some(holder) = holder else {
+        let (live, _stale) = lease::partition_live(store.read()?, proc);
+        let choice = lease::choose(&dry_run, inv, &live)?;
+        return Ok(resolve(&choice)?);
+    };
+    let pid = holder.pid.ok_or_else(|| LeaseError::NoProcess {
+        container: holder.container.clone(),
+    })?;
+    let process_error = |error| LeaseError::Process {
+        container: holder.container.clone(),
+        path: proc.join(pid.to_string()).join("stat"),
+        error,
+    };
+    let stat = lease::read_stat(proc, &pid.to_string())
+        .map_err(process_error)?
+        .filter(|s| !s.ended())
+        .ok_or_else(|| process_error(std::io::ErrorKind::NotFound.into()))?;
+
+    let locked = store.lock()?;
+    let all = locked.read()?;
+    let (live, stale) = lease::partition_live(all.clone(), proc);
+    let wanted = lease::Wanted {
+        container: Some(&holder.container),
+        ..dry_run
+    };
+    let outcome = lease::choose(&wanted, inv, &live)
+        .map_err(PipelineError::from)
+        .and_then(|choice| Ok((resolve(&choice)?, choice)));
+    let next = match &outcome {
+        Ok((_, choice)) => lease::merge(
+            &live,
+            &holder.container,
+            pid,
+            stat.start_time,
+            lease::now_unix(),
+            &choice.taken,
+        ),
+        // Nothing taken; stale leases are still dropped.
+        Err(_) => live,
+    };
+    if next != all {
+        locked.write(&next)?;
+    }
+    drop(locked);
+    for l in &stale {
+        tracing::info!(container = %l.container, uuid = %l.uuid, pid = l.pid, "stale lease dropped: its holder process is gone");
+    }
+    outcome.map(|(plan, _)| plan)
 }

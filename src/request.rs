@@ -1088,6 +1088,15 @@ pub fn parse(spec: &Value, policy: &RequestPolicy) -> Result<Request, RequestErr
         .iter()
         .filter(|(k, _)| k.starts_with(CDI_ANNOTATION_PREFIX))
     {
+        // The key is shown in messages, notes and the log: a control character in it would
+        // break the one-line rule (the kubelet never writes one).
+        if key.chars().any(char::is_control) {
+            return Err(RequestError::Spec {
+                field: "annotations",
+                problem: format!("key {} has a control character", shown(key)),
+                expected: "annotation keys without control characters",
+            });
+        }
         let mut cdi_notes = Vec::new();
         let found = parse_cdi_annotation(key, value, &mut cdi_notes)?;
         if found.is_empty() {
@@ -1412,6 +1421,20 @@ mod tests {
             gpu,
             profile: name.into(),
             count,
+        }
+    }
+
+    /// Found by the `request_sources` fuzz target: a CDI annotation key with a carriage return
+    /// made the error two lines.
+    #[test]
+    fn a_control_character_in_a_cdi_annotation_key_is_refused_on_one_line() {
+        for key in ["cdi.k8s.io/a\rb", "cdi.k8s.io/x\n", "cdi.k8s.io/\0"] {
+            let spec = json!({"annotations": {key: "nvidia.com/mi"}});
+            let e = parse(&spec, &RequestPolicy::default())
+                .unwrap_err()
+                .to_string();
+            assert!(!e.contains(['\n', '\r', '\0']), "{e:?}");
+            assert!(e.contains("has a control character"), "{e}");
         }
     }
 

@@ -3,79 +3,8 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use common::{Bundle, Mode, SimHost, PROBE};
 use serde_json::{json, Value};
-
-/// What a container given `devices` (entries of `list --json`) must see.
-struct Expected {
-    /// Container path -> (major, minor, mode as stat prints it).
-    nodes: BTreeMap<String, (u32, u32, String)>,
-    gpus: BTreeSet<String>,
-    caps: BTreeSet<String>,
-}
-
-fn proc_bus(nvml: &str) -> String {
-    let lower = nvml.to_ascii_lowercase();
-    let (domain, rest) = lower.split_once(':').unwrap();
-    format!("{}:{rest}", &domain[domain.len() - 4..])
-}
-
-fn node_map(list: &[Value]) -> BTreeMap<String, (u32, u32, String)> {
-    list.iter()
-        .map(|n| {
-            let mode = u32::from_str_radix(n["mode"].as_str().unwrap(), 8).unwrap();
-            (
-                n["path"].as_str().unwrap().to_string(),
-                (
-                    n["major"].as_u64().unwrap() as u32,
-                    n["minor"].as_u64().unwrap() as u32,
-                    format!("{mode:o}"),
-                ),
-            )
-        })
-        .collect()
-}
-
-/// Entries of `list --json`: GPUs by index, MIG devices by `g:m`.
-fn expected(listing: &Value, names: &[&str]) -> Expected {
-    let mut e = Expected {
-        nodes: BTreeMap::new(),
-        gpus: BTreeSet::new(),
-        caps: BTreeSet::new(),
-    };
-    if names.is_empty() {
-        return e;
-    }
-    e.nodes
-        .extend(node_map(listing["common_nodes"].as_array().unwrap()));
-    for g in listing["gpus"].as_array().unwrap() {
-        let minor = g["minor"].as_u64().unwrap();
-        let bus = proc_bus(g["pci_bus_id"].as_str().unwrap());
-        if names.contains(&g["index"].to_string().as_str()) {
-            e.nodes.extend(node_map(g["nodes"].as_array().unwrap()));
-            e.gpus.insert(bus.clone());
-        }
-        for m in g["mig_devices"].as_array().unwrap() {
-            if names.contains(&m["index"].as_str().unwrap()) {
-                e.nodes.extend(node_map(m["nodes"].as_array().unwrap()));
-                e.gpus.insert(bus.clone());
-                let (gi, ci) = (
-                    m["gpu_instance_id"].as_u64().unwrap(),
-                    m["compute_instance_id"].as_u64().unwrap(),
-                );
-                e.caps.insert(format!(
-                    "/proc/driver/nvidia/capabilities/gpu{minor}/mig/gi{gi}/access"
-                ));
-                e.caps.insert(format!(
-                    "/proc/driver/nvidia/capabilities/gpu{minor}/mig/gi{gi}/ci{ci}/access"
-                ));
-            }
-        }
-    }
-    e
-}
 
 /// Run a container asking with `env` / `annotations` / `mounts` and check it sees exactly the
 /// devices `names`.
@@ -93,51 +22,7 @@ fn check(
     let run = common::run(mode, &b, host);
     let ctx = format!("{mode:?} {} {what} ({})", host.topology, run.id);
     assert!(run.ok(), "{ctx}: container failed: {}", run.stderr());
-    assert!(
-        run.stdout().contains("PROBE-DONE"),
-        "{ctx}: probe did not finish: {}",
-        run.stdout()
-    );
-    let want = expected(listing, names);
-    assert_eq!(run.nodes(), want.nodes, "{ctx}: device nodes");
-    let opens = run.opens();
-    let allowed: BTreeSet<(u32, u32)> = want.nodes.values().map(|(a, b, _)| (*a, *b)).collect();
-    for (rel, (major, minor)) in host.all_nodes() {
-        let path = format!("/hostdev/{rel}");
-        let want_result = if allowed.contains(&(major, minor)) {
-            "ENXIO"
-        } else {
-            "EPERM"
-        };
-        assert_eq!(
-            opens.get(&path).map(String::as_str),
-            Some(want_result),
-            "{ctx}: open {path} ({major}:{minor})"
-        );
-    }
-    for path in want.nodes.keys() {
-        assert_eq!(
-            opens.get(path).map(String::as_str),
-            Some("ENXIO"),
-            "{ctx}: open {path}"
-        );
-    }
-    let gpus: BTreeSet<String> = run.prefixed("GPU ").into_iter().collect();
-    assert_eq!(gpus, want.gpus, "{ctx}: /proc/driver/nvidia/gpus");
-    let caps: BTreeSet<String> = run.prefixed("CAP ").into_iter().collect();
-    assert_eq!(caps, want.caps, "{ctx}: capabilities");
-    if names.is_empty() {
-        assert!(
-            run.prefixed("PARAM ").is_empty(),
-            "{ctx}: untouched container has a driver procfs"
-        );
-    } else {
-        assert_eq!(
-            run.prefixed("PARAM "),
-            ["ModifyDeviceFiles: 0"],
-            "{ctx}: params"
-        );
-    }
+    common::assert_sees_exactly(&run, host, listing, names, &ctx);
 }
 
 fn env(value: &str) -> impl Fn(&mut Bundle) + '_ {
@@ -147,13 +32,6 @@ fn env(value: &str) -> impl Fn(&mut Bundle) + '_ {
             .unwrap()
             .push(json!(format!("NVIDIA_VISIBLE_DEVICES={value}")));
     }
-}
-
-fn mig_uuid(listing: &Value, gpu: usize, mig: usize) -> String {
-    listing["gpus"][gpu]["mig_devices"][mig]["uuid"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 fn every_form(mode: Mode) {
@@ -167,7 +45,7 @@ fn every_form(mode: Mode) {
         .chain((0..7).map(|i| format!("0:{i}")))
         .collect();
     let all: Vec<&str> = all.iter().map(String::as_str).collect();
-    let uuid3 = mig_uuid(&l, 0, 3);
+    let uuid3 = common::uuid_of(&l, "0:3");
     let gpu_uuid = l["gpus"][0]["uuid"].as_str().unwrap().to_string();
     check(mode, &host, &l, "index 0:1", env("0:1"), &["0:1"]);
     check(mode, &host, &l, "MIG uuid", env(&uuid3), &["0:3"]);
@@ -176,7 +54,7 @@ fn every_form(mode: Mode) {
     check(mode, &host, &l, "none", env("none"), &[]);
     check(mode, &host, &l, "void", env("void"), &[]);
     check(mode, &host, &l, "unset", |_| {}, &[]);
-    let uuid5 = mig_uuid(&l, 0, 5);
+    let uuid5 = common::uuid_of(&l, "0:5");
     check(
         mode,
         &host,
@@ -196,7 +74,7 @@ fn every_form(mode: Mode) {
         |b| b.config["annotations"] = json!({"migcage.io/devices": "0:6"}),
         &["0:6"],
     );
-    let uuid2 = mig_uuid(&l, 0, 2);
+    let uuid2 = common::uuid_of(&l, "0:2");
     check(
         mode,
         &host,
@@ -348,7 +226,7 @@ fn bad_requests_crun_cgroup_v1() {
 /// the cgroup v2 program is still exactly one.
 #[test]
 fn hook_is_idempotent_across_stages() {
-    for mode in [Mode::RuncV1, Mode::RuncV2] {
+    for mode in Mode::ALL {
         if let Some(why) = mode.unavailable() {
             eprintln!("SKIP hook_is_idempotent_across_stages {mode:?}: {why}");
             return;
@@ -365,7 +243,7 @@ fn hook_is_idempotent_across_stages() {
         b.write();
         let run = common::run(mode, &b, &host);
         assert!(run.ok(), "{mode:?}: {}", run.stderr());
-        assert_eq!(run.nodes(), expected(&l, &["0:4"]).nodes, "{mode:?}");
+        assert_eq!(run.nodes(), common::sees(&l, &["0:4"]).nodes, "{mode:?}");
         assert_eq!(run.prefixed("GPU ").len(), 1, "{mode:?}");
     }
 }

@@ -217,6 +217,12 @@ fn check_cgroup_path(path: &Path) -> Result<(), String> {
 
 /// The directory of cgroup `path` through mount `m`, when `m`'s root contains it.
 fn through_mount(m: &MountLine, path: &Path) -> Option<PathBuf> {
+    // The kernel writes both as absolute paths; anything else (an empty root would let the
+    // cgroup path through whole, and join() with an absolute path drops the mount point) is no
+    // mount to write through.
+    if !m.root.has_root() || !m.mount_point.has_root() {
+        return None;
+    }
     let rel = path.strip_prefix(&m.root).ok()?;
     Some(if rel.as_os_str().is_empty() {
         m.mount_point.clone()
@@ -328,6 +334,19 @@ mod tests {
             Path::new("/proc/7/cgroup"),
             Path::new("/proc/self/mountinfo"),
         )
+    }
+
+    /// Found by the `cgroup_find` fuzz target: a mount whose root field is empty made the cgroup
+    /// path itself (`/`) the directory, outside every mount point.
+    #[test]
+    fn a_mount_with_a_relative_root_or_mount_point_reaches_nothing() {
+        for mi in [
+            "40 31 0:38  /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n",
+            "40 31 0:38 / sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n",
+        ] {
+            let e = decide("0::/\n", mi).unwrap_err().to_string();
+            assert!(e.contains("no visible cgroup2 mount reaching it"), "{e}");
+        }
     }
 
     #[test]

@@ -1,5 +1,12 @@
-//! The hook's work inside the container's root filesystem: device nodes, and the isolated view
-//! of the driver's procfs. Runs inside the container's mount namespace (see `nsenter`).
+//! The hook's work inside the container's root filesystem: device nodes, the isolated view of
+//! the driver's procfs, and the driver's files (bind mounts, symlinks, ld cache). Runs inside the
+//! container's mount namespace (see `nsenter`).
+//!
+//! The ld cache is updated without running anything: the image's `/etc/ld.so.cache` is read
+//! through [`Rootfs::read_file`] (a regular file inside the rootfs, size-capped), parsed with
+//! [`crate::ldcache`], given the injected libraries, and written back in the new format with
+//! [`Rootfs::replace_file`] (temporary name + rename). No binary or library of the image is ever
+//! executed or loaded on the host, and neither is the host's ldconfig.
 
 use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -10,8 +17,17 @@ use nix::sys::stat::{makedev, umask, Mode};
 use nix::sys::statfs::{fstatfs, PROC_SUPER_MAGIC, TMPFS_MAGIC};
 use serde::{Deserialize, Serialize};
 
-use crate::edits::DeviceNode;
+use crate::edits::{DeviceNode, LdCacheEntry, LibArch, Mount, Symlink};
+use crate::ldcache::{self, LdCache};
 use crate::rootfs::{MountFlags, Rootfs};
+
+/// The container's ld cache.
+pub const LD_CACHE: &str = "/etc/ld.so.cache";
+/// The directory `ldconfig` reads extra library directories from (`include` in ld.so.conf).
+pub const LD_CONF_DIR: &str = "/etc/ld.so.conf.d";
+/// migcage's entry there: the injected libraries' directories, so that an `ldconfig` run later
+/// inside the container (a package install) keeps listing them.
+pub const LD_CONF_FILE: &str = "/etc/ld.so.conf.d/000-migcage-nvidia.conf";
 
 /// What the container's /proc/driver/nvidia shows: only its own GPUs and MIG capabilities.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -35,6 +51,15 @@ pub struct ContainerWork {
     /// (a tmpfs mounted in a user namespace ignores device nodes).
     pub bind_nodes: bool,
     pub proc_view: Option<ProcView>,
+    /// Bind mounts of the driver's files (host path -> container path, with options).
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    /// Symlinks to make after the mounts.
+    #[serde(default)]
+    pub symlinks: Vec<Symlink>,
+    /// Entries to add to the container's `/etc/ld.so.cache`.
+    #[serde(default)]
+    pub ld_cache: Vec<LdCacheEntry>,
 }
 
 /// The driver's `params` as a container must see it: `ModifyDeviceFiles: 0`, so that the
@@ -87,6 +112,7 @@ fn apply_nodes(root: &Rootfs, work: &ContainerWork) -> Result<usize, String> {
                 MountFlags {
                     readonly: false,
                     nodev: false,
+                    noexec: true,
                 },
             )
             .map_err(|e| e.to_string())?;
@@ -159,6 +185,7 @@ fn apply_proc_view(root: &Rootfs, view: &ProcView) -> Result<bool, String> {
     let ro = MountFlags {
         readonly: true,
         nodev: true,
+        noexec: true,
     };
     for bus in &view.gpus {
         let src = host.join("gpus").join(bus);
@@ -179,6 +206,159 @@ fn apply_proc_view(root: &Rootfs, view: &ProcView) -> Result<bool, String> {
 pub struct Applied {
     pub nodes_created: usize,
     pub proc_view: bool,
+    /// Driver files bind-mounted (0 on a re-run).
+    #[serde(default)]
+    pub mounts: usize,
+    /// Symlinks made or replaced (0 on a re-run).
+    #[serde(default)]
+    pub symlinks: usize,
+    /// Whether the ld cache was rewritten (false when it already had every entry).
+    #[serde(default)]
+    pub ld_cache_written: bool,
+}
+
+/// Mount flags from a mount's options. Every driver file mount is a bind mount and `nosuid`;
+/// an option this does not know is refused rather than ignored.
+pub fn mount_flags(m: &Mount) -> Result<MountFlags, String> {
+    let mut flags = MountFlags {
+        readonly: false,
+        nodev: false,
+        noexec: false,
+    };
+    let mut bind = false;
+    for o in &m.options {
+        match o.as_str() {
+            "ro" => flags.readonly = true,
+            "rw" => flags.readonly = false,
+            "nodev" => flags.nodev = true,
+            "noexec" => flags.noexec = true,
+            "nosuid" => {}
+            "bind" | "rbind" => bind = true,
+            other => {
+                return Err(format!(
+                    "mount of {} at {}: option {other:?} is not one migcage applies (ro, rw, nodev, noexec, nosuid, bind, rbind)",
+                    m.host_path, m.container_path
+                ))
+            }
+        }
+    }
+    if !bind {
+        return Err(format!(
+            "mount of {} at {}: not a bind mount; migcage only bind-mounts host files",
+            m.host_path, m.container_path
+        ));
+    }
+    Ok(flags)
+}
+
+/// A symlink's target must be a plain name in the link's directory.
+fn check_symlink(s: &Symlink) -> Result<(), String> {
+    let t = s.target.as_str();
+    if t.is_empty() || t == "." || t == ".." || t.contains('/') || t.contains('\0') {
+        return Err(format!(
+            "symlink {} -> {t:?}: the target must be a file name in the same directory",
+            s.link
+        ));
+    }
+    Ok(())
+}
+
+fn ld_flags(arch: LibArch) -> i32 {
+    match arch {
+        LibArch::X86_64 => ldcache::FLAGS_X86_64,
+        LibArch::I386 => ldcache::FLAGS_I386,
+    }
+}
+
+/// The container's new ld cache: the image's (when it has a readable one) with `entries` added,
+/// or None when it already has them all.
+pub fn updated_ld_cache(
+    image: Option<&[u8]>,
+    entries: &[LdCacheEntry],
+) -> Result<Option<Vec<u8>>, String> {
+    let mut cache = match image {
+        Some(bytes) => match LdCache::parse(bytes) {
+            Ok(c) => c,
+            // glibc ignores a cache it cannot read, and so can we: the new one has only the
+            // driver's libraries, the image's are still found in the default directories.
+            Err(e) => {
+                tracing::warn!("the image's {LD_CACHE} is unreadable ({e}); writing a new one");
+                LdCache::default()
+            }
+        },
+        None => LdCache::default(),
+    };
+    let new: Vec<ldcache::Entry> = entries
+        .iter()
+        .map(|e| ldcache::Entry::new(&e.soname, &e.path, ld_flags(e.arch)))
+        .collect();
+    let generator = format!("migcage {}", env!("CARGO_PKG_VERSION"));
+    let before = image.map(|b| b.to_vec());
+    cache.merge(&new);
+    let bytes = cache.to_bytes(&generator);
+    if before.as_deref() == Some(&bytes[..]) {
+        return Ok(None);
+    }
+    Ok(Some(bytes))
+}
+
+/// Mount the driver's files, make their symlinks and update the ld cache.
+fn apply_driver(root: &Rootfs, work: &ContainerWork, applied: &mut Applied) -> Result<(), String> {
+    for m in &work.mounts {
+        let flags = mount_flags(m)?;
+        if root
+            .bind_mount(Path::new(&m.host_path), &m.container_path, flags)
+            .map_err(|e| e.to_string())?
+        {
+            applied.mounts += 1;
+        }
+    }
+    for s in &work.symlinks {
+        check_symlink(s)?;
+        if root
+            .symlink(&s.link, &s.target)
+            .map_err(|e| e.to_string())?
+        {
+            applied.symlinks += 1;
+        }
+    }
+    if !work.ld_cache.is_empty() {
+        let image = root
+            .read_file(LD_CACHE, ldcache::MAX_SIZE)
+            .map_err(|e| format!("cannot update the container's ld cache: {e}"))?;
+        if let Some(bytes) = updated_ld_cache(image.as_deref(), &work.ld_cache)? {
+            root.replace_file(LD_CACHE, &bytes, 0o644)
+                .map_err(|e| format!("cannot update the container's ld cache: {e}"))?;
+            applied.ld_cache_written = true;
+        }
+        if root.exists(LD_CONF_DIR).map_err(|e| e.to_string())? {
+            let text = ld_conf(&work.ld_cache);
+            let old = root
+                .read_file(LD_CONF_FILE, 64 << 10)
+                .map_err(|e| e.to_string())?;
+            if old.as_deref() != Some(text.as_bytes()) {
+                root.replace_file(LD_CONF_FILE, text.as_bytes(), 0o644)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The ld.so.conf.d entry for `entries`: their directories, each once.
+pub fn ld_conf(entries: &[LdCacheEntry]) -> String {
+    let mut text = String::from("# NVIDIA driver libraries injected by migcage\n");
+    let mut dirs: Vec<&str> = Vec::new();
+    for e in entries {
+        if let Some((dir, _)) = e.path.rsplit_once('/') {
+            if !dir.is_empty() && !dirs.contains(&dir) {
+                dirs.push(dir);
+                text.push_str(dir);
+                text.push('\n');
+            }
+        }
+    }
+    text
 }
 
 /// Do the work. Must run in the container's mount namespace.
@@ -187,15 +367,25 @@ pub fn apply(work: &ContainerWork) -> Result<Applied, String> {
     let old = umask(Mode::empty());
     let result = (|| {
         let root = Rootfs::open(&work.rootfs).map_err(|e| e.to_string())?;
+        // The runtime's /dev is a tmpfs made for the container: nodes may go there. A /dev that
+        // is anything else stays read-only to migcage (nodes then only go where the rootfs's own
+        // filesystem is, which a host bind mount is not). The hook refuses a spec that binds a
+        // host directory on /dev before it gets here.
+        if fs_magic(&root, "/dev") == Some(TMPFS_MAGIC) {
+            root.allow_writes_in("/dev").map_err(|e| e.to_string())?;
+        }
         let nodes_created = apply_nodes(&root, work)?;
         let proc_view = match &work.proc_view {
             Some(v) => apply_proc_view(&root, v)?,
             None => false,
         };
-        Ok(Applied {
+        let mut applied = Applied {
             nodes_created,
             proc_view,
-        })
+            ..Applied::default()
+        };
+        apply_driver(&root, work, &mut applied)?;
+        Ok(applied)
     })();
     umask(old);
     result
@@ -237,24 +427,108 @@ mod tests {
             nodes: vec![node],
             bind_nodes: false,
             proc_view: None,
+            mounts: vec![],
+            symlinks: vec![],
+            ld_cache: vec![],
         };
         assert_eq!(
             apply(&work).unwrap(),
             Applied {
                 nodes_created: 1,
-                proc_view: false
+                ..Applied::default()
             }
         );
-        assert_eq!(
-            apply(&work).unwrap(),
-            Applied {
-                nodes_created: 0,
-                proc_view: false
-            }
-        );
+        assert_eq!(apply(&work).unwrap(), Applied::default());
         let m = std::fs::metadata(d.path().join("dev/nvidia-caps/nvidia-cap12")).unwrap();
         assert_eq!(m.mode() & 0o7777, 0o444);
         assert_eq!(m.rdev(), makedev(509, 12));
+    }
+
+    #[test]
+    fn mount_options_map_to_flags_and_unknown_ones_are_refused() {
+        let m = |opts: &[&str]| Mount {
+            host_path: "/h".into(),
+            container_path: "/c".into(),
+            options: opts.iter().map(|s| s.to_string()).collect(),
+        };
+        assert_eq!(
+            mount_flags(&m(&["ro", "nosuid", "nodev", "bind"])).unwrap(),
+            MountFlags {
+                readonly: true,
+                nodev: true,
+                noexec: false
+            }
+        );
+        assert_eq!(
+            mount_flags(&m(&["ro", "nosuid", "nodev", "noexec", "bind"])).unwrap(),
+            MountFlags {
+                readonly: true,
+                nodev: true,
+                noexec: true
+            }
+        );
+        let e = mount_flags(&m(&["bind", "suid"])).unwrap_err();
+        assert!(e.contains("\"suid\""), "{e}");
+        assert!(mount_flags(&m(&["ro"]))
+            .unwrap_err()
+            .contains("not a bind mount"));
+    }
+
+    #[test]
+    fn symlink_targets_are_plain_names() {
+        let s = |t: &str| Symlink {
+            link: "/usr/lib/libcuda.so.1".into(),
+            target: t.into(),
+        };
+        assert!(check_symlink(&s("libcuda.so.550.54.15")).is_ok());
+        for bad in ["", ".", "..", "../../etc/passwd", "/etc/passwd", "a/b"] {
+            assert!(check_symlink(&s(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ld_cache_keeps_the_images_entries_and_adds_ours_once() {
+        let image = {
+            let mut c = LdCache::default();
+            c.entries.push(ldcache::Entry::new(
+                "libc.so.6",
+                "/lib/x86_64-linux-gnu/libc.so.6",
+                ldcache::FLAGS_X86_64,
+            ));
+            c.entries.push(ldcache::Entry::new(
+                "libcuda.so.1",
+                "/usr/local/cuda/compat/libcuda.so.1",
+                ldcache::FLAGS_X86_64,
+            ));
+            c.to_bytes("ldconfig")
+        };
+        let ours = [LdCacheEntry {
+            soname: "libcuda.so.1".into(),
+            path: "/usr/lib/x86_64-linux-gnu/libcuda.so.1".into(),
+            arch: LibArch::X86_64,
+        }];
+        let new = updated_ld_cache(Some(&image), &ours).unwrap().unwrap();
+        let c = LdCache::parse(&new).unwrap();
+        assert_eq!(c.entries.len(), 2);
+        assert_eq!(
+            c.lookup("libcuda.so.1", ldcache::FLAGS_X86_64)
+                .unwrap()
+                .path(),
+            "/usr/lib/x86_64-linux-gnu/libcuda.so.1"
+        );
+        assert!(c.lookup("libc.so.6", ldcache::FLAGS_X86_64).is_some());
+        assert!(c.generator.unwrap().starts_with("migcage "));
+        // Already there: nothing to write.
+        assert_eq!(updated_ld_cache(Some(&new), &ours).unwrap(), None);
+        assert_eq!(
+            ld_conf(&ours),
+            "# NVIDIA driver libraries injected by migcage\n/usr/lib/x86_64-linux-gnu\n"
+        );
+        // No cache, or an unreadable one: ours alone.
+        for image in [None, Some(&b"junk"[..])] {
+            let c = LdCache::parse(&updated_ld_cache(image, &ours).unwrap().unwrap()).unwrap();
+            assert_eq!(c.entries.len(), 1);
+        }
     }
 
     #[test]

@@ -35,7 +35,8 @@ pub enum Stage {
     CreateRuntime,
     #[value(name = "createContainer")]
     CreateContainer,
-    /// After the container is gone: nothing to undo (all state died with the container).
+    /// After the container is gone (`runc delete`): releases the container's leases. Nothing else
+    /// to undo: all other state died with the container.
     #[value(name = "poststop")]
     Poststop,
 }
@@ -51,6 +52,8 @@ pub enum HookError {
     State(#[from] state::StateError),
     #[error(transparent)]
     Pipeline(#[from] pipeline::PipelineError),
+    #[error("config.json bind-mounts {host_dir} on the container's /dev, where migcage creates device nodes (they would land on the host): let the runtime mount a tmpfs on /dev")]
+    DevBind { host_dir: String },
     #[error("bundle {bundle}: config.json has no root.path; the runtime wrote a broken bundle")]
     NoRootfs { bundle: String },
     #[error("container {id}: {message}")]
@@ -73,6 +76,12 @@ pub struct Outcome {
     pub nodes_created: usize,
     pub proc_view: bool,
     pub cgroup: Option<String>,
+    /// Poststop: the MIG instances whose leases it released.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub released: Vec<String>,
+    /// Everything done inside the container (nodes, procfs, driver mounts, symlinks, ld cache).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied: Option<container::Applied>,
     pub duration_us: u128,
 }
 
@@ -86,6 +95,28 @@ pub fn has_user_namespace(spec: &serde_json::Value) -> bool {
         })
 }
 
+/// The source of a spec mount that binds a host directory on the container's /dev, where
+/// migcage creates device nodes: it would create them on the host.
+pub fn dev_bind_source(spec: &serde_json::Value) -> Option<String> {
+    let mounts = spec.get("mounts")?.as_array()?;
+    mounts.iter().find_map(|m| {
+        let dest = m.get("destination")?.as_str()?.trim_end_matches('/');
+        let bind = m.get("type").and_then(|t| t.as_str()) == Some("bind")
+            || m.get("options")
+                .and_then(|o| o.as_array())
+                .is_some_and(|o| {
+                    o.iter()
+                        .any(|x| matches!(x.as_str(), Some("bind" | "rbind")))
+                });
+        (dest == "/dev" && bind).then(|| {
+            m.get("source")
+                .and_then(|s| s.as_str())
+                .unwrap_or("?")
+                .to_string()
+        })
+    })
+}
+
 /// What the hook would do inside the container for `plan`.
 pub fn container_work(
     config: &Config,
@@ -96,6 +127,9 @@ pub fn container_work(
     let rootfs = state::rootfs_path(bundle, spec).ok_or_else(|| HookError::NoRootfs {
         bundle: bundle.display().to_string(),
     })?;
+    if let Some(source) = dev_bind_source(spec) {
+        return Err(HookError::DevBind { host_dir: source });
+    }
     Ok(ContainerWork {
         rootfs,
         nodes: plan.edits.device_nodes.clone(),
@@ -105,6 +139,9 @@ pub fn container_work(
             gpus: plan.proc_gpus.clone(),
             caps: plan.proc_caps.clone(),
         }),
+        mounts: plan.edits.mounts.clone(),
+        symlinks: plan.edits.symlinks.clone(),
+        ld_cache: plan.edits.ld_cache.clone(),
     })
 }
 
@@ -114,18 +151,40 @@ pub fn container_work(
 /// mount namespaces, before pivot_root), and then the state's pid is the init's pid inside the
 /// container's pid namespace, meaningless in /proc. The hook is then a child of that init, in
 /// its mount namespace and cgroup: it works on itself. A runtime that runs the hook from outside
-/// (prestart, createRuntime, or crun) passes the init's pid as the host sees it.
+/// (prestart, createRuntime) passes the init's pid as the host sees it.
 fn container_pid(stage: Stage, state: &State) -> Result<i32, HookError> {
-    let pid = state.require_pid()?;
-    if stage == Stage::CreateContainer && nix::unistd::getppid().as_raw() == pid {
-        let me = std::fs::read_link(format!("{PROCESS_PROC}/self"))
-            .ok()
-            .and_then(|p| p.to_str().and_then(|s| s.parse::<i32>().ok()));
-        if let Some(me) = me {
-            return Ok(me);
+    if !runs_inside_container(stage, state) {
+        return Ok(state.require_pid()?);
+    }
+    let me = std::fs::read_link(format!("{PROCESS_PROC}/self"))
+        .ok()
+        .and_then(|p| p.to_str().and_then(|s| s.parse::<i32>().ok()));
+    match me {
+        Some(me) => Ok(me),
+        None => Ok(state.require_pid()?),
+    }
+}
+
+/// The host pid of the container's init, which holds the container's leases (see
+/// [`container_pid`]): the state's pid, except in runc's createContainer hook, where the hook is
+/// the init's child and the init's host pid is its parent's as procfs (the host's) names it.
+fn init_host_pid(stage: Stage, state: &State) -> Option<i32> {
+    if runs_inside_container(stage, state) {
+        if let Ok(Some(me)) = crate::lease::read_stat(Path::new(PROCESS_PROC), "self") {
+            return Some(me.ppid);
         }
     }
-    Ok(pid)
+    state.pid.map(|p| p as i32)
+}
+
+/// Is this hook run by the container's init itself? runc does that for createContainer and
+/// passes the init's pid in its own pid namespace (our parent's, as getppid() sees it there);
+/// crun does it too and passes pid 0 (no pid).
+fn runs_inside_container(stage: Stage, state: &State) -> bool {
+    stage == Stage::CreateContainer
+        && state
+            .pid
+            .is_none_or(|pid| i64::from(nix::unistd::getppid().as_raw()) == pid)
 }
 
 /// Run the hook for `stage` with the state on `input`.
@@ -140,43 +199,71 @@ pub fn run(config: &Config, stage: Stage, input: impl Read) -> Result<Outcome, H
         nodes_created: 0,
         proc_view: false,
         cgroup: None,
+        released: Vec::new(),
+        applied: None,
         duration_us: 0,
     };
     if stage == Stage::Poststop {
+        outcome.released = pipeline::release_container(config, &state.id)?
+            .into_iter()
+            .map(|l| l.uuid)
+            .collect();
         outcome.duration_us = start.elapsed().as_micros();
         return Ok(outcome);
     }
     let spec = state::read_config(&state.bundle)?;
-    let (request, plan) = pipeline::plan_for_spec(config, &spec)?;
+    crate::faultpoint::hit("after-parse");
+    let holder = crate::lease::Holder {
+        container: state.id.clone(),
+        pid: init_host_pid(stage, &state),
+    };
+    let (request, plan) = pipeline::plan_for_container(config, &spec, &holder)?;
+    crate::faultpoint::hit("after-inventory");
     outcome.request = Some(request);
     let Some(plan) = plan else {
         outcome.duration_us = start.elapsed().as_micros();
         return Ok(outcome);
     };
-    if !plan.edits.device_nodes.is_empty() {
+    let e = &plan.edits;
+    let in_container = !e.device_nodes.is_empty()
+        || !e.mounts.is_empty()
+        || !e.symlinks.is_empty()
+        || !e.ld_cache.is_empty();
+    if in_container {
         let pid = container_pid(stage, &state)?;
         let work = container_work(config, &state.bundle, &spec, &plan)?;
         let id = state.id.clone();
-        let applied =
-            nsenter::in_mount_namespace(pid, || container::apply(&work)).map_err(|e| {
-                HookError::Container {
-                    id: id.clone(),
-                    message: e.to_string(),
-                }
-            })?;
+        let hook_pid = std::process::id();
+        let applied = nsenter::in_mount_namespace(pid, || {
+            crate::faultpoint::hit_in_helper("ns-before-nodes", hook_pid);
+            let applied = container::apply(&work);
+            crate::faultpoint::hit_in_helper("ns-after-nodes", hook_pid);
+            applied
+        })
+        .map_err(|e| HookError::Container {
+            id: id.clone(),
+            message: e.to_string(),
+        })?;
         outcome.nodes_created = applied.nodes_created;
         outcome.proc_view = applied.proc_view;
-        let granted = cgroup::grant_devices(
-            Path::new(PROCESS_PROC),
-            pid as u32,
-            &spec,
-            &plan.edits.device_rules,
-        )
-        .map_err(|source| HookError::Cgroup { id, source })?;
-        outcome.cgroup = Some(format!("{granted:?}"));
+        outcome.applied = Some(applied);
+        // `none` (driver files only) has no device to grant.
+        if !plan.edits.device_rules.is_empty() {
+            crate::faultpoint::hit("before-cgroup");
+            let granted = cgroup::grant_devices(
+                Path::new(PROCESS_PROC),
+                pid as u32,
+                &spec,
+                &plan.edits.device_rules,
+            )
+            .map_err(|source| HookError::Cgroup { id, source })?;
+            outcome.cgroup = Some(format!("{granted:?}"));
+            crate::faultpoint::hit("after-cgroup");
+        }
     }
     outcome.plan = Some(plan);
     outcome.duration_us = start.elapsed().as_micros();
+    crate::faultpoint::hit("done");
     Ok(outcome)
 }
 
@@ -184,6 +271,21 @@ pub fn run(config: &Config, stage: Stage, input: impl Read) -> Result<Outcome, H
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_host_directory_bound_on_dev_is_found() {
+        let spec = |m: serde_json::Value| json!({"mounts": [m]});
+        let bind = spec(json!({"destination": "/dev/", "type": "bind", "source": "/srv/x"}));
+        assert_eq!(dev_bind_source(&bind).as_deref(), Some("/srv/x"));
+        let rbind = spec(
+            json!({"destination": "/dev", "type": "none", "source": "/srv/y", "options": ["rbind", "ro"]}),
+        );
+        assert_eq!(dev_bind_source(&rbind).as_deref(), Some("/srv/y"));
+        let tmpfs = spec(json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs"}));
+        assert_eq!(dev_bind_source(&tmpfs), None);
+        let other = spec(json!({"destination": "/data", "type": "bind", "source": "/srv/z"}));
+        assert_eq!(dev_bind_source(&other), None);
+    }
 
     #[test]
     fn user_namespace_detection() {
@@ -220,7 +322,11 @@ mod tests {
 
     #[test]
     fn poststop_reads_only_the_state() {
-        let config = Config::default();
+        let d = tempfile::tempdir().unwrap();
+        let config = Config {
+            state_dir: d.path().join("state"),
+            ..Config::default()
+        };
         let out = run(
             &config,
             Stage::Poststop,
@@ -228,6 +334,46 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out.container, "c1");
+        assert!(out.released.is_empty());
+        // No lease was ever taken: poststop creates nothing.
+        assert!(!d.path().join("state").exists());
         assert!(run(&config, Stage::Poststop, &b"junk"[..]).is_err());
+    }
+
+    #[test]
+    fn poststop_releases_the_containers_leases() {
+        use crate::lease::{Lease, LeaseKind, Store};
+        let d = tempfile::tempdir().unwrap();
+        let config = Config {
+            state_dir: d.path().to_path_buf(),
+            ..Config::default()
+        };
+        let lease = |uuid: &str, container: &str| Lease {
+            uuid: uuid.into(),
+            container: container.into(),
+            pid: 1,
+            start_time: 1,
+            since: 1,
+            kind: LeaseKind::Profile,
+            asked: "profile:1g.5gb".into(),
+        };
+        let store = Store::new(d.path());
+        store
+            .lock()
+            .unwrap()
+            .write(&[
+                lease("MIG-a", "c1"),
+                lease("MIG-b", "c2"),
+                lease("MIG-c", "c1"),
+            ])
+            .unwrap();
+        let out = run(
+            &config,
+            Stage::Poststop,
+            &br#"{"id":"c1","status":"stopped","bundle":"/nonexistent"}"#[..],
+        )
+        .unwrap();
+        assert_eq!(out.released, ["MIG-a", "MIG-c"]);
+        assert_eq!(store.read().unwrap(), [lease("MIG-b", "c2")]);
     }
 }

@@ -60,7 +60,7 @@ impl State {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(StateError::Empty);
         }
-        let s: State =
+        let mut s: State =
             serde_json::from_slice(bytes).map_err(|e| StateError::Parse(e.to_string()))?;
         if s.id.is_empty() || s.id.len() > 1024 || s.id.contains(['/', '\0', '\n']) {
             return Err(StateError::Invalid {
@@ -76,8 +76,12 @@ impl State {
                 why: "the bundle must be an absolute path",
             });
         }
+        // crun passes `"pid": 0` to createContainer and poststop hooks: no process to name.
+        if s.pid == Some(0) {
+            s.pid = None;
+        }
         if let Some(pid) = s.pid {
-            if pid <= 0 || pid > i64::from(i32::MAX) {
+            if pid < 0 || pid > i64::from(i32::MAX) {
                 return Err(StateError::Invalid {
                     field: "pid",
                     value: pid.to_string(),
@@ -167,6 +171,9 @@ mod tests {
             ("c1", Some(4242), Path::new("/run/b"))
         );
         assert_eq!(s.require_pid().unwrap(), 4242);
+        // crun's createContainer and poststop states carry pid 0: no process.
+        let s = State::parse(br#"{"id":"c1","status":"stopped","pid":0,"bundle":"/b"}"#).unwrap();
+        assert_eq!(s.pid, None);
     }
 
     #[test]

@@ -7,10 +7,12 @@
 
 pub mod nvml;
 pub mod procfs;
+pub mod snapshot;
 
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -113,6 +115,8 @@ pub enum InventoryError {
     },
     #[error("cannot initialize NVML from {}: {message}: {NVML_FIX}", library.display())]
     NvmlInit { library: PathBuf, message: String },
+    #[error("NVML ({}) did not answer within {timeout_ms} ms: its start-up can stall, most often without persistence mode; enable it (nvidia-smi -pm 1, or run nvidia-persistenced), check `nvidia-smi` and dmesg, or raise nvml_timeout_ms in the migcage config", library.display())]
+    NvmlTimeout { library: PathBuf, timeout_ms: u64 },
     #[error("NVML ({}) {call} failed for {target}: {message}: check `nvidia-smi` and the kernel log (dmesg) for this GPU", library.display())]
     NvmlCall {
         library: PathBuf,
@@ -269,6 +273,25 @@ pub fn read_cap_access(path: &Path) -> Result<Option<CapAccess>, InventoryError>
 
 /// Read the driver's procfs: majors, driver version, mig-minors and every GPU's information.
 pub fn read_procfs(config: &Config) -> Result<ProcfsInfo, InventoryError> {
+    let mut proc = read_procfs_except_mig_minors(config)?;
+    proc.mig_minors = read_mig_minors(config)?;
+    Ok(proc)
+}
+
+/// Read and parse `driver/nvidia-caps/mig-minors`; `None` when it does not exist.
+pub fn read_mig_minors(config: &Config) -> Result<Option<MigMinors>, InventoryError> {
+    let minors = mig_minors_path(config);
+    match read_optional(&minors)? {
+        Some(text) => Ok(Some(procfs::parse_mig_minors(&text, &minors)?)),
+        None => Ok(None),
+    }
+}
+
+/// [`read_procfs`] without mig-minors (`mig_minors` is `None`): that file lists every capability
+/// the driver could ever make (4322 lines for 8 GPUs) and is the costliest to parse, while it
+/// never changes as long as the driver stays loaded. A snapshot that knows the file is unchanged
+/// supplies the entries it uses instead (see [`snapshot`]).
+pub fn read_procfs_except_mig_minors(config: &Config) -> Result<ProcfsInfo, InventoryError> {
     let driver_dir = config.proc_path("driver/nvidia");
     match std::fs::metadata(&driver_dir) {
         Ok(m) if m.is_dir() => {}
@@ -308,12 +331,6 @@ pub fn read_procfs(config: &Config) -> Result<ProcfsInfo, InventoryError> {
     let version = version_path(config);
     let driver_version = procfs::parse_version(&read_required(&version)?, &version)?;
 
-    let minors = mig_minors_path(config);
-    let mig_minors = match read_optional(&minors)? {
-        Some(text) => Some(procfs::parse_mig_minors(&text, &minors)?),
-        None => None,
-    };
-
     let gpus_dir = config.proc_path("driver/nvidia/gpus");
     let mut gpus = BTreeMap::new();
     let entries = match std::fs::read_dir(&gpus_dir) {
@@ -342,7 +359,7 @@ pub fn read_procfs(config: &Config) -> Result<ProcfsInfo, InventoryError> {
     Ok(ProcfsInfo {
         driver_version,
         majors,
-        mig_minors,
+        mig_minors: None,
         gpus,
     })
 }
@@ -350,18 +367,63 @@ pub fn read_procfs(config: &Config) -> Result<ProcfsInfo, InventoryError> {
 /// Discover the host: read procfs and NVML, cross-check them, and return the inventory.
 pub fn discover(config: &Config) -> Result<Inventory, InventoryError> {
     let proc = read_procfs(config)?;
-    let nvml = nvml::read(&config.nvml_library)?;
+    discover_with(config, &proc)
+}
+
+/// [`discover`] with procfs already read, so that a caller that has just read it (to check a
+/// snapshot) does not read it again. NVML is read within `config.nvml_timeout_ms`.
+pub fn discover_with(config: &Config, proc: &ProcfsInfo) -> Result<Inventory, InventoryError> {
+    let nvml = read_nvml_bounded(
+        &config.nvml_library,
+        Duration::from_millis(config.nvml_timeout_ms),
+    )?;
     if nvml.driver_version != proc.driver_version {
         return Err(InventoryError::DriverVersion {
             proc_file: version_path(config),
-            proc_version: proc.driver_version,
+            proc_version: proc.driver_version.clone(),
             library: config.nvml_library.clone(),
             nvml_version: nvml.driver_version,
         });
     }
-    let inventory = assemble(config, nvml, &proc)?;
-    verify(config, &inventory, &proc)?;
+    let inventory = assemble(config, nvml, proc)?;
+    verify(config, &inventory, proc)?;
     Ok(inventory)
+}
+
+/// Read NVML in a thread of its own and give up after `timeout` (zero: wait as long as it takes).
+///
+/// NVML's initialization can hang (no persistence daemon, a wedged GPU). On expiry the thread is
+/// left behind, still blocked in NVML: the command fails with one line and exits, which ends it.
+pub fn read_nvml_bounded(
+    library: &Path,
+    timeout: Duration,
+) -> Result<nvml::NvmlInfo, InventoryError> {
+    if timeout.is_zero() {
+        return nvml::read(library);
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let lib = library.to_path_buf();
+    std::thread::Builder::new()
+        .name("nvml".into())
+        .spawn(move || {
+            // The receiver is gone only when the caller gave up waiting.
+            let _ = tx.send(nvml::read(&lib));
+        })
+        .map_err(|e| InventoryError::NvmlInit {
+            library: library.to_path_buf(),
+            message: format!("cannot start a thread to read it: {e}"),
+        })?;
+    match rx.recv_timeout(timeout) {
+        Ok(result) => result,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(InventoryError::NvmlTimeout {
+            library: library.to_path_buf(),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        }),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(InventoryError::NvmlInit {
+            library: library.to_path_buf(),
+            message: "the thread reading it panicked".into(),
+        }),
+    }
 }
 
 /// Join NVML's view with procfs's caps minors.
@@ -444,6 +506,27 @@ pub fn verify(
     inventory: &Inventory,
     proc: &ProcfsInfo,
 ) -> Result<(), InventoryError> {
+    verify_with(config, inventory, proc, AccessFiles::Read)
+}
+
+/// Whether [`verify_with`] reads the capability access files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessFiles {
+    /// Read each one and check its `DeviceFileMinor`.
+    Read,
+    /// The caller has checked that every access file is the very file (same inode, unchanged
+    /// since) that an earlier `verify` read: their contents cannot differ, so they are not read
+    /// again. The inventory snapshot's identity check is such a caller.
+    Unchanged,
+}
+
+/// [`verify`], reading the access files or not (see [`AccessFiles`]).
+pub fn verify_with(
+    config: &Config,
+    inventory: &Inventory,
+    proc: &ProcfsInfo,
+    access_files: AccessFiles,
+) -> Result<(), InventoryError> {
     let changed =
         |what: &str, inventory: String, path: PathBuf, now: String| InventoryError::Changed {
             what: what.to_string(),
@@ -503,6 +586,9 @@ pub fn verify(
         ("config", inventory.mig_config_minor),
         ("monitor", inventory.mig_monitor_minor),
     ] {
+        if access_files == AccessFiles::Unchanged {
+            continue;
+        }
         let path = mig_cap_path(config, name);
         if let (Some(expected), Some(access)) = (minor, read_cap_access(&path)?) {
             if access.minor != expected {
@@ -549,7 +635,7 @@ pub fn verify(
             ));
         }
         for m in &gpu.mig_devices {
-            verify_mig_device(config, gpu, m, proc.mig_minors.as_ref())?;
+            verify_mig_device(config, gpu, m, proc.mig_minors.as_ref(), access_files)?;
         }
     }
     Ok(())
@@ -560,6 +646,7 @@ fn verify_mig_device(
     gpu: &Gpu,
     m: &MigDevice,
     table: Option<&MigMinors>,
+    access_files: AccessFiles,
 ) -> Result<(), InventoryError> {
     let (gi, ci) = (m.gpu_instance_id, m.compute_instance_id);
     let minors_path = mig_minors_path(config);
@@ -604,6 +691,9 @@ fn verify_mig_device(
                 path: minors_path,
                 now: expected.to_string(),
             });
+        }
+        if access_files == AccessFiles::Unchanged {
+            continue;
         }
         let Some(access) = read_cap_access(&path)? else {
             return Err(InventoryError::CapMissing {

@@ -1,6 +1,7 @@
 //! The plan: `resolve(request, inventory) -> Plan` (the `ContainerEdits` plus what the hook shows
 //! of the driver's procfs). Pure, no I/O, and the one place that decides what a container gets.
 
+pub mod driver;
 pub mod nodes;
 
 use std::path::Path;
@@ -8,7 +9,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::edits::{Access, ContainerEdits};
-use crate::inventory::{Gpu, Inventory};
+use crate::inventory::{Gpu, Inventory, MigDevice};
 use crate::request::{DeviceSelector, Devices, Request, Source};
 use nodes::{allow_rules, common_nodes, device_nodes, mig_admin_node, push_unique, Target};
 
@@ -30,8 +31,19 @@ pub enum PlanError {
     },
     #[error("{origin} asks for {asked}: the nvidia-caps driver is not loaded (no nvidia-caps in /proc/devices); load nvidia with MIG support or ask for a whole GPU")]
     NoCaps { origin: String, asked: String },
-    #[error("{origin} asks for {asked}: allocation by profile is not available in this version of migcage; name a MIG device instead (index 0:1 or MIG-... UUID, see 'migcage list')")]
-    ProfileUnsupported { origin: String, asked: String },
+    /// A request by profile for a profile that no MIG device has (on the named GPU, or at all).
+    #[error("{origin} asks for {asked}: {found}; ask for a profile listed, or create such an instance (nvidia-smi mig -cgi {profile} -C)")]
+    UnknownProfile {
+        origin: String,
+        asked: String,
+        profile: String,
+        /// `GPU 0 has no MIG device of profile 2g.10gb (profiles here: 1g.5gb, 3g.20gb)`.
+        found: String,
+    },
+    /// A request by profile reached `resolve` without being allocated (only the pipeline, which
+    /// holds the lease store, turns profiles into instances).
+    #[error("{origin} asks for {asked}: a request by profile is allocated when the container starts (by the migcage hook or runtime), which this caller does not do; name a MIG device instead (0:1 or MIG-..., see 'migcage list')")]
+    NotAllocated { origin: String, asked: String },
 }
 
 /// One device the container gets, as resolved.
@@ -56,7 +68,8 @@ pub struct Plan {
     pub proc_caps: Vec<String>,
 }
 
-fn source_name(req: &Request) -> String {
+/// Where a request came from, for messages: `NVIDIA_VISIBLE_DEVICES`, `annotation ...`.
+pub fn source_name(req: &Request) -> String {
     if req.sources.is_empty() {
         return "the request".into();
     }
@@ -163,16 +176,90 @@ fn find_targets<'a>(
                 uuid_list(all, 8)
             )))
         }
-        DeviceSelector::Profile { .. } => Err(PlanError::ProfileUnsupported {
-            origin: source.to_string(),
-            asked,
-        }),
+        DeviceSelector::Profile { gpu, profile, .. } => {
+            // Checked first, so that an unknown profile gets its own message here too.
+            profile_candidates(*gpu, profile, &asked, inv, source)?;
+            Err(PlanError::NotAllocated {
+                origin: source.to_string(),
+                asked,
+            })
+        }
         // The selector enum may grow; an unknown kind is never granted.
         #[allow(unreachable_patterns)]
         _ => Err(not_found(
             "migcage does not know this kind of device".into(),
         )),
     }
+}
+
+/// The MIG devices a request by profile may be given: every MIG device of `profile` on GPU `gpu`
+/// (any GPU when `None`), in NVML order (GPU index, then MIG device index). Which of them are free
+/// is the lease module's business; this only checks the request against the host. `asked` and
+/// `origin` name the request in errors, which list the profiles that exist.
+pub fn profile_candidates<'a>(
+    gpu: Option<u32>,
+    profile: &str,
+    asked: &str,
+    inv: &'a Inventory,
+    origin: &str,
+) -> Result<Vec<(&'a Gpu, &'a MigDevice)>, PlanError> {
+    let gpus: Vec<&Gpu> = match gpu {
+        Some(i) => {
+            let g = inv
+                .gpus
+                .iter()
+                .find(|g| g.index == i)
+                .ok_or_else(|| PlanError::NotFound {
+                    origin: origin.to_string(),
+                    asked: asked.to_string(),
+                    found: match inv.gpus.len() {
+                        0 => "this host has no GPU".into(),
+                        n => format!("there is no GPU {i}, this host has GPUs 0 to {}", n - 1),
+                    },
+                })?;
+            if !g.mig_enabled {
+                return Err(PlanError::NotMig {
+                    origin: origin.to_string(),
+                    asked: asked.to_string(),
+                    gpu: i,
+                });
+            }
+            vec![g]
+        }
+        None => inv.gpus.iter().collect(),
+    };
+    let out: Vec<(&Gpu, &MigDevice)> = gpus
+        .iter()
+        .flat_map(|g| g.mig_devices.iter().map(move |m| (*g, m)))
+        .filter(|(_, m)| m.profile.eq_ignore_ascii_case(profile))
+        .collect();
+    if out.is_empty() {
+        let mut known: Vec<&str> = Vec::new();
+        for g in &gpus {
+            for m in &g.mig_devices {
+                if !known.contains(&m.profile.as_str()) {
+                    known.push(&m.profile);
+                }
+            }
+        }
+        known.sort_unstable();
+        let place = match gpu {
+            Some(i) => format!("GPU {i}"),
+            None => "this host".into(),
+        };
+        let known = if known.is_empty() {
+            "it has no MIG devices".into()
+        } else {
+            format!("profiles here: {}", known.join(", "))
+        };
+        return Err(PlanError::UnknownProfile {
+            origin: origin.to_string(),
+            asked: asked.to_string(),
+            profile: profile.to_string(),
+            found: format!("{place} has no MIG device of profile {profile} ({known})"),
+        });
+    }
+    Ok(out)
 }
 
 /// GPUs named by `NVIDIA_MIG_CONFIG_DEVICES` / `NVIDIA_MIG_MONITOR_DEVICES`.
@@ -443,7 +530,10 @@ mod tests {
             ("NVIDIA_VISIBLE_DEVICES=1:0", "GPU 1 is not in MIG mode"),
             ("NVIDIA_VISIBLE_DEVICES=MIG-99999999-9999-9999-9999-999999999999", "no MIG device has that UUID; it may have been destroyed or re-created (MIG devices now: MIG-11111111"),
             ("NVIDIA_VISIBLE_DEVICES=GPU-99999999-9999-9999-9999-999999999999", "no GPU has that UUID"),
-            ("NVIDIA_VISIBLE_DEVICES=profile:1g.5gb", "allocation by profile is not available"),
+            ("NVIDIA_VISIBLE_DEVICES=profile:1g.5gb", "this host has no MIG device of profile 1g.5gb (profiles here: 3g.20gb); ask for a profile listed"),
+            ("NVIDIA_VISIBLE_DEVICES=profile:1/3g.20gb", "GPU 1 is not in MIG mode"),
+            ("NVIDIA_VISIBLE_DEVICES=profile:4/3g.20gb", "there is no GPU 4, this host has GPUs 0 to 1"),
+            ("NVIDIA_VISIBLE_DEVICES=profile:3g.20gb", "a request by profile is allocated when the container starts"),
         ];
         for (env, want) in cases {
             let e = plan(&[env]).unwrap_err().to_string();

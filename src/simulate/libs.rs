@@ -9,7 +9,7 @@ use std::process::Command;
 use migcage_topology::Topology;
 
 use super::{elf, io, SimulateError};
-use crate::driver_files::{driver_files, FileKind, LIBRARY_DIR};
+use crate::driver_files::{dev_link_name, driver_files, FileKind, LIBRARY_DIR};
 
 /// The file name of the simulated NVML cdylib (crates/nvml-sim).
 pub const NVML_SIM_LIB: &str = "libnvidia_ml_sim.so";
@@ -23,9 +23,6 @@ pub const SIM_TOPOLOGY_FILE: &str = "nvidia-sim-topology.toml";
 pub const SIM_ARTIFACTS_ENV: &str = "MIGCAGE_SIM_ARTIFACTS";
 /// Where a package installs them.
 pub const INSTALLED_ARTIFACTS_DIR: &str = "/usr/lib/migcage";
-
-/// Libraries that also get the unversioned development symlink (`libcuda.so`).
-const DEV_SYMLINKS: &[&str] = &["libcuda.so.1", "libnvidia-ml.so.1"];
 
 /// The built simulated NVML library and nvidia-smi.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,11 +181,7 @@ pub fn write_driver_files(
                 if soname != f.name {
                     symlink(&f.name, &dir.join(soname))?;
                 }
-                if DEV_SYMLINKS.contains(&soname) {
-                    let dev_name = soname
-                        .rsplit_once(".so.")
-                        .map(|(stem, _)| format!("{stem}.so"))
-                        .unwrap_or_default();
+                if let Some(dev_name) = dev_link_name(soname) {
                     symlink(soname, &dir.join(dev_name))?;
                 }
             }

@@ -186,6 +186,33 @@ fn prepare_root(root: &Path) -> Result<(), SimulateError> {
     )
 }
 
+/// The simulated NVML's topology as a container must see it (sim-only, see
+/// [`crate::driver_files::SIM_ONLY_FILES`]): only the devices whose nodes under the container's
+/// `/dev` open, which is the real driver's rule. The hook mounts it next to the injected
+/// `libnvidia-ml.so.1`; the host's copy (every device) stays where it is.
+pub fn container_topology(host: &Topology) -> Topology {
+    let mut t = host.clone();
+    t.visibility = migcage_topology::Visibility::DeviceNodes;
+    t.dev_root = Some("/dev".into());
+    t
+}
+
+fn write_container_topology(root: &Path, host: &Topology) -> Result<(), SimulateError> {
+    for f in crate::driver_files::SIM_ONLY_FILES {
+        if f.container_name == libs::SIM_TOPOLOGY_FILE {
+            let path = root.join(f.host_path.trim_start_matches('/'));
+            let text = format!(
+                "# migcage simulate: the topology the simulated NVML reads inside a container\n\
+                 # (mounted there as {}); a real driver has no such file.\n{}",
+                libs::SIM_TOPOLOGY_FILE,
+                container_topology(host).to_toml()
+            );
+            libs::write_file(&path, text.as_bytes(), 0o644)?;
+        }
+    }
+    Ok(())
+}
+
 /// Materialize the tree. Checks everything it needs (topology, CAP_MKNOD, the simulated NVML,
 /// ldconfig, the target directory) before writing anything.
 pub fn simulate(opts: &SimulateOptions) -> Result<Summary, SimulateError> {
@@ -224,6 +251,7 @@ pub fn simulate(opts: &SimulateOptions) -> Result<Summary, SimulateError> {
         0o644,
     )?;
     libs::write_file(&root.join("topology.toml"), topology_toml.as_bytes(), 0o644)?;
+    write_container_topology(&root, &topology)?;
     libs::build_ld_cache(&root, &ldconfig)?;
 
     let config = config_for(&root);
@@ -389,6 +417,17 @@ mod tests {
             .join("usr/lib/x86_64-linux-gnu")
             .join(libs::SIM_TOPOLOGY_FILE);
         assert_eq!(Topology::from_path(&beside_lib).unwrap(), topo);
+        // The containers' copy: the same devices, filtered by what /dev in the container opens.
+        let for_containers = root.join(
+            crate::driver_files::SIM_ONLY_FILES[0]
+                .host_path
+                .trim_start_matches('/'),
+        );
+        let ct = Topology::from_path(&for_containers).unwrap();
+        assert_eq!(ct.visibility, migcage_topology::Visibility::DeviceNodes);
+        assert_eq!(ct.dev_root.as_deref(), Some("/dev"));
+        assert_eq!(ct.gpus, topo.gpus);
+        assert_eq!(topo.visibility, migcage_topology::Visibility::All);
 
         let smi = std::fs::read_to_string(root.join("usr/bin/nvidia-smi")).unwrap();
         assert!(smi.contains("fake nvidia-smi"));

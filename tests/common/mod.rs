@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::{json, Value};
 
+pub mod driver;
+
 pub const MIGCAGE: &str = env!("CARGO_BIN_EXE_migcage");
 
 /// Print why a test does not run here and return true (the caller returns). CI runs as root
@@ -171,6 +173,55 @@ impl Mode {
     }
 }
 
+impl Mode {
+    /// Shell that gives the test's private mount namespace this mode's cgroup view, to put in
+    /// front of runtime commands (empty, or ending in `&&`): what [`Mode::command`] does before
+    /// its `run`.
+    pub fn prelude(self) -> &'static str {
+        match self {
+            Mode::RuncV1 => "",
+            Mode::RuncV2 => "mount -t cgroup2 none /sys/fs/cgroup && ",
+            Mode::CrunV1 => "umount /sys/fs/cgroup/unified && ",
+        }
+    }
+}
+
+/// Run `script` (shell, driving container `id` of `bundle`) in a private mount namespace set up
+/// for `mode`, then check, as [`run`] does, that no mount or cgroup is left on the host.
+pub fn run_script(mode: Mode, bundle: &Bundle, host: &SimHost, id: &str, script: &str) -> Run {
+    let output = Command::new("timeout")
+        .args([
+            "60",
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+        ])
+        .arg(format!("{}{script}", mode.prelude()))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let _ = Command::new(mode.runtime())
+        .args(["delete", "-f", id])
+        .output();
+    let left = mounts_under(&[bundle.path(), host.dir.path()]);
+    assert!(
+        left.is_empty(),
+        "{mode:?} {id}: mounts left on the host: {left:?}"
+    );
+    let cg = cgroups_named(id);
+    assert!(
+        cg.is_empty(),
+        "{mode:?} {id}: cgroups left on the host: {cg:?}"
+    );
+    Run {
+        id: id.to_string(),
+        output,
+    }
+}
+
 /// A busybox bundle.
 pub struct Bundle {
     pub dir: tempfile::TempDir,
@@ -200,18 +251,7 @@ impl Bundle {
             .prefix("migcage-bundle-")
             .tempdir()
             .unwrap();
-        let rootfs = dir.path().join("rootfs");
-        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
-        let busybox = which("busybox");
-        std::fs::copy(&busybox, rootfs.join("bin/busybox")).unwrap();
-        for applet in [
-            "sh", "cat", "ls", "stat", "find", "echo", "sed", "grep", "sleep", "true",
-        ] {
-            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-        }
-        for d in ["dev", "proc", "sys", "tmp", "etc", "hostdev"] {
-            std::fs::create_dir_all(rootfs.join(d)).unwrap();
-        }
+        busybox_rootfs(&dir.path().join("rootfs"));
         let mut env_all = vec!["PATH=/bin".to_string()];
         env_all.extend(env.iter().map(|s| s.to_string()));
         let config = json!({
@@ -398,4 +438,319 @@ pub fn run(mode: Mode, bundle: &Bundle, host: &SimHost) -> Run {
         "{mode:?} {id}: cgroups left on the host: {cg:?}"
     );
     Run { id, output }
+}
+
+/// A busybox root filesystem in `root`: the static busybox with the applets the probe uses, and
+/// the directories containers mount on (`/hostdev` for the host's nodes).
+pub fn busybox_rootfs(root: &Path) {
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy(which("busybox"), root.join("bin/busybox")).unwrap();
+    for applet in [
+        "sh", "cat", "ls", "stat", "find", "echo", "sed", "grep", "sleep", "true", "env",
+    ] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    for d in ["dev", "proc", "sys", "tmp", "etc", "hostdev"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+}
+
+/// `dir/busybox.tar`: a busybox root filesystem as one tar, what `docker import` and
+/// `podman import` take.
+pub fn busybox_tar(dir: &Path) -> PathBuf {
+    let root = dir.join("busybox-rootfs");
+    busybox_rootfs(&root);
+    let tar = dir.join("busybox.tar");
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tar: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tar
+}
+
+fn sha256_file(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    assert!(out.status.success(), "sha256sum {}", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// `dir/busybox-oci.tar`: an OCI image archive (image layout with one uncompressed layer, the
+/// busybox tar) whose index names the image `name`: what `ctr image import` takes (it does not
+/// take a plain root filesystem tar).
+pub fn busybox_oci_archive(dir: &Path, name: &str) -> PathBuf {
+    let layer = busybox_tar(dir);
+    let layout = dir.join("oci-layout-dir");
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    // Each blob under its digest; returns (digest, size).
+    let blob = |path: &Path| -> (String, u64) {
+        let digest = sha256_file(path);
+        let size = std::fs::metadata(path).unwrap().len();
+        std::fs::copy(path, blobs.join(&digest)).unwrap();
+        (digest, size)
+    };
+    let json_blob = |name: &str, value: &Value| -> (String, u64) {
+        let p = dir.join(name);
+        std::fs::write(&p, serde_json::to_vec(value).unwrap()).unwrap();
+        blob(&p)
+    };
+    let (layer_digest, layer_size) = blob(&layer);
+    let (config_digest, config_size) = json_blob(
+        "oci-config.json",
+        &json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]},
+            "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]}
+        }),
+    );
+    let (manifest_digest, manifest_size) = json_blob(
+        "oci-manifest.json",
+        &json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": format!("sha256:{config_digest}"), "size": config_size},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": format!("sha256:{layer_digest}"), "size": layer_size}]
+        }),
+    );
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "digest": format!("sha256:{manifest_digest}"), "size": manifest_size,
+                           "annotations": {"org.opencontainers.image.ref.name": name}}]
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let archive = dir.join("busybox-oci.tar");
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cf")
+        .arg(&archive)
+        .args(["oci-layout", "index.json", "blobs"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tar: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    archive
+}
+
+/// `migcage list --json` node entries as container path -> (major, minor, mode as stat prints).
+fn listed_nodes(list: &[Value]) -> BTreeMap<String, (u32, u32, String)> {
+    list.iter()
+        .map(|n| {
+            let mode = u32::from_str_radix(n["mode"].as_str().unwrap(), 8).unwrap();
+            (
+                n["path"].as_str().unwrap().to_string(),
+                (
+                    n["major"].as_u64().unwrap() as u32,
+                    n["minor"].as_u64().unwrap() as u32,
+                    format!("{mode:o}"),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// What a container given the devices `names` (GPU indexes and MIG `g:m`, as `list --json` names
+/// them) must see: its nodes, its `/proc/driver/nvidia/gpus` entries and capability files.
+pub struct Sees {
+    pub nodes: BTreeMap<String, (u32, u32, String)>,
+    pub gpus: std::collections::BTreeSet<String>,
+    pub caps: std::collections::BTreeSet<String>,
+}
+
+pub fn sees(listing: &Value, names: &[&str]) -> Sees {
+    let mut e = Sees {
+        nodes: BTreeMap::new(),
+        gpus: Default::default(),
+        caps: Default::default(),
+    };
+    if names.is_empty() {
+        return e;
+    }
+    e.nodes
+        .extend(listed_nodes(listing["common_nodes"].as_array().unwrap()));
+    for g in listing["gpus"].as_array().unwrap() {
+        let minor = g["minor"].as_u64().unwrap();
+        let bus = migcage_topology::proc_bus_id(g["pci_bus_id"].as_str().unwrap());
+        if names.contains(&g["index"].to_string().as_str()) {
+            e.nodes.extend(listed_nodes(g["nodes"].as_array().unwrap()));
+            e.gpus.insert(bus.clone());
+        }
+        for m in g["mig_devices"].as_array().unwrap() {
+            if names.contains(&m["index"].as_str().unwrap()) {
+                e.nodes.extend(listed_nodes(m["nodes"].as_array().unwrap()));
+                e.gpus.insert(bus.clone());
+                let (gi, ci) = (
+                    m["gpu_instance_id"].as_u64().unwrap(),
+                    m["compute_instance_id"].as_u64().unwrap(),
+                );
+                let base = format!("/proc/driver/nvidia/capabilities/gpu{minor}/mig/gi{gi}");
+                e.caps.insert(format!("{base}/access"));
+                e.caps.insert(format!("{base}/ci{ci}/access"));
+            }
+        }
+    }
+    e
+}
+
+/// The `PROBE`'s output in `run` proves the container has exactly the devices `names` of `host`:
+/// their nodes with the driver's numbers and modes, ENXIO opening them (the cgroup lets them
+/// through; no driver behind a simulated node), EPERM opening every other node of the host
+/// (bind-mounted on /hostdev), and a `/proc/driver/nvidia` with only their entries.
+pub fn assert_sees_exactly(run: &Run, host: &SimHost, listing: &Value, names: &[&str], ctx: &str) {
+    assert!(
+        run.stdout().contains("PROBE-DONE"),
+        "{ctx}: the probe did not finish: stdout {} stderr {}",
+        run.stdout(),
+        run.stderr()
+    );
+    let want = sees(listing, names);
+    assert_eq!(run.nodes(), want.nodes, "{ctx}: device nodes");
+    let opens = run.opens();
+    let allowed: std::collections::BTreeSet<(u32, u32)> =
+        want.nodes.values().map(|(a, b, _)| (*a, *b)).collect();
+    for (rel, (major, minor)) in host.all_nodes() {
+        let path = format!("/hostdev/{rel}");
+        let result = if allowed.contains(&(major, minor)) {
+            "ENXIO"
+        } else {
+            "EPERM"
+        };
+        assert_eq!(
+            opens.get(&path).map(String::as_str),
+            Some(result),
+            "{ctx}: open {path} ({major}:{minor})"
+        );
+    }
+    for path in want.nodes.keys() {
+        assert_eq!(
+            opens.get(path).map(String::as_str),
+            Some("ENXIO"),
+            "{ctx}: open {path}"
+        );
+    }
+    let gpus: std::collections::BTreeSet<String> = run.prefixed("GPU ").into_iter().collect();
+    assert_eq!(gpus, want.gpus, "{ctx}: /proc/driver/nvidia/gpus");
+    let caps: std::collections::BTreeSet<String> = run.prefixed("CAP ").into_iter().collect();
+    assert_eq!(caps, want.caps, "{ctx}: /proc/driver/nvidia/capabilities");
+    let params = run.prefixed("PARAM ");
+    if names.is_empty() {
+        assert!(
+            params.is_empty(),
+            "{ctx}: untouched container has a driver procfs"
+        );
+    } else {
+        assert_eq!(params, ["ModifyDeviceFiles: 0"], "{ctx}: params");
+    }
+}
+
+/// `index` (`0:1`, `0`) -> UUID in `list --json`.
+pub fn uuid_of(listing: &Value, index: &str) -> String {
+    for g in listing["gpus"].as_array().unwrap() {
+        if g["index"].as_u64().map(|i| i.to_string()).as_deref() == Some(index) {
+            return g["uuid"].as_str().unwrap().to_string();
+        }
+        for m in g["mig_devices"].as_array().unwrap() {
+            if m["index"].as_str() == Some(index) {
+                return m["uuid"].as_str().unwrap().to_string();
+            }
+        }
+    }
+    panic!("no device {index} in the listing")
+}
+
+/// Whether a program is installed; prints the skip line naming the package when it is not.
+pub fn need_programs(test: &str, programs: &[(&str, &str)]) -> bool {
+    if !is_root() {
+        eprintln!("SKIP {test}: needs root (daemons, mknod, mounts, cgroups)");
+        return false;
+    }
+    for (cmd, package) in programs {
+        if !have(cmd) {
+            eprintln!("SKIP {test}: {cmd} is not installed (scripts/deps.sh installs {package})");
+            return false;
+        }
+    }
+    true
+}
+
+/// Wait until `ready` holds, polling every 100 ms for at most `secs`.
+pub fn wait_for(secs: u64, mut ready: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < until {
+        if ready() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    ready()
+}
+
+/// The ids of the cgroup device eBPF programs loaded on the host (`bpftool prog show`).
+pub fn device_progs() -> std::collections::BTreeSet<u64> {
+    let out = Command::new("bpftool")
+        .args(["-j", "prog", "show"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "bpftool prog show failed");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(json!([]));
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|p| p["type"] == "cgroup_device")
+                .filter_map(|p| p["id"].as_u64())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Cgroup device programs loaded since `before` that stay for `secs` (a container of another
+/// test may hold one for a moment: those go with it).
+pub fn leaked_device_progs(before: &std::collections::BTreeSet<u64>, secs: u64) -> Vec<u64> {
+    let mut new = Vec::new();
+    wait_for(secs, || {
+        new = device_progs().difference(before).copied().collect();
+        new.is_empty()
+    });
+    new
+}
+
+/// The MIG instances leased to container `id` in `state_dir` whose holder process still lives.
+pub fn live_leases(state_dir: &Path, id: &str) -> Vec<String> {
+    let all = migcage::lease::Store::new(state_dir)
+        .read()
+        .unwrap_or_else(|e| panic!("lease store {}: {e}", state_dir.display()));
+    migcage::lease::partition_live(all, Path::new("/proc"))
+        .0
+        .into_iter()
+        .filter(|l| l.container == id)
+        .map(|l| l.uuid)
+        .collect()
 }

@@ -46,8 +46,15 @@ pub struct Node {
     pub minor: u32,
 }
 
-/// Check the node's device numbers, open it read-write the way the driver's client does, and
-/// classify the outcome.
+/// Whether the driver's client opens `node` for writing: the frontend nodes (`nvidiactl`,
+/// `nvidia<minor>`) read-write, the capability nodes read-only (the driver makes them mode 0444,
+/// so an unprivileged process without CAP_DAC_OVERRIDE could not open them for writing).
+pub fn opened_for_writing(node: &Node) -> bool {
+    node.major == FRONTEND_MAJOR
+}
+
+/// Check the node's device numbers, open it the way the driver's client does, and classify the
+/// outcome.
 pub fn probe(node: &Node) -> Access {
     if let Ok(meta) = std::fs::metadata(&node.path) {
         if meta.file_type().is_char_device() && meta.rdev() != libc::makedev(node.major, node.minor)
@@ -55,7 +62,11 @@ pub fn probe(node: &Node) -> Access {
             return Access::WrongDevice;
         }
     }
-    match OpenOptions::new().read(true).write(true).open(&node.path) {
+    match OpenOptions::new()
+        .read(true)
+        .write(opened_for_writing(node))
+        .open(&node.path)
+    {
         Ok(_) => Access::Accessible,
         Err(e) => classify(&e),
     }
@@ -209,6 +220,11 @@ mod tests {
         assert_eq!(n.gpu(3), node("/x/dev/nvidia3", 195, 3));
         assert_eq!(n.ctl(), node("/x/dev/nvidiactl", 195, 255));
         assert_eq!(n.gi(0, 1), node("/x/dev/nvidia-caps/nvidia-cap12", 509, 12));
+        assert!(opened_for_writing(&n.gpu(3)) && opened_for_writing(&n.ctl()));
+        assert!(
+            !opened_for_writing(&n.gi(0, 1)),
+            "caps nodes are 0444: read-only"
+        );
         assert_eq!(
             n.ci(0, 1, 0),
             node("/x/dev/nvidia-caps/nvidia-cap13", 509, 13)

@@ -386,12 +386,18 @@ impl Topology {
         let file: TopologyFile = if json {
             serde_json::from_str(text).map_err(|e| TopologyError::Parse {
                 path: origin.to_string(),
-                message: e.to_string(),
+                // serde_json quotes an unknown key as it is, control characters and all.
+                message: e.to_string().replace('\n', "\\n").replace('\r', "\\r"),
             })?
         } else {
             toml::from_str(text).map_err(|e| TopologyError::Parse {
                 path: origin.to_string(),
-                message: e.to_string().lines().collect::<Vec<_>>().join(" "),
+                // Not lines(): a lone '\r' the error quotes from the file would start a new line.
+                message: e
+                    .to_string()
+                    .split(['\n', '\r'])
+                    .collect::<Vec<_>>()
+                    .join(" "),
             })?
         };
         file.resolve()
@@ -716,6 +722,23 @@ pub fn builtin_names() -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `topology` fuzz target: toml quotes the offending line, and a lone carriage
+    /// return in it made the message two lines.
+    #[test]
+    fn a_carriage_return_in_the_file_stays_on_one_line() {
+        let e = Topology::parse("\r\0", false, "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains(['\n', '\r']), "{e:?}");
+        assert!(e.starts_with("topology file t.toml: "), "{e:?}");
+        // Found by the same target: serde_json quotes an unknown JSON key with its newline.
+        let e = Topology::parse("{\"na\\nme\": 1}", true, "t.json")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains(['\n', '\r']), "{e:?}");
+        assert!(e.contains("na\\nme"), "{e:?}");
+    }
 
     #[test]
     fn every_builtin_resolves() {

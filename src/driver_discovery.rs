@@ -1,0 +1,600 @@
+//! Which of the driver's user-space files this host has: the I/O half of driver injection.
+//!
+//! For every entry of [`crate::driver_files::DRIVER_FILES`] it looks under the configured
+//! `driver_root`: libraries through the root's ld cache (`<driver_root>/etc/ld.so.cache`, either
+//! format, see [`crate::ldcache`]), falling back to the usual library directories; binaries in
+//! the usual `bin` directories; firmware, configuration files and IPC sockets at their paths.
+//! A library counts only when the file it resolves to carries the running driver's version
+//! (`libcuda.so.550.54.15` for 550.54.15) and is an ELF object of the right class: a stale
+//! library of an older driver is never handed to a container.
+//!
+//! What it finds is a [`DriverFiles`], which the pure plan ([`crate::plan::driver`]) maps onto
+//! the container. The host is trusted here (its paths are resolved with `canonicalize`); the
+//! container's rootfs is not, and is only ever touched through [`crate::rootfs`].
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::driver_files::{
+    dev_link_name, driver_files, Caps, DriverFile, FileKind, BINARY_DIRS, LIBRARY_DIRS,
+    LIBRARY_DIRS_32, SIM_ONLY_FILES,
+};
+use crate::edits::LibArch;
+use crate::ldcache::{LdCache, FLAGS_I386, FLAGS_X86_64};
+
+/// Why the driver's files cannot be discovered at all. A single missing file is not an error
+/// (it is noted in [`DriverFiles::missing`]).
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error("driver_root {}: {source}; set driver_root in the migcage config to the directory holding the driver's files (/ on a host)", path.display())]
+    Root {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What a discovered library is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Library {
+    /// DT_SONAME, the name programs ask for (`libcuda.so.1`).
+    pub soname: String,
+    pub arch: LibArch,
+    /// The development symlink's name (`libcuda.so`), for the libraries that get one.
+    pub dev_link: Option<String>,
+    /// Whether the ld cache lists it (libraries in subdirectories such as `vdpau/` are loaded by
+    /// path, and ldconfig does not list them on a host either).
+    pub in_ld_cache: bool,
+}
+
+/// One of the driver's files, found on this host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostFile {
+    pub kind: FileKind,
+    /// The capabilities it belongs to.
+    pub caps: Caps,
+    /// Where it is on this machine (under the driver root, symlinks resolved): the mount source.
+    pub host_path: PathBuf,
+    /// Where it goes in the container: its path on a real host (`/usr/bin/nvidia-smi`).
+    pub path: String,
+    pub library: Option<Library>,
+    /// A file of the simulated tree only ([`SIM_ONLY_FILES`]).
+    pub sim_only: bool,
+}
+
+/// The driver's files on this host, for one driver version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct DriverFiles {
+    pub driver_version: String,
+    pub files: Vec<HostFile>,
+    /// Table entries that were not found, or were found at another version, and why.
+    pub missing: Vec<String>,
+}
+
+/// The ELF class and machine a library must have for `arch`.
+fn elf_matches(path: &Path, arch: LibArch) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 20];
+    let ok = std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok();
+    if !ok || &head[..4] != b"\x7fELF" {
+        return false;
+    }
+    let machine = u16::from_le_bytes([head[18], head[19]]);
+    match arch {
+        // ELFCLASS64, EM_X86_64
+        LibArch::X86_64 => head[4] == 2 && machine == 62,
+        // ELFCLASS32, EM_386
+        LibArch::I386 => head[4] == 1 && machine == 3,
+    }
+}
+
+/// Discovery over one driver root.
+struct Finder<'a> {
+    root: PathBuf,
+    version: &'a str,
+    cache: Option<LdCache>,
+    missing: Vec<String>,
+}
+
+/// `path` as a container path: relative to the root, with a leading `/`.
+fn in_root(root: &Path, real: &Path) -> Option<String> {
+    let rel = real.strip_prefix(root).ok()?;
+    let s = rel.to_str()?;
+    Some(format!("/{s}"))
+}
+
+impl Finder<'_> {
+    /// The host path of an absolute path of a real host.
+    fn host(&self, abs: &str) -> PathBuf {
+        self.root.join(abs.trim_start_matches('/'))
+    }
+
+    /// Resolve `candidate` (an absolute path of a real host, possibly a symlink) to the regular
+    /// file it names, which must stay inside the driver root. Returns the host path and the
+    /// resolved path as a real host names it.
+    fn resolve(&self, candidate: &str) -> Option<(PathBuf, String)> {
+        let real = std::fs::canonicalize(self.host(candidate)).ok()?;
+        if !real.is_file() {
+            return None;
+        }
+        let path = in_root(&self.root, &real)?;
+        Some((real, path))
+    }
+
+    fn library(&mut self, f: &DriverFile, arch: LibArch) -> Option<HostFile> {
+        let soname = f.soname.clone().unwrap_or_else(|| f.name.clone());
+        let (flags, dirs) = match arch {
+            LibArch::X86_64 => (FLAGS_X86_64, LIBRARY_DIRS),
+            LibArch::I386 => (FLAGS_I386, LIBRARY_DIRS_32),
+        };
+        let mut candidates: Vec<(String, String)> = Vec::new();
+        // The ld cache names the soname link; its directory is where the library lives.
+        if f.subdir.is_none() {
+            if let Some(e) = self.cache.as_ref().and_then(|c| c.lookup(&soname, flags)) {
+                let value = e.path();
+                if let Some((dir, _)) = value.rsplit_once('/') {
+                    candidates.push((dir.to_string(), value.clone()));
+                }
+            }
+        }
+        for dir in dirs {
+            let dir = match f.subdir {
+                Some(sub) => format!("{dir}/{sub}"),
+                None => dir.to_string(),
+            };
+            let path = format!("{dir}/{}", f.name);
+            candidates.push((dir, path));
+        }
+        let arch_name = match arch {
+            LibArch::X86_64 => "x86-64",
+            LibArch::I386 => "i386",
+        };
+        let mut rejected = None;
+        for (dir, candidate) in candidates {
+            let Some((host_path, resolved)) = self.resolve(&candidate) else {
+                continue;
+            };
+            let file_name = resolved.rsplit('/').next().unwrap_or_default().to_string();
+            if file_name != f.name {
+                rejected.get_or_insert(format!(
+                    "{candidate} is {file_name}, not the running driver's {}",
+                    self.version
+                ));
+                continue;
+            }
+            if !elf_matches(&host_path, arch) {
+                rejected.get_or_insert(format!("{candidate} is not an {arch_name} ELF object"));
+                continue;
+            }
+            return Some(HostFile {
+                kind: FileKind::Library,
+                caps: f.caps,
+                host_path,
+                path: format!("{dir}/{file_name}"),
+                library: Some(Library {
+                    soname: soname.clone(),
+                    arch,
+                    dev_link: dev_link_name(&soname),
+                    in_ld_cache: f.subdir.is_none(),
+                }),
+                sim_only: false,
+            });
+        }
+        // 32-bit builds are optional: most hosts have none, so only a wrong one is worth a note.
+        if arch == LibArch::X86_64 || rejected.is_some() {
+            self.missing.push(match rejected {
+                Some(why) => format!("{} ({arch_name}): {why}", f.name),
+                None => format!("{} ({arch_name}): not found", f.name),
+            });
+        }
+        None
+    }
+
+    fn binary(&mut self, f: &DriverFile) -> Option<HostFile> {
+        for dir in BINARY_DIRS {
+            let path = format!("{dir}/{}", f.name);
+            if let Some((host_path, _)) = self.resolve(&path) {
+                return Some(HostFile {
+                    kind: f.kind,
+                    caps: f.caps,
+                    host_path,
+                    path,
+                    library: None,
+                    sim_only: false,
+                });
+            }
+        }
+        self.missing.push(format!("{}: not found", f.name));
+        None
+    }
+
+    /// A file at a fixed path (firmware, configuration, sockets), or every file matching a glob
+    /// in its last component.
+    fn fixed(&mut self, f: &DriverFile) -> Vec<HostFile> {
+        let paths: Vec<String> = if f.is_pattern() {
+            let (dir, pattern) = f.name.rsplit_once('/').unwrap_or(("", &f.name));
+            let mut names: Vec<String> = std::fs::read_dir(self.host(dir))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .filter(|n| glob_match(pattern, n))
+                .collect();
+            names.sort();
+            names.into_iter().map(|n| format!("{dir}/{n}")).collect()
+        } else {
+            vec![f.name.clone()]
+        };
+        let mut out = Vec::new();
+        for path in paths {
+            let host = self.host(&path);
+            let Ok(meta) = std::fs::metadata(&host) else {
+                continue;
+            };
+            let kind_ok = match f.kind {
+                FileKind::IpcSocket => {
+                    use std::os::unix::fs::FileTypeExt;
+                    meta.file_type().is_socket() || meta.is_dir()
+                }
+                _ => meta.is_file(),
+            };
+            if !kind_ok {
+                continue;
+            }
+            let Ok(real) = std::fs::canonicalize(&host) else {
+                continue;
+            };
+            if real.strip_prefix(&self.root).is_err() {
+                continue;
+            }
+            out.push(HostFile {
+                kind: f.kind,
+                caps: f.caps,
+                host_path: real,
+                path,
+                library: None,
+                sim_only: false,
+            });
+        }
+        // Sockets exist only while their daemons run: their absence is normal.
+        if out.is_empty() && f.kind != FileKind::IpcSocket {
+            self.missing.push(format!("{}: not found", f.name));
+        }
+        out
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(at) => rest = &rest[at + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Find the driver's files for `driver_version` under the configured driver root.
+pub fn discover(config: &Config, driver_version: &str) -> Result<DriverFiles, DiscoveryError> {
+    let root =
+        std::fs::canonicalize(&config.driver_root).map_err(|source| DiscoveryError::Root {
+            path: config.driver_root.clone(),
+            source,
+        })?;
+    let mut missing = Vec::new();
+    let cache_path = root.join("etc/ld.so.cache");
+    let cache = match std::fs::read(&cache_path) {
+        Ok(bytes) => match LdCache::parse(&bytes) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                missing.push(format!(
+                    "{}: {e}; looked in the usual library directories instead",
+                    cache_path.display()
+                ));
+                None
+            }
+        },
+        Err(_) => None,
+    };
+    let mut finder = Finder {
+        root: root.clone(),
+        version: driver_version,
+        cache,
+        missing,
+    };
+    let mut files = Vec::new();
+    for f in driver_files(driver_version) {
+        match f.kind {
+            FileKind::Library => {
+                for arch in [LibArch::X86_64, LibArch::I386] {
+                    files.extend(finder.library(&f, arch));
+                }
+            }
+            FileKind::Binary => files.extend(finder.binary(&f)),
+            FileKind::Firmware | FileKind::ConfigFile | FileKind::IpcSocket => {
+                files.extend(finder.fixed(&f))
+            }
+        }
+    }
+    files.extend(sim_only_files(&root, &files));
+    if !finder.missing.is_empty() {
+        tracing::info!(
+            driver_root = %root.display(),
+            missing = ?finder.missing,
+            "some of the driver's files are not on this host"
+        );
+    }
+    Ok(DriverFiles {
+        driver_version: driver_version.to_string(),
+        files,
+        missing: finder.missing,
+    })
+}
+
+/// The [`SIM_ONLY_FILES`] of a simulated tree: only under a root that carries the simulator's
+/// marker, and only next to a library that was found.
+fn sim_only_files(root: &Path, found: &[HostFile]) -> Vec<HostFile> {
+    if !root.join(crate::simulate::MARKER).is_file() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for s in SIM_ONLY_FILES {
+        let host = root.join(s.host_path.trim_start_matches('/'));
+        if !host.is_file() {
+            continue;
+        }
+        let beside = found.iter().find(|f| {
+            f.library
+                .as_ref()
+                .is_some_and(|l| l.soname == s.beside && l.arch == LibArch::X86_64)
+        });
+        if let Some((dir, _)) = beside.and_then(|b| b.path.rsplit_once('/')) {
+            out.push(HostFile {
+                kind: FileKind::ConfigFile,
+                caps: s.caps,
+                host_path: host,
+                path: format!("{dir}/{}", s.container_name),
+                library: None,
+                sim_only: true,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ldcache::Entry;
+    use crate::simulate::elf::tiny_shared_object;
+    use std::os::unix::fs::symlink;
+
+    const VER: &str = "550.54.15";
+
+    fn write(path: &Path, bytes: &[u8]) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    fn config(root: &Path) -> Config {
+        Config {
+            driver_root: root.to_path_buf(),
+            ..Config::default()
+        }
+    }
+
+    fn find<'a>(d: &'a DriverFiles, path: &str) -> Option<&'a HostFile> {
+        d.files.iter().find(|f| f.path == path)
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*nvidia*.json", "10_nvidia_wayland.json"));
+        assert!(glob_match("*nvidia*.json", "nvidia.json"));
+        assert!(!glob_match("*nvidia*.json", "10_mesa.json"));
+        assert!(!glob_match("*nvidia*.json", "nvidia.json.bak"));
+        assert!(glob_match("gsp*.bin", "gsp_ga10x.bin"));
+        assert!(glob_match("exact", "exact"));
+        assert!(!glob_match("a*a", "a"));
+    }
+
+    /// A host whose ld cache (in the old format, by hand) names libcuda in a non-default
+    /// directory, with a stale libnvidia-ml of another version in the default one.
+    #[test]
+    fn cache_first_then_directories_and_only_this_version() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let elf = |soname: &str| tiny_shared_object(soname, &[]);
+        write(
+            &root.join(format!("opt/nv/lib/libcuda.so.{VER}")),
+            &elf("libcuda.so.1"),
+        );
+        symlink(
+            format!("libcuda.so.{VER}"),
+            root.join("opt/nv/lib/libcuda.so.1"),
+        )
+        .unwrap();
+        // libnvidia-ml: the cache points at an old version; the right one is in /usr/lib64.
+        write(
+            &root.join("usr/lib/x86_64-linux-gnu/libnvidia-ml.so.535.104.05"),
+            &elf("libnvidia-ml.so.1"),
+        );
+        symlink(
+            "libnvidia-ml.so.535.104.05",
+            root.join("usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1"),
+        )
+        .unwrap();
+        write(
+            &root.join(format!("usr/lib64/libnvidia-ml.so.{VER}")),
+            &elf("libnvidia-ml.so.1"),
+        );
+        // libnvidia-opencl: only an old version.
+        write(
+            &root.join("usr/lib/x86_64-linux-gnu/libnvidia-opencl.so.535.104.05"),
+            &elf("libnvidia-opencl.so.1"),
+        );
+        symlink(
+            "libnvidia-opencl.so.535.104.05",
+            root.join("usr/lib/x86_64-linux-gnu/libnvidia-opencl.so.1"),
+        )
+        .unwrap();
+        // libnvidia-cfg: right name, but not an ELF object.
+        write(
+            &root.join(format!("usr/lib/x86_64-linux-gnu/libnvidia-cfg.so.{VER}")),
+            b"not elf",
+        );
+        // A binary and a socket-less run dir, firmware, a config glob.
+        write(&root.join("usr/sbin/nvidia-persistenced"), b"#!/bin/sh\n");
+        write(
+            &root.join(format!("lib/firmware/nvidia/{VER}/gsp_ga10x.bin")),
+            b"fw",
+        );
+        write(
+            &root.join("usr/share/egl/egl_external_platform.d/15_nvidia_gbm.json"),
+            b"{}",
+        );
+        write(
+            &root.join("usr/share/egl/egl_external_platform.d/50_mesa.json"),
+            b"{}",
+        );
+        write(
+            &root.join("etc/ld.so.cache"),
+            &crate::ldcache::tests::old_format(&[
+                ("libcuda.so.1", "/opt/nv/lib/libcuda.so.1", FLAGS_X86_64),
+                (
+                    "libnvidia-ml.so.1",
+                    "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1",
+                    FLAGS_X86_64,
+                ),
+                (
+                    "libnvidia-opencl.so.1",
+                    "/usr/lib/x86_64-linux-gnu/libnvidia-opencl.so.1",
+                    FLAGS_X86_64,
+                ),
+            ]),
+        );
+        let found = discover(&config(root), VER).unwrap();
+        let cuda = find(&found, &format!("/opt/nv/lib/libcuda.so.{VER}")).expect("libcuda");
+        assert_eq!(
+            cuda.library,
+            Some(Library {
+                soname: "libcuda.so.1".into(),
+                arch: LibArch::X86_64,
+                dev_link: Some("libcuda.so".into()),
+                in_ld_cache: true,
+            })
+        );
+        assert_eq!(cuda.caps, Caps::COMPUTE);
+        assert!(cuda
+            .host_path
+            .starts_with(std::fs::canonicalize(root).unwrap()));
+        assert!(find(&found, &format!("/usr/lib64/libnvidia-ml.so.{VER}")).is_some());
+        assert!(
+            !found.files.iter().any(|f| f.path.contains("535")),
+            "the stale library is never taken"
+        );
+        assert!(!found.files.iter().any(|f| f.path.contains("libnvidia-cfg")));
+        assert!(find(&found, "/usr/sbin/nvidia-persistenced").is_some());
+        assert!(find(&found, &format!("/lib/firmware/nvidia/{VER}/gsp_ga10x.bin")).is_some());
+        assert!(find(
+            &found,
+            "/usr/share/egl/egl_external_platform.d/15_nvidia_gbm.json"
+        )
+        .is_some());
+        assert!(!found.files.iter().any(|f| f.path.contains("mesa")));
+        let missing = found.missing.join("\n");
+        assert!(
+            missing.contains(&format!("libnvidia-opencl.so.{VER} (x86-64): /usr/lib/x86_64-linux-gnu/libnvidia-opencl.so.1 is libnvidia-opencl.so.535.104.05, not the running driver's {VER}")),
+            "{missing}"
+        );
+        assert!(
+            missing.contains(&format!("libnvidia-cfg.so.{VER} (x86-64): /usr/lib/x86_64-linux-gnu/libnvidia-cfg.so.{VER} is not an x86-64 ELF object")),
+            "{missing}"
+        );
+        assert!(!missing.contains("libnvidia-ml"), "{missing}");
+        assert!(missing.contains("nvidia-smi: not found"), "{missing}");
+        // No sim-only file on a root without the simulator's marker.
+        assert!(!found.files.iter().any(|f| f.sim_only));
+    }
+
+    #[test]
+    fn a_symlink_out_of_the_driver_root_is_not_taken() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        write(
+            &outside.path().join(format!("libcuda.so.{VER}")),
+            &tiny_shared_object("libcuda.so.1", &[]),
+        );
+        std::fs::create_dir_all(d.path().join("usr/lib/x86_64-linux-gnu")).unwrap();
+        symlink(
+            outside.path().join(format!("libcuda.so.{VER}")),
+            d.path()
+                .join(format!("usr/lib/x86_64-linux-gnu/libcuda.so.{VER}")),
+        )
+        .unwrap();
+        let found = discover(&config(d.path()), VER).unwrap();
+        assert!(!found.files.iter().any(|f| f.path.contains("libcuda")));
+    }
+
+    #[test]
+    fn no_cache_and_a_broken_cache_fall_back_to_directories() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            &d.path()
+                .join(format!("usr/lib/x86_64-linux-gnu/libcuda.so.{VER}")),
+            &tiny_shared_object("libcuda.so.1", &[]),
+        );
+        let found = discover(&config(d.path()), VER).unwrap();
+        assert!(find(
+            &found,
+            &format!("/usr/lib/x86_64-linux-gnu/libcuda.so.{VER}")
+        )
+        .is_some());
+        write(&d.path().join("etc/ld.so.cache"), b"garbage");
+        let found = discover(&config(d.path()), VER).unwrap();
+        assert!(find(
+            &found,
+            &format!("/usr/lib/x86_64-linux-gnu/libcuda.so.{VER}")
+        )
+        .is_some());
+        assert!(
+            found.missing[0].contains("not an ld.so cache"),
+            "{:?}",
+            found.missing
+        );
+        // A new-format cache written by us works the same.
+        let mut c = LdCache::default();
+        c.entries.push(Entry::new(
+            "libcuda.so.1",
+            "/usr/lib/x86_64-linux-gnu/libcuda.so.1",
+            FLAGS_X86_64,
+        ));
+        write(&d.path().join("etc/ld.so.cache"), &c.to_bytes("t"));
+        let found = discover(&config(d.path()), VER).unwrap();
+        assert!(found.missing.iter().all(|m| !m.contains("ld.so.cache")));
+    }
+
+    #[test]
+    fn a_missing_root_is_one_clear_line() {
+        let e = discover(&config(Path::new("/nonexistent/driver")), VER).unwrap_err();
+        let s = e.to_string();
+        assert!(
+            s.contains("/nonexistent/driver") && s.contains("driver_root"),
+            "{s}"
+        );
+        assert!(!s.contains('\n'));
+    }
+}

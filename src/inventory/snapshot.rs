@@ -1,0 +1,953 @@
+//! The inventory snapshot: NVML kept off the container-start path.
+//!
+//! Full discovery initializes NVML: tens of milliseconds on a healthy host, seconds without
+//! persistence mode. What it finds changes only when an administrator changes the GPUs (MIG
+//! instances created or destroyed, the driver reloaded). So every full discovery (`migcage list`,
+//! `migcage refresh`, `cdi generate`, and a container start that found no valid snapshot) writes
+//! the inventory to `<state_dir>/inventory.json`, and a container start loads it and checks it
+//! against procfs, without NVML:
+//!
+//! - the **identity** of the MIG capability tree `driver/nvidia/capabilities`: the inode number,
+//!   change time and link count of the tree's root, of every `gpu<N>/mig` and GPU-instance
+//!   directory, and of every `access` file (GPU and compute instances, `mig/config` and
+//!   `mig/monitor`). A MIG device's UUID is nowhere in procfs, but destroying an instance removes
+//!   its entries and creating one makes new ones, which are new inodes with new change times
+//!   (procfs stamps an inode's times when it makes it). So an instance destroyed and re-created
+//!   under the same ids, with a new UUID, never passes for the old one. An instance created
+//!   anywhere adds a directory, which raises its parent's link count (2 plus its subdirectories,
+//!   on procfs as on other file systems);
+//! - what procfs says, through [`super::verify_with`]: driver version, device majors, every GPU's
+//!   `information` (UUID, minor), and the caps minors. The access files are not read again (their
+//!   identity is unchanged, so is their text), and neither is mig-minors when its own identity is
+//!   unchanged: it lists every capability the driver could ever make (4322 lines for 8 GPUs),
+//!   never changes while the driver stays loaded, and parsing it was the largest part of this
+//!   check; the entries the inventory took from it stand in for it;
+//! - the names of the GPU directories under `driver/nvidia/gpus`;
+//! - the proc root and NVML library it was discovered with, and the migcage version.
+//!
+//! Anything different, missing, unreadable or not owned by us means full discovery, which
+//! rewrites the snapshot. Only the opposite mistake (a stale mapping handed out) would be unsafe,
+//! so every doubt counts as a difference. A spurious difference (procfs may drop a cached inode
+//! under memory pressure and make it anew) costs one discovery, never a wrong device. An entry
+//! re-made with the same inode number within the same clock tick as the old one would pass; on
+//! procfs a new inode's times are those of its first lookup after the instance was made, so this
+//! cannot happen to a destroyed-and-created instance.
+//!
+//! The identities are taken *before* NVML is read (and mig-minors' before it is read): a change
+//! while NVML is being read makes the new snapshot differ from procfs at once, so it is discarded
+//! at its first use.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::procfs::MigMinors;
+use super::{AccessFiles, Inventory, InventoryError, ProcfsInfo};
+use crate::config::Config;
+
+/// The snapshot's file name in `state_dir`.
+pub const FILE_NAME: &str = "inventory.json";
+/// The layout of the file; a snapshot of another layout is ignored (and rewritten).
+pub const FORMAT: u32 = 2;
+
+/// `<state_dir>/inventory.json`.
+pub fn path(config: &Config) -> PathBuf {
+    config.state_dir.join(FILE_NAME)
+}
+
+/// The capability tree whose identity a snapshot records: `<proc_root>/driver/nvidia/capabilities`.
+pub fn caps_dir(config: &Config) -> PathBuf {
+    config.proc_path("driver/nvidia/capabilities")
+}
+
+/// Which inode a procfs entry is, and for a directory how many subdirectories it has: the inode
+/// number, its change time and its link count. A re-created entry has another inode and change
+/// time (procfs stamps a new inode's times when it makes it; on a regular file system, as in the
+/// simulator, any write or re-creation changes the change time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub ino: u64,
+    pub ctime: i64,
+    pub ctime_nsec: i64,
+    pub nlink: u64,
+}
+
+impl Identity {
+    fn of(meta: &std::fs::Metadata) -> Identity {
+        Identity {
+            ino: meta.ino(),
+            ctime: meta.ctime(),
+            ctime_nsec: meta.ctime_nsec(),
+            nlink: meta.nlink(),
+        }
+    }
+}
+
+/// The identity of `path` now; `None` when it does not exist.
+pub fn identity(path: &Path) -> Result<Option<Identity>, InventoryError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => Ok(Some(Identity::of(&meta))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(InventoryError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// What a snapshot was discovered from, and what a container start checks it against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Basis {
+    pub proc_root: PathBuf,
+    pub nvml_library: PathBuf,
+    /// Directory names under `driver/nvidia/gpus` (`0000:07:00.0`).
+    pub gpu_dirs: Vec<String>,
+    /// `driver/nvidia-caps/mig-minors`, taken before it was read; `None` when it did not exist.
+    pub mig_minors: Option<Identity>,
+    /// The capability tree, relative to [`caps_dir`] (`.` is the directory itself): directories
+    /// and access files, as [`caps_tree`] records them.
+    pub caps_tree: BTreeMap<String, Identity>,
+}
+
+/// The file `<state_dir>/inventory.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub format: u32,
+    /// The migcage that wrote it; another version discovers again.
+    pub migcage_version: String,
+    pub basis: Basis,
+    pub inventory: Inventory,
+}
+
+/// Where an inventory came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A snapshot that matched procfs: NVML was not touched.
+    Snapshot,
+    /// Full discovery through NVML; `why` tells why the snapshot could not answer.
+    Discovered { why: String },
+}
+
+/// Writing the snapshot failed. One line.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("cannot write the inventory snapshot {}: {source}: run migcage as root, or set state_dir in the migcage config to a writable directory", path.display())]
+    Write { path: PathBuf, source: io::Error },
+    #[error("cannot serialize the inventory snapshot: {0}")]
+    Serialize(String),
+}
+
+/// A full discovery, and whether its snapshot was written.
+#[derive(Debug)]
+pub struct Discovery {
+    pub inventory: Inventory,
+    /// Where the snapshot went, or why it could not be written (the inventory is good either way).
+    pub saved: Result<PathBuf, SnapshotError>,
+}
+
+/// `(name, is a directory)` of each entry of `dir`; `None` when it does not exist.
+fn read_dir_names(dir: &Path) -> Result<Option<Vec<(String, bool)>>, InventoryError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(InventoryError::Read {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| InventoryError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        // A name that is not UTF-8 is nothing the driver makes; it still counts as a change.
+        out.push((entry.file_name().to_string_lossy().into_owned(), is_dir));
+    }
+    Ok(Some(out))
+}
+
+/// The capability tree now, walked in full (at discovery): the directory itself (`.`),
+/// `mig/config` and `mig/monitor`, every `gpu<N>/mig` directory (or `gpu<N>` without one), every
+/// GPU-instance directory in it and its `access`, and every compute instance's `access` (or its
+/// directory, when it has none). A compute-instance directory holds only its `access`, so a new
+/// one shows in its GPU instance's link count, and a re-made one in its `access`.
+pub fn caps_tree(config: &Config) -> Result<BTreeMap<String, Identity>, InventoryError> {
+    let root = caps_dir(config);
+    let mut tree = BTreeMap::new();
+    let record = |tree: &mut BTreeMap<String, Identity>, rel: String| {
+        let found = identity(&root.join(&rel))?;
+        if let Some(id) = found {
+            tree.insert(rel, id);
+        }
+        Ok::<_, InventoryError>(found.is_some())
+    };
+    if !record(&mut tree, ".".into())? {
+        return Ok(tree);
+    }
+    record(&mut tree, "mig/config".into())?;
+    record(&mut tree, "mig/monitor".into())?;
+    for (gpu, is_dir) in read_dir_names(&root)?.unwrap_or_default() {
+        if !is_dir || !gpu.starts_with("gpu") {
+            continue;
+        }
+        let mig = format!("{gpu}/mig");
+        if !record(&mut tree, mig.clone())? {
+            record(&mut tree, gpu)?;
+            continue;
+        }
+        for (gi, is_dir) in read_dir_names(&root.join(&mig))?.unwrap_or_default() {
+            let gi = format!("{mig}/{gi}");
+            record(&mut tree, gi.clone())?;
+            if !is_dir {
+                continue;
+            }
+            for (entry, is_dir) in read_dir_names(&root.join(&gi))?.unwrap_or_default() {
+                let rel = format!("{gi}/{entry}");
+                if is_dir {
+                    if !record(&mut tree, format!("{rel}/access"))? {
+                        record(&mut tree, rel)?;
+                    }
+                } else {
+                    record(&mut tree, rel)?;
+                }
+            }
+        }
+    }
+    Ok(tree)
+}
+
+/// A directory opened for lookups relative to it only (`O_PATH`); `None` when it does not exist.
+fn open_dir(path: &Path) -> io::Result<Option<std::fs::File>> {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The identity of `rel` under the open directory `dir` (not following a final symlink).
+// `st_nlink` is a u64 on x86_64 and a u32 on other Linux targets.
+#[allow(clippy::useless_conversion)]
+fn identity_at(dir: &std::fs::File, rel: &str) -> io::Result<Option<Identity>> {
+    use std::os::fd::AsRawFd;
+    match nix::sys::stat::fstatat(
+        Some(dir.as_raw_fd()),
+        rel,
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    ) {
+        Ok(st) => Ok(Some(Identity {
+            ino: st.st_ino,
+            ctime: st.st_ctime,
+            ctime_nsec: st.st_ctime_nsec,
+            nlink: u64::from(st.st_nlink),
+        })),
+        Err(nix::errno::Errno::ENOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Compare the recorded capability tree with what is there now, entry by entry (one `fstatat`
+/// each, relative to its GPU's open `mig` directory so that each lookup walks one to three
+/// names; no directory listing): the first difference, as a sentence.
+pub fn check_caps_tree(
+    config: &Config,
+    recorded: &BTreeMap<String, Identity>,
+) -> Result<(), String> {
+    let root = caps_dir(config);
+    let read_error = |path: &Path, e: io::Error| {
+        InventoryError::Read {
+            path: path.to_path_buf(),
+            source: e,
+        }
+        .to_string()
+    };
+    let root_dir = open_dir(&root).map_err(|e| read_error(&root, e))?;
+    let changed = |rel: &str, what: &str| {
+        let path = if rel == "." {
+            root.clone()
+        } else {
+            root.join(rel)
+        };
+        format!("the MIG instances changed: {} {what}", path.display())
+    };
+    let Some(root_dir) = root_dir else {
+        // No capability tree then (no MIG support loaded) is fine only if there is none now.
+        return match recorded.is_empty() {
+            true => Ok(()),
+            false => Err(changed(".", "is gone")),
+        };
+    };
+    if recorded.is_empty() {
+        return Err(changed(".", "appeared"));
+    }
+    // The `gpu<N>/mig` directory open now, with its key and a slash.
+    let mut mig: Option<(String, std::fs::File)> = None;
+    for (rel, then) in recorded {
+        let is_mig_dir = rel
+            .split_once('/')
+            .is_some_and(|(gpu, rest)| gpu.starts_with("gpu") && rest == "mig");
+        let now = if rel == "." {
+            root_dir.metadata().map(|m| Some(Identity::of(&m)))
+        } else if is_mig_dir {
+            mig = None;
+            match open_dir(&root.join(rel)) {
+                Ok(Some(dir)) => {
+                    let id = dir.metadata().map(|m| Some(Identity::of(&m)));
+                    mig = Some((format!("{rel}/"), dir));
+                    id
+                }
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            }
+        } else {
+            match &mig {
+                Some((prefix, dir)) if rel.starts_with(prefix.as_str()) => {
+                    identity_at(dir, &rel[prefix.len()..])
+                }
+                _ => identity_at(&root_dir, rel),
+            }
+        };
+        let what = match now {
+            Ok(Some(now)) if now == *then => continue,
+            Ok(Some(now)) if now.ino == then.ino && now.nlink != then.nlink => {
+                "has more or fewer entries"
+            }
+            Ok(Some(_)) => "was re-created or changed",
+            Ok(None) => "is gone",
+            Err(e) => return Err(read_error(&root.join(rel), e)),
+        };
+        return Err(changed(rel, what));
+    }
+    Ok(())
+}
+
+impl Snapshot {
+    /// A snapshot of `inventory`, discovered with `proc`, mig-minors of identity `mig_minors`
+    /// and the capability tree `caps_tree`, each taken before NVML was read.
+    pub fn new(
+        config: &Config,
+        inventory: Inventory,
+        proc: &ProcfsInfo,
+        mig_minors: Option<Identity>,
+        caps_tree: BTreeMap<String, Identity>,
+    ) -> Snapshot {
+        Snapshot {
+            format: FORMAT,
+            migcage_version: env!("CARGO_PKG_VERSION").to_string(),
+            basis: Basis {
+                proc_root: config.proc_root.clone(),
+                nvml_library: config.nvml_library.clone(),
+                gpu_dirs: proc.gpus.keys().cloned().collect(),
+                mig_minors,
+                caps_tree,
+            },
+            inventory,
+        }
+    }
+
+    /// The mig-minors entries the inventory was assembled from (and checked against): what
+    /// [`super::verify`] needs of the file, when the file is known to be unchanged.
+    pub fn mig_minors_entries(&self) -> MigMinors {
+        let inv = &self.inventory;
+        let mut t = MigMinors {
+            config: inv.mig_config_minor,
+            monitor: inv.mig_monitor_minor,
+            ..MigMinors::default()
+        };
+        for g in &inv.gpus {
+            for m in &g.mig_devices {
+                t.gi_access
+                    .insert((g.minor, m.gpu_instance_id), m.gi_caps_minor);
+                t.ci_access.insert(
+                    (g.minor, m.gpu_instance_id, m.compute_instance_id),
+                    m.ci_caps_minor,
+                );
+            }
+        }
+        t
+    }
+
+    /// Why this snapshot cannot answer for the host as `proc` shows it now (its mig-minors
+    /// as read, or as [`Snapshot::mig_minors_entries`] when unchanged); `Ok` when it can.
+    pub fn check(&self, config: &Config, proc: &ProcfsInfo) -> Result<(), String> {
+        if self.format != FORMAT {
+            return Err(format!(
+                "the snapshot has format {}, this migcage writes {FORMAT}",
+                self.format
+            ));
+        }
+        if self.migcage_version != env!("CARGO_PKG_VERSION") {
+            return Err(format!(
+                "the snapshot was written by migcage {}, this is {}",
+                self.migcage_version,
+                env!("CARGO_PKG_VERSION")
+            ));
+        }
+        let b = &self.basis;
+        if b.proc_root != config.proc_root || b.nvml_library != config.nvml_library {
+            return Err(format!(
+                "the snapshot was taken with proc_root {} and nvml_library {}, the config now says {} and {}",
+                b.proc_root.display(),
+                b.nvml_library.display(),
+                config.proc_root.display(),
+                config.nvml_library.display()
+            ));
+        }
+        if !b.gpu_dirs.iter().eq(proc.gpus.keys()) {
+            return Err(format!(
+                "the GPUs under {} changed: {:?} then, {:?} now",
+                config.proc_path("driver/nvidia/gpus").display(),
+                b.gpu_dirs,
+                proc.gpus.keys().collect::<Vec<_>>()
+            ));
+        }
+        // Identity first: it is what lets verify skip the access files.
+        check_caps_tree(config, &b.caps_tree)?;
+        super::verify_with(config, &self.inventory, proc, AccessFiles::Unchanged)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Load the snapshot, if there is one this process may trust: a regular file owned by this
+/// user (root on a host) and writable by no one else. `Err` says why not.
+pub fn load(config: &Config) -> Result<Snapshot, String> {
+    let path = path(config);
+    let mut file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(format!("no snapshot at {}", path.display()))
+        }
+        Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot stat {}: {e}", path.display()))?;
+    let euid = nix::unistd::geteuid().as_raw();
+    if !meta.is_file() || meta.uid() != euid || meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{} is not a regular file owned by uid {euid} and writable only by it; not trusted",
+            path.display()
+        ));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        format!(
+            "{} is not a snapshot this migcage reads: {e}",
+            path.display()
+        )
+    })
+}
+
+/// Write the snapshot atomically: a new file in `state_dir`, renamed over the old one. Readers
+/// see the old snapshot or the new one, never a part. Not synced to disk: `state_dir` is a tmpfs
+/// on a host, and a torn file after a crash fails to parse, which only means a discovery.
+pub fn save(config: &Config, snapshot: &Snapshot) -> Result<PathBuf, SnapshotError> {
+    let path = path(config);
+    let write_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SnapshotError::Write { path, source }
+    };
+    let json = serde_json::to_vec(snapshot).map_err(|e| SnapshotError::Serialize(e.to_string()))?;
+    std::fs::create_dir_all(&config.state_dir).map_err(write_error(&config.state_dir))?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let tmp = config
+        .state_dir
+        .join(format!(".{FILE_NAME}.{}.{nanos}.tmp", std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
+        f.write_all(&json)?;
+        drop(f);
+        std::fs::rename(&tmp, &path)
+    })();
+    if let Err(source) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(SnapshotError::Write { path, source });
+    }
+    Ok(path)
+}
+
+/// Full discovery (NVML, bounded by `nvml_timeout_ms`) with `proc` already read in full (after
+/// mig-minors' identity `mig_minors` was taken), then the snapshot written. The capability tree
+/// is walked here, before NVML.
+fn discover_from(
+    config: &Config,
+    proc: &ProcfsInfo,
+    mig_minors: Option<Identity>,
+) -> Result<Discovery, InventoryError> {
+    let tree = caps_tree(config)?;
+    let inventory = super::discover_with(config, proc)?;
+    let saved = save(
+        config,
+        &Snapshot::new(config, inventory.clone(), proc, mig_minors, tree),
+    );
+    Ok(Discovery { inventory, saved })
+}
+
+/// Full discovery, and the snapshot rewritten: what `list`, `refresh` and `cdi generate` do.
+pub fn discover_and_save(config: &Config) -> Result<Discovery, InventoryError> {
+    let minors = identity(&super::mig_minors_path(config))?;
+    let proc = super::read_procfs(config)?;
+    discover_from(config, &proc, minors)
+}
+
+/// The inventory for a container start: the snapshot when it matches procfs (no NVML), else full
+/// discovery, which rewrites it. Each procfs file is read at most once.
+pub fn inventory(config: &Config) -> Result<(Inventory, Source), InventoryError> {
+    let minors = identity(&super::mig_minors_path(config))?;
+    let mut proc = super::read_procfs_except_mig_minors(config)?;
+    let why = match load(config) {
+        Ok(snapshot) => {
+            let unchanged = minors.is_some() && snapshot.basis.mig_minors == minors;
+            proc.mig_minors = if unchanged {
+                Some(snapshot.mig_minors_entries())
+            } else {
+                super::read_mig_minors(config)?
+            };
+            match snapshot.check(config, &proc) {
+                Ok(()) => {
+                    tracing::debug!("inventory from the snapshot");
+                    return Ok((snapshot.inventory, Source::Snapshot));
+                }
+                Err(why) => {
+                    if unchanged {
+                        // Discovery assembles from the whole table.
+                        proc.mig_minors = super::read_mig_minors(config)?;
+                    }
+                    why
+                }
+            }
+        }
+        Err(why) => {
+            proc.mig_minors = super::read_mig_minors(config)?;
+            why
+        }
+    };
+    tracing::info!(why = %why, "inventory snapshot not usable: full discovery");
+    let d = discover_from(config, &proc, minors)?;
+    if let Err(e) = &d.saved {
+        tracing::warn!(error = %e, "inventory snapshot not written");
+    }
+    Ok((d.inventory, Source::Discovered { why }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::nvml::{NvmlGpu, NvmlInfo, NvmlMigDevice};
+    use super::*;
+    use migcage_topology::Topology;
+
+    /// A procfs tree of `name` in the driver's formats (as `simulate` writes it), a state dir, and
+    /// an NVML library path that does not exist: any NVML use fails.
+    struct Host {
+        dir: tempfile::TempDir,
+        config: Config,
+        topology: Topology,
+    }
+
+    impl Host {
+        fn new(name: &str) -> Host {
+            let topology = Topology::load(name).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let config = Config {
+                proc_root: dir.path().join("proc"),
+                nvml_library: dir.path().join("no-nvml/libnvidia-ml.so.1"),
+                state_dir: dir.path().join("run"),
+                ..Config::default()
+            };
+            for d in crate::simulate::procfs::empty_dirs(&topology) {
+                std::fs::create_dir_all(config.proc_path(&d)).unwrap();
+            }
+            for f in crate::simulate::procfs::files(&topology) {
+                let p = config.proc_path(&f.path);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, f.text).unwrap();
+            }
+            Host {
+                dir,
+                config,
+                topology,
+            }
+        }
+
+        /// What NVML would say about the topology.
+        fn nvml(&self) -> NvmlInfo {
+            let t = &self.topology;
+            NvmlInfo {
+                driver_version: t.driver_version.clone(),
+                cuda_driver_version: t.cuda_driver_version,
+                gpus: t
+                    .gpus
+                    .iter()
+                    .map(|g| NvmlGpu {
+                        index: g.index,
+                        minor: g.minor,
+                        uuid: g.uuid.clone(),
+                        name: g.model.name.to_string(),
+                        pci_bus_id: g.pci_bus_id.clone(),
+                        mig_enabled: g.mig,
+                        memory_mib: g.model.memory_mib,
+                        mig_devices: g
+                            .mig_devices()
+                            .iter()
+                            .map(|m| NvmlMigDevice {
+                                index: m.index,
+                                uuid: m.ci.uuid.clone(),
+                                name: m.name(),
+                                profile: m.profile_name(),
+                                gpu_instance_id: m.gi.id,
+                                compute_instance_id: m.ci.id,
+                                memory_mib: m.gi.profile.memory_mib,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            }
+        }
+
+        /// Discover as `discover_and_save` does, with NVML's answer given.
+        fn save_snapshot(&self) -> Snapshot {
+            let minors = identity(&super::super::mig_minors_path(&self.config)).unwrap();
+            let proc = super::super::read_procfs(&self.config).unwrap();
+            let tree = caps_tree(&self.config).unwrap();
+            let inv = super::super::assemble(&self.config, self.nvml(), &proc).unwrap();
+            super::super::verify(&self.config, &inv, &proc).unwrap();
+            let snap = Snapshot::new(&self.config, inv, &proc, minors, tree);
+            let saved = save(&self.config, &snap).unwrap();
+            assert_eq!(saved, path(&self.config));
+            snap
+        }
+
+        fn proc_file(&self, rel: &str) -> PathBuf {
+            self.config.proc_path(rel)
+        }
+
+        /// Remove a file and write it again with the same text: what re-creating an instance
+        /// does to its procfs entries.
+        fn recreate(&self, rel: &str) {
+            let p = self.proc_file(rel);
+            let text = std::fs::read(&p).unwrap();
+            std::fs::remove_file(&p).unwrap();
+            // A different inode for certain: hold the old number while the new file is made.
+            let hold = p.with_extension("hold");
+            std::fs::write(&hold, b"").unwrap();
+            std::fs::write(&p, text).unwrap();
+            std::fs::remove_file(hold).unwrap();
+        }
+    }
+
+    fn discovered_why(r: Result<(Inventory, Source), InventoryError>) -> String {
+        match r {
+            Err(e) => e.to_string(),
+            Ok((_, Source::Snapshot)) => panic!("the snapshot was used"),
+            Ok((_, Source::Discovered { why })) => why,
+        }
+    }
+
+    #[test]
+    fn a_valid_snapshot_answers_without_nvml() {
+        for name in ["a100-7x1g", "dgx-8x7", "two-gpus-one-mig", "a100-nomig"] {
+            let h = Host::new(name);
+            let snap = h.save_snapshot();
+            // The NVML library does not exist: only the snapshot can answer.
+            let (inv, source) = inventory(&h.config).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(source, Source::Snapshot, "{name}");
+            assert_eq!(inv, snap.inventory, "{name}");
+            assert_eq!(
+                inv.gpus.iter().map(|g| g.mig_devices.len()).sum::<usize>(),
+                h.topology.mig_devices().len()
+            );
+        }
+    }
+
+    #[test]
+    fn the_file_round_trips_and_is_replaced_whole() {
+        let h = Host::new("two-gpus-one-mig");
+        let first = h.save_snapshot();
+        assert_eq!(load(&h.config).unwrap(), first);
+        let second = h.save_snapshot();
+        assert_eq!(load(&h.config).unwrap(), second);
+        // No temporary file is left next to it.
+        let names: Vec<_> = std::fs::read_dir(&h.config.state_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, [FILE_NAME]);
+        let mode = std::fs::metadata(path(&h.config)).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+    }
+
+    /// Why the snapshot on disk does not match the host now (the check a container start makes).
+    fn stale(h: &Host) -> String {
+        let snap = load(&h.config).unwrap();
+        let proc = super::super::read_procfs(&h.config).unwrap();
+        snap.check(&h.config, &proc).unwrap_err()
+    }
+
+    #[test]
+    fn a_recreated_instance_is_not_the_snapshot_s() {
+        let h = Host::new("a100-7x1g");
+        h.save_snapshot();
+        // GI 9 destroyed and made again with the same ids (and, on a host, a new UUID): its
+        // files read the same but are new.
+        h.recreate("driver/nvidia/capabilities/gpu0/mig/gi9/ci0/access");
+        let why = discovered_why(inventory(&h.config));
+        assert!(
+            why.contains("cannot initialize NVML") && why.contains("no-nvml"),
+            "the fallback must reach NVML: {why}"
+        );
+        let why = stale(&h);
+        assert!(
+            why.contains("gpu0/mig/gi9/ci0/access was re-created"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn added_and_removed_instances_are_changes() {
+        let h = Host::new("a100-mixed");
+        h.save_snapshot();
+        let caps = "driver/nvidia/capabilities/gpu0/mig";
+        // A new compute instance in an existing GPU instance: no file of the snapshot's changed,
+        // its GPU instance's directory has one more subdirectory.
+        let gi = h.topology.gpus[0].gpu_instances[0].id;
+        let added = format!("{caps}/gi{gi}/ci7/access");
+        std::fs::create_dir_all(h.proc_file(&added).parent().unwrap()).unwrap();
+        std::fs::write(h.proc_file(&added), "DeviceFileMinor: 1\n").unwrap();
+        let why = stale(&h);
+        assert!(
+            why.contains(&format!("gpu0/mig/gi{gi} has more or fewer entries")),
+            "{why}"
+        );
+
+        // A GPU instance destroyed.
+        let h = Host::new("a100-mixed");
+        h.save_snapshot();
+        let gi = h.topology.gpus[0].gpu_instances[1].id;
+        std::fs::remove_dir_all(h.proc_file(&format!("{caps}/gi{gi}"))).unwrap();
+        let why = stale(&h);
+        assert!(why.contains("gpu0/mig has more or fewer entries"), "{why}");
+
+        // A GPU instance created on a GPU that had none.
+        let h = Host::new("two-gpus-one-mig");
+        h.save_snapshot();
+        let new = "driver/nvidia/capabilities/gpu1/mig/gi1/access";
+        std::fs::create_dir_all(h.proc_file(new).parent().unwrap()).unwrap();
+        std::fs::write(h.proc_file(new), "DeviceFileMinor: 147\n").unwrap();
+        assert!(stale(&h).contains("gpu1/mig has more or fewer entries"));
+        let why = discovered_why(inventory(&h.config));
+        assert!(why.contains("cannot initialize NVML"), "{why}");
+
+        // A capability tree where there was none (nvidia-caps loaded since).
+        let h = Host::new("a100-nomig");
+        std::fs::remove_dir_all(h.proc_file("driver/nvidia/capabilities")).unwrap();
+        h.save_snapshot();
+        assert_eq!(load(&h.config).unwrap().basis.caps_tree.len(), 0);
+        std::fs::create_dir_all(h.proc_file("driver/nvidia/capabilities/gpu0/mig")).unwrap();
+        assert!(stale(&h).contains("capabilities appeared"));
+    }
+
+    #[test]
+    fn unchanged_mig_minors_is_not_parsed_but_stands_in_exactly() {
+        for name in ["a100-mixed", "dgx-8x7", "h100-mixed"] {
+            let h = Host::new(name);
+            let snap = h.save_snapshot();
+            let full = super::super::read_mig_minors(&h.config).unwrap().unwrap();
+            let entries = snap.mig_minors_entries();
+            // Every entry it stands in with is the file's own.
+            assert_eq!(
+                (entries.config, entries.monitor),
+                (full.config, full.monitor)
+            );
+            for (k, v) in &entries.gi_access {
+                assert_eq!(full.gi_access.get(k), Some(v), "{name} gi {k:?}");
+            }
+            for (k, v) in &entries.ci_access {
+                assert_eq!(full.ci_access.get(k), Some(v), "{name} ci {k:?}");
+            }
+            assert_eq!(
+                entries.ci_access.len(),
+                h.topology.mig_devices().len(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_changed_mig_minors_is_read_and_checked() {
+        let h = Host::new("a100-7x1g");
+        h.save_snapshot();
+        // The driver reloaded with another caps table: gpu0/gi9/ci0 now has another minor.
+        let minors = h.proc_file("driver/nvidia-caps/mig-minors");
+        let text = std::fs::read_to_string(&minors).unwrap();
+        let entry = "gpu0/gi9/ci0/access";
+        let old = migcage_topology::ci_access_minor(0, 9, 0);
+        let text = text.replace(&format!("{entry} {old}\n"), &format!("{entry} 4000\n"));
+        std::fs::remove_file(&minors).unwrap();
+        std::fs::write(&minors, text).unwrap();
+        let why = stale(&h);
+        assert!(
+            why.contains(entry) && why.contains("4000") && why.contains(&old.to_string()),
+            "{why}"
+        );
+        // Unchanged again (same text, new file): read, parsed, and the snapshot stands.
+        let h = Host::new("a100-7x1g");
+        h.save_snapshot();
+        h.recreate("driver/nvidia-caps/mig-minors");
+        let (_, source) = inventory(&h.config).unwrap();
+        assert_eq!(source, Source::Snapshot);
+    }
+
+    #[test]
+    fn driver_and_gpu_changes_are_changes() {
+        let h = Host::new("two-gpus-one-mig");
+        h.save_snapshot();
+        std::fs::write(
+            h.proc_file("driver/nvidia/version"),
+            "NVRM version: NVIDIA UNIX x86_64 Kernel Module  560.35.03  Fri Aug 16\n",
+        )
+        .unwrap();
+        let why = stale(&h);
+        assert!(why.contains("560.35.03"), "{why}");
+
+        // A GPU appeared.
+        let h = Host::new("two-gpus-one-mig");
+        h.save_snapshot();
+        let info = "driver/nvidia/gpus/0000:0f:00.0/information";
+        let extra = "driver/nvidia/gpus/0000:90:00.0/information";
+        std::fs::create_dir_all(h.proc_file(extra).parent().unwrap()).unwrap();
+        std::fs::copy(h.proc_file(info), h.proc_file(extra)).unwrap();
+        let why = stale(&h);
+        assert!(why.contains("0000:90:00.0"), "{why}");
+
+        // A GPU's information now names another UUID (another board in the slot).
+        let h = Host::new("two-gpus-one-mig");
+        h.save_snapshot();
+        let text = std::fs::read_to_string(h.proc_file(info)).unwrap();
+        let uuid = &h.topology.gpus[1].uuid;
+        let other = "GPU-00000000-1111-2222-3333-444444444444";
+        std::fs::write(h.proc_file(info), text.replace(uuid.as_str(), other)).unwrap();
+        let why = stale(&h);
+        assert!(why.contains(other), "{why}");
+    }
+
+    #[test]
+    fn another_config_or_version_is_not_trusted() {
+        let h = Host::new("a100-7x1g");
+        let snap = h.save_snapshot();
+        let proc = super::super::read_procfs(&h.config).unwrap();
+        snap.check(&h.config, &proc).unwrap();
+
+        let other = Config {
+            nvml_library: "/opt/other/libnvidia-ml.so.1".into(),
+            ..h.config.clone()
+        };
+        let why = snap.check(&other, &proc).unwrap_err();
+        assert!(why.contains("/opt/other/libnvidia-ml.so.1"), "{why}");
+
+        let mut old = snap.clone();
+        old.migcage_version = "0.0.1".into();
+        assert!(old
+            .check(&h.config, &proc)
+            .unwrap_err()
+            .contains("migcage 0.0.1"));
+        let mut old = snap;
+        old.format = FORMAT + 1;
+        assert!(old.check(&h.config, &proc).unwrap_err().contains("format"));
+    }
+
+    #[test]
+    fn a_file_others_could_have_written_is_not_trusted() {
+        use std::os::unix::fs::PermissionsExt;
+        let h = Host::new("a100-7x1g");
+        h.save_snapshot();
+        let p = path(&h.config);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let why = load(&h.config).unwrap_err();
+        assert!(why.contains("not trusted"), "{why}");
+        // A symlink in its place is not followed.
+        std::fs::rename(&p, h.dir.path().join("elsewhere.json")).unwrap();
+        std::os::unix::fs::symlink(h.dir.path().join("elsewhere.json"), &p).unwrap();
+        let why = load(&h.config).unwrap_err();
+        assert!(why.contains("cannot open"), "{why}");
+        // Garbage is a reason, not a failure.
+        std::fs::remove_file(&p).unwrap();
+        std::fs::write(&p, b"{\"format\": 1").unwrap();
+        let why = load(&h.config).unwrap_err();
+        assert!(why.contains("not a snapshot"), "{why}");
+        assert!(discovered_why(inventory(&h.config)).contains("cannot initialize NVML"));
+    }
+
+    #[test]
+    fn no_snapshot_means_discovery_and_driver_errors_stay_first() {
+        let h = Host::new("a100-7x1g");
+        let why = discovered_why(inventory(&h.config));
+        assert!(why.contains("cannot initialize NVML"), "{why}");
+        // A host without the driver says so, snapshot or not.
+        h.save_snapshot();
+        std::fs::remove_dir_all(h.proc_file("driver/nvidia")).unwrap();
+        let e = inventory(&h.config).unwrap_err();
+        assert!(matches!(e, InventoryError::NoDriver { .. }), "{e}");
+    }
+
+    #[test]
+    fn bounded_nvml_read_passes_nvml_errors_through() {
+        let lib = Path::new("/nonexistent/libnvidia-ml.so.1");
+        // Zero waits without a thread; otherwise a thread answers long before the limit.
+        for ms in [0, 60_000] {
+            let started = std::time::Instant::now();
+            let e = super::super::read_nvml_bounded(lib, std::time::Duration::from_millis(ms))
+                .unwrap_err();
+            assert!(matches!(e, InventoryError::NvmlInit { .. }), "{e}");
+            assert!(
+                e.to_string().contains("/nonexistent/libnvidia-ml.so.1"),
+                "{e}"
+            );
+            assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        }
+    }
+
+    #[test]
+    fn an_unwritable_state_dir_is_one_line() {
+        let h = Host::new("a100-nomig");
+        let file = h.dir.path().join("not-a-dir");
+        std::fs::write(&file, b"").unwrap();
+        let config = Config {
+            state_dir: file.join("run"),
+            ..h.config.clone()
+        };
+        let proc = super::super::read_procfs(&config).unwrap();
+        let inv = super::super::assemble(&config, h.nvml(), &proc).unwrap();
+        let snap = Snapshot::new(&config, inv, &proc, None, BTreeMap::new());
+        let e = save(&config, &snap).unwrap_err().to_string();
+        assert!(
+            e.contains("not-a-dir/run") && e.contains("state_dir"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+    }
+}

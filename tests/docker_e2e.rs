@@ -1,0 +1,292 @@
+//! End to end with Docker 20.10 from Debian: `docker run --gpus device=...` (migcage installed as
+//! `nvidia-container-runtime-hook` on the daemon's PATH) and `docker run --runtime=migcage` (the
+//! runtime wrapper registered with `--add-runtime`) each give a container exactly its MIG
+//! instance; seven containers started at once on an A100 split seven ways each get their own.
+//!
+//! Each test starts its own dockerd: own data root, exec root, socket, pidfile and (empty)
+//! daemon.json, vfs storage, no iptables, no bridge. It runs in a private mount namespace with a
+//! tmpfs on /etc/docker (dockerd 20.10 always writes its key.json there), so every mount it makes
+//! dies with it. The daemon is stopped and its directories removed by a Drop guard, also when a
+//! test fails.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+
+use common::{assert_sees_exactly, Run, SimHost, MIGCAGE, PROBE};
+
+const IMAGE: &str = "migcage-busybox:test";
+/// The parent cgroup dockerd's cgroupfs driver makes in every hierarchy.
+const DOCKER_CGROUP: &str = "docker";
+
+/// Docker's parent cgroups that were there before the first daemon of this file started.
+static SHARED: Mutex<(usize, Vec<PathBuf>)> = Mutex::new((0, Vec::new()));
+
+/// Whether Docker can run here; prints the skip line when not.
+fn available(test: &str) -> bool {
+    common::need_programs(
+        test,
+        &[
+            ("dockerd", "docker.io"),
+            ("runc", "runc"),
+            ("busybox", "busybox-static"),
+            ("unshare", "util-linux"),
+        ],
+    )
+}
+
+/// A private dockerd.
+struct Dockerd {
+    dir: tempfile::TempDir,
+    child: Child,
+    client: PathBuf,
+}
+
+impl Dockerd {
+    /// Start a daemon that finds migcage as `nvidia-container-runtime-hook` on its PATH, knows the
+    /// runtime wrapper as `migcage`, and whose children read `host`'s configuration.
+    fn start(host: &SimHost) -> Dockerd {
+        assert!(
+            Path::new("/etc/docker").is_dir(),
+            "docker.io ships /etc/docker"
+        );
+        // The Debian client next to the daemon (another `docker` may come first on PATH).
+        let client = ["/usr/bin/docker"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| common::which("docker"));
+        {
+            let mut g = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+            if g.0 == 0 {
+                g.1 = common::cgroups_named(DOCKER_CGROUP);
+            }
+            g.0 += 1;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("migcage-docker-")
+            .tempdir()
+            .unwrap();
+        let d = dir.path();
+        let bin = d.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(MIGCAGE, bin.join("nvidia-container-runtime-hook")).unwrap();
+        std::os::unix::fs::symlink(MIGCAGE, bin.join("migcage-runtime")).unwrap();
+        std::fs::write(d.join("daemon.json"), "{}\n").unwrap();
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into())
+        );
+        let daemon = format!(
+            "mount -t tmpfs -o mode=0700 tmpfs /etc/docker && exec dockerd --config-file {d}/daemon.json \
+             --iptables=false --ip-masq=false --bridge=none --storage-driver=vfs \
+             --exec-opt native.cgroupdriver=cgroupfs --data-root {d}/data --exec-root {d}/exec \
+             -H unix://{d}/docker.sock --pidfile {d}/docker.pid --add-runtime migcage={bin}/migcage-runtime",
+            d = d.display(),
+            bin = bin.display(),
+        );
+        let log = std::fs::File::create(d.join("dockerd.log")).unwrap();
+        let child = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &daemon])
+            .env("PATH", &path)
+            .env("MIGCAGE_CONFIG", host.config())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let daemon = Dockerd { dir, child, client };
+        let up = common::wait_for(60, || daemon.docker(&["version"]).ok());
+        assert!(up, "dockerd did not start: {}", daemon.log());
+        let tar = common::busybox_tar(daemon.dir.path());
+        let out = daemon.docker(&["import", tar.to_str().unwrap(), IMAGE]);
+        assert!(out.ok(), "docker import: {}", out.stderr());
+        daemon
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
+    }
+
+    fn docker(&self, args: &[&str]) -> Run {
+        let output = self.docker_command(args).output().unwrap();
+        Run {
+            id: args.join(" "),
+            output,
+        }
+    }
+
+    fn docker_command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("timeout");
+        c.arg("90")
+            .arg(&self.client)
+            .arg("-H")
+            .arg(format!("unix://{}/docker.sock", self.dir.path().display()))
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// The arguments of `docker run` for the probe, with the host's nodes on /hostdev.
+    fn probe_args<'a>(host_dev: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec![
+            "run",
+            "--rm",
+            "--network=none",
+            "--ulimit",
+            "nofile=1024:1024",
+            "-v",
+            host_dev,
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[IMAGE, "sh", "-c", PROBE]);
+        args
+    }
+
+    fn run_probe(&self, host: &SimHost, extra: &[&str]) -> Run {
+        let host_dev = format!("{}:/hostdev:ro", host.dev().display());
+        self.docker(&Self::probe_args(&host_dev, extra))
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let ps = self.docker(&["ps", "-aq"]);
+        for id in ps.stdout().split_whitespace() {
+            let _ = self.docker(&["rm", "-f", id]);
+        }
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        // The child is `sh` exec'd into dockerd: stop it, then wait; kill it after 30 s.
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let stopped = common::wait_for(30, || matches!(self.child.try_wait(), Ok(Some(_))));
+        if !stopped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let left = common::mounts_under(&[self.dir.path()]);
+        for m in left.iter().rev() {
+            let _ = Command::new("umount").args(["-l", m]).output();
+        }
+        let mut g = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 -= 1;
+        if g.0 == 0 {
+            for cg in common::cgroups_named(DOCKER_CGROUP) {
+                if !g.1.contains(&cg) {
+                    let _ = std::fs::remove_dir(&cg);
+                }
+            }
+        }
+        if !std::thread::panicking() {
+            assert!(stopped, "dockerd did not stop on SIGTERM: {}", self.log());
+            assert!(left.is_empty(), "dockerd left mounts on the host: {left:?}");
+        }
+    }
+}
+
+#[test]
+fn gpus_flag_and_runtime_give_the_named_instance() {
+    if !available("gpus_flag_and_runtime_give_the_named_instance") {
+        return;
+    }
+    let host = SimHost::new("a100-7x1g");
+    let docker = Dockerd::start(&host);
+    let listing = host.list();
+    let uuid3 = common::uuid_of(&listing, "0:3");
+    let dev3 = format!("device={uuid3}");
+    let all: Vec<String> = std::iter::once("0".to_string())
+        .chain((0..7).map(|i| format!("0:{i}")))
+        .collect();
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let cases: Vec<(&str, Vec<&str>, Vec<&str>)> = vec![
+        (
+            "--gpus device=MIG-<uuid of 0:3>",
+            vec!["--gpus", &dev3],
+            vec!["0:3"],
+        ),
+        (
+            "--gpus device=0:5",
+            vec!["--gpus", "device=0:5"],
+            vec!["0:5"],
+        ),
+        ("--gpus all", vec!["--gpus", "all"], all),
+        ("no --gpus", vec![], vec![]),
+        (
+            "--runtime=migcage -e NVIDIA_VISIBLE_DEVICES=0:2",
+            vec!["--runtime=migcage", "-e", "NVIDIA_VISIBLE_DEVICES=0:2"],
+            vec!["0:2"],
+        ),
+        (
+            "--runtime=migcage, no request",
+            vec!["--runtime=migcage"],
+            vec![],
+        ),
+    ];
+    for (what, flags, names) in &cases {
+        let run = docker.run_probe(&host, flags);
+        let ctx = format!("docker run {what}");
+        assert!(
+            run.ok(),
+            "{ctx}: {}\ndockerd: {}",
+            run.stderr(),
+            docker.log()
+        );
+        assert_sees_exactly(&run, &host, &listing, names, &ctx);
+    }
+    // A request that cannot be met stops the container, with migcage's line, both ways.
+    for flags in [
+        vec!["--gpus", "device=0:9"],
+        vec!["--runtime=migcage", "-e", "NVIDIA_VISIBLE_DEVICES=0:9"],
+    ] {
+        let run = docker.run_probe(&host, &flags);
+        assert!(!run.ok(), "{flags:?}: the container started");
+        let err = run.stderr().replace("\\\"", "\"");
+        assert!(
+            err.contains("asks for 0:9: GPU 0 has MIG devices 0:0 to 0:6"),
+            "{flags:?}: {err}"
+        );
+    }
+    let left = docker.docker(&["ps", "-aq"]);
+    assert_eq!(left.stdout().trim(), "", "containers left");
+}
+
+#[test]
+fn seven_containers_at_once_each_get_their_own() {
+    if !available("seven_containers_at_once_each_get_their_own") {
+        return;
+    }
+    let host = SimHost::new("a100-7x1g");
+    let docker = Dockerd::start(&host);
+    let listing = host.list();
+    let host_dev = format!("{}:/hostdev:ro", host.dev().display());
+    let started = std::time::Instant::now();
+    let runs: Vec<(String, std::process::Child)> = (0..7)
+        .map(|i| {
+            let index = format!("0:{i}");
+            let gpus = format!("device={}", common::uuid_of(&listing, &index));
+            let args = Dockerd::probe_args(&host_dev, &["--gpus", &gpus]);
+            let child = docker
+                .docker_command(&args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (index, child)
+        })
+        .collect();
+    let runs: Vec<(String, Run)> = runs
+        .into_iter()
+        .map(|(index, child)| {
+            let output = child.wait_with_output().unwrap();
+            (index.clone(), Run { id: index, output })
+        })
+        .collect();
+    eprintln!("seven docker containers at once: {:?}", started.elapsed());
+    for (index, run) in &runs {
+        let ctx = format!("container for {index} (one of seven at once)");
+        assert!(run.ok(), "{ctx}: {}", run.stderr());
+        assert_sees_exactly(run, &host, &listing, &[index.as_str()], &ctx);
+    }
+}
