@@ -41,8 +41,13 @@ log "# migcage hardware validation"
 log ""
 log "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 log "- kernel: $(uname -r)"
-log "- driver: $(sed -n 's/.*Kernel Module *\([0-9.]*\).*/\1/p' /proc/driver/nvidia/version 2>/dev/null | head -n 1)"
-[ -n "$nvsmi" ] && log "- GPUs: $("$nvsmi" --query-gpu=name,mig.mode.current --format=csv,noheader 2>/dev/null | paste -sd ';')"
+log "- driver: $("$migcage" list --json 2>/dev/null | sed -n 's/^ *"driver_version": "\([^"]*\)".*/\1/p' | head -n 1)"
+if [ -n "$nvsmi" ]; then
+  gpus="$("$nvsmi" --query-gpu=name,mig.mode.current --format=csv,noheader 2>/dev/null)" || gpus=""
+  [ -n "$gpus" ] || gpus="$("$nvsmi" -L 2>/dev/null | grep '^GPU')"
+  gpus="$(printf '%s' "$gpus" | paste -sd ';')"
+  log "- GPUs: $gpus"
+fi
 log "- migcage: $("$migcage" --version)"
 log ""
 
@@ -85,7 +90,8 @@ mkdir -p "$rootfs/bin" "$rootfs/proc" "$rootfs/dev" "$rootfs/etc" "$rootfs/lib64
 cp "$busybox" "$rootfs/bin/busybox"
 for a in sh ls cat; do ln -s busybox "$rootfs/bin/$a"; done
 for f in /lib64/ld-linux-x86-64.so.2 /lib/x86_64-linux-gnu/libc.so.6 /lib/x86_64-linux-gnu/libm.so.6 \
-  /lib/x86_64-linux-gnu/libdl.so.2 /lib/x86_64-linux-gnu/libpthread.so.0 /lib/x86_64-linux-gnu/librt.so.1; do
+  /lib/x86_64-linux-gnu/libdl.so.2 /lib/x86_64-linux-gnu/libpthread.so.0 /lib/x86_64-linux-gnu/librt.so.1 \
+  /lib/x86_64-linux-gnu/libgcc_s.so.1; do
   [ -e "$f" ] && cp -L "$f" "$rootfs$f"
 done
 run_container() { # $1 name, $2 NVIDIA_VISIBLE_DEVICES or "", $3 script
