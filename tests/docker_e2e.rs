@@ -290,3 +290,127 @@ fn seven_containers_at_once_each_get_their_own() {
         assert_sees_exactly(run, &host, &listing, &[index.as_str()], &ctx);
     }
 }
+
+/// Seven users, one GPU, through Docker: seven containers started at once asking for
+/// `profile:1g.5gb` (runtime mode, whose poststop hook releases the lease) each get a different
+/// instance, checked from inside; the eighth is refused with the holders listed; when one is
+/// removed, its instance goes to the next.
+#[test]
+fn seven_containers_by_profile_each_get_a_different_instance() {
+    if !available("seven_containers_by_profile_each_get_a_different_instance") {
+        return;
+    }
+    let host = SimHost::new("a100-7x1g");
+    let docker = Dockerd::start(&host);
+    let host_dev = format!("{}:/hostdev:ro", host.dev().display());
+    // The probe, then stay up holding the instance until removed.
+    let script = format!("{PROBE}\nsleep 300");
+    let run_args = |name: &str| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--runtime=migcage",
+            "--network=none",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(["--ulimit", "nofile=1024:1024", "-v", &host_dev].map(String::from));
+        a.extend(
+            [
+                "-e",
+                "NVIDIA_VISIBLE_DEVICES=profile:1g.5gb",
+                IMAGE,
+                "sh",
+                "-c",
+                &script,
+            ]
+            .map(String::from),
+        );
+        a
+    };
+    let children: Vec<Child> = (0..7)
+        .map(|i| {
+            let args = run_args(&format!("user{i}"));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            docker
+                .docker_command(&args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "docker run: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Each container's own caps nodes (from its probe's NODE lines), once it has printed them.
+    let caps_of = |name: &str| -> Vec<String> {
+        let mut lines = Vec::new();
+        common::wait_for(30, || {
+            let logs = docker.docker(&["logs", name]);
+            lines = logs
+                .stdout()
+                .lines()
+                .filter(|l| l.starts_with("NODE /dev/nvidia-caps/"))
+                .map(String::from)
+                .collect();
+            logs.stdout().contains("PROBE-DONE")
+        });
+        lines
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..7 {
+        let caps = caps_of(&format!("user{i}"));
+        assert_eq!(
+            caps.len(),
+            2,
+            "user{i} has its instance's two caps nodes: {caps:?}"
+        );
+        assert!(
+            seen.insert(caps.clone()),
+            "user{i} got an instance another container has: {caps:?}"
+        );
+    }
+    let eighth = docker.docker(
+        &run_args("user7")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(!eighth.ok(), "the eighth container started");
+    assert!(
+        eighth
+            .stderr()
+            .contains("all 7 MIG devices of profile 1g.5gb are in use"),
+        "the refusal names the profile and its holders: {}",
+        eighth.stderr()
+    );
+    let _ = docker.docker(&["rm", "-f", "user7"]);
+    let freed = caps_of("user3");
+    let rm = docker.docker(&["rm", "-f", "user3"]);
+    assert!(rm.ok(), "docker rm: {}", rm.stderr());
+    let next = docker.docker(
+        &run_args("user8")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        next.ok(),
+        "the next container after one stopped: {}",
+        next.stderr()
+    );
+    assert_eq!(
+        caps_of("user8"),
+        freed,
+        "the freed instance goes to the next container"
+    );
+}
