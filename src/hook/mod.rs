@@ -187,6 +187,55 @@ fn runs_inside_container(stage: Stage, state: &State) -> bool {
             .is_none_or(|pid| i64::from(nix::unistd::getppid().as_raw()) == pid)
 }
 
+/// Make the plan real: the work inside the container, then the cgroup grant.
+fn apply_plan(
+    config: &Config,
+    stage: Stage,
+    state: &State,
+    spec: &serde_json::Value,
+    plan: &Plan,
+    outcome: &mut Outcome,
+) -> Result<(), HookError> {
+    let e = &plan.edits;
+    let in_container = !e.device_nodes.is_empty()
+        || !e.mounts.is_empty()
+        || !e.symlinks.is_empty()
+        || !e.ld_cache.is_empty();
+    if in_container {
+        let pid = container_pid(stage, state)?;
+        let work = container_work(config, &state.bundle, spec, plan)?;
+        let id = state.id.clone();
+        let hook_pid = std::process::id();
+        let applied = nsenter::in_mount_namespace(pid, || {
+            crate::faultpoint::hit_in_helper("ns-before-nodes", hook_pid);
+            let applied = container::apply(&work);
+            crate::faultpoint::hit_in_helper("ns-after-nodes", hook_pid);
+            applied
+        })
+        .map_err(|e| HookError::Container {
+            id: id.clone(),
+            message: e.to_string(),
+        })?;
+        outcome.nodes_created = applied.nodes_created;
+        outcome.proc_view = applied.proc_view;
+        outcome.applied = Some(applied);
+        // `none` (driver files only) has no device to grant.
+        if !plan.edits.device_rules.is_empty() {
+            crate::faultpoint::hit("before-cgroup");
+            let granted = cgroup::grant_devices(
+                Path::new(PROCESS_PROC),
+                pid as u32,
+                spec,
+                &plan.edits.device_rules,
+            )
+            .map_err(|source| HookError::Cgroup { id, source })?;
+            outcome.cgroup = Some(format!("{granted:?}"));
+            crate::faultpoint::hit("after-cgroup");
+        }
+    }
+    Ok(())
+}
+
 /// Run the hook for `stage` with the state on `input`.
 pub fn run(config: &Config, stage: Stage, input: impl Read) -> Result<Outcome, HookError> {
     let start = Instant::now();
@@ -224,42 +273,11 @@ pub fn run(config: &Config, stage: Stage, input: impl Read) -> Result<Outcome, H
         outcome.duration_us = start.elapsed().as_micros();
         return Ok(outcome);
     };
-    let e = &plan.edits;
-    let in_container = !e.device_nodes.is_empty()
-        || !e.mounts.is_empty()
-        || !e.symlinks.is_empty()
-        || !e.ld_cache.is_empty();
-    if in_container {
-        let pid = container_pid(stage, &state)?;
-        let work = container_work(config, &state.bundle, &spec, &plan)?;
-        let id = state.id.clone();
-        let hook_pid = std::process::id();
-        let applied = nsenter::in_mount_namespace(pid, || {
-            crate::faultpoint::hit_in_helper("ns-before-nodes", hook_pid);
-            let applied = container::apply(&work);
-            crate::faultpoint::hit_in_helper("ns-after-nodes", hook_pid);
-            applied
-        })
-        .map_err(|e| HookError::Container {
-            id: id.clone(),
-            message: e.to_string(),
-        })?;
-        outcome.nodes_created = applied.nodes_created;
-        outcome.proc_view = applied.proc_view;
-        outcome.applied = Some(applied);
-        // `none` (driver files only) has no device to grant.
-        if !plan.edits.device_rules.is_empty() {
-            crate::faultpoint::hit("before-cgroup");
-            let granted = cgroup::grant_devices(
-                Path::new(PROCESS_PROC),
-                pid as u32,
-                &spec,
-                &plan.edits.device_rules,
-            )
-            .map_err(|source| HookError::Cgroup { id, source })?;
-            outcome.cgroup = Some(format!("{granted:?}"));
-            crate::faultpoint::hit("after-cgroup");
-        }
+    // From here on the container may hold leases: a failure gives them back at once (the
+    // container will not start), instead of leaving them to be found stale later.
+    if let Err(e) = apply_plan(config, stage, &state, &spec, &plan, &mut outcome) {
+        let _ = pipeline::release_container(config, &state.id);
+        return Err(e);
     }
     outcome.plan = Some(plan);
     outcome.duration_us = start.elapsed().as_micros();
