@@ -1433,7 +1433,7 @@ fn render_doc(rows: &[(&Case, String)]) -> String {
          non-zero, prints exactly one line on stderr starting with `migcage:` and nothing on \
          stdout, and leaves nothing on the host: no mount, no device node in the container's \
          rootfs, no cgroup, no device rule granted, no new cgroup device eBPF program, and no lease \
-         once the container's init is gone (the runtime kills it when a hook fails).\n\n\
+         (a hook that fails after taking one gives it back before it exits).\n\n\
          In the messages, `$SIM` is the simulated host's root, `$BUNDLE` the bundle, `$TMP` a \
          scratch directory of the case, `$ID` the container id and `$PID` the container's \
          process.\n",
