@@ -94,6 +94,25 @@ pub fn render(e: &Explanation) -> String {
             let _ = writeln!(s, "  {c} (read-only bind)");
         }
     }
+    if !plan.edits.mounts.is_empty() {
+        let _ = writeln!(s, "Driver files (bind mounts):");
+        for m in &plan.edits.mounts {
+            let _ = writeln!(s, "  {}  ({})", m.container_path, m.options.join(","));
+        }
+    }
+    if !plan.edits.symlinks.is_empty() {
+        let _ = writeln!(s, "Symlinks:");
+        for l in &plan.edits.symlinks {
+            let _ = writeln!(s, "  {} -> {}", l.link, l.target);
+        }
+    }
+    if !plan.edits.ld_cache.is_empty() {
+        let _ = writeln!(
+            s,
+            "ld.so.cache: {} entries added, written directly (no program is run)",
+            plan.edits.ld_cache.len()
+        );
+    }
     if !plan.edits.env.is_empty() {
         let _ = writeln!(
             s,
@@ -150,5 +169,44 @@ mod tests {
         assert!(t.contains("c 509:21  mode 0444"), "{t}");
         assert!(t.contains("  c 195:255 rw\n"), "{t}");
         assert!(!t.contains("c 195:1 "), "{t}");
+        // This plan has no driver files (the test inventory has none): no such sections.
+        assert!(!t.contains("Driver files"), "{t}");
+    }
+
+    #[test]
+    fn driver_files_links_and_cache_are_listed() {
+        use crate::edits::{LdCacheEntry, LibArch, Mount, Symlink};
+        let mut e = explain(&["NVIDIA_VISIBLE_DEVICES=0:1"]);
+        let lib = "/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.15";
+        let edits = &mut e.plan.as_mut().unwrap().edits;
+        edits.mounts.push(Mount {
+            host_path: lib.into(),
+            container_path: lib.into(),
+            options: vec!["ro".into(), "nosuid".into(), "nodev".into(), "bind".into()],
+        });
+        edits.symlinks.push(Symlink {
+            link: "/usr/lib/x86_64-linux-gnu/libcuda.so.1".into(),
+            target: "libcuda.so.550.54.15".into(),
+        });
+        edits.ld_cache.push(LdCacheEntry {
+            soname: "libcuda.so.1".into(),
+            path: "/usr/lib/x86_64-linux-gnu/libcuda.so.1".into(),
+            arch: LibArch::X86_64,
+        });
+        let t = render(&e);
+        assert!(
+            t.contains(&format!(
+                "Driver files (bind mounts):\n  {lib}  (ro,nosuid,nodev,bind)\n"
+            )),
+            "{t}"
+        );
+        assert!(
+            t.contains("  /usr/lib/x86_64-linux-gnu/libcuda.so.1 -> libcuda.so.550.54.15\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("ld.so.cache: 1 entries added, written directly (no program is run)"),
+            "{t}"
+        );
     }
 }
