@@ -398,6 +398,12 @@ fn exhausted(
     let total = candidates.len();
     let mut problem = if free.is_empty() {
         format!("all {total} MIG devices of profile {profile}{place} are in use: ")
+    } else if held.is_empty() {
+        // More asked for than exist at all (profile:1g.5gb*8 on seven).
+        format!(
+            "{count} MIG devices of profile {profile}{place} are needed but only {total} exist ({}), none in use",
+            free.join(", ")
+        )
     } else {
         format!(
             "{count} MIG devices of profile {profile}{place} are needed but only {} of {total} are free ({}), in use: ",
@@ -969,6 +975,13 @@ mod tests {
             e.contains("1:0 MIG-00000001-0000-0000-0000-000000000000 by container ctr4"),
             "{e}"
         );
+        // More than exist at all: no empty "in use" list.
+        let e = err("c", "profile:1/1g.5gb*4", &[], ExplicitPolicy::Exclusive);
+        assert!(
+            e.contains("4 MIG devices of profile 1g.5gb on GPU 1 are needed but only 3 exist (1:0, 1:1, 1:2), none in use"),
+            "{e}"
+        );
+        assert!(!e.contains("in use: ;"), "{e}");
     }
 
     #[test]
