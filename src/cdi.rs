@@ -421,6 +421,7 @@ fn plan_one(
         mig_monitor: None,
         privileged: false,
         notes: Vec::new(),
+        must_agree: Vec::new(),
     };
     plan::resolve(&request, inv, dev_root)
 }

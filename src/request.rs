@@ -47,8 +47,9 @@
 //! [`RequestPolicy`] says which of these sources are honoured (the environment only for
 //! privileged containers, when `env_privileged_only` is set: an ignored variable is noted in
 //! [`Request::notes`], never an error). When two honoured sources name different sets of devices,
-//! parsing fails naming both. One exception: `NVIDIA_VISIBLE_DEVICES=all` next to a source the
-//! kubelet sets (annotations or mounts) is ignored in favour of the kubelet's list, because the
+//! parsing fails naming both; lists written in different words (a UUID in one, an index in the
+//! other) go to [`Request::must_agree`] and the plan compares them once resolved. One
+//! exception: `NVIDIA_VISIBLE_DEVICES=all` next to a source the kubelet sets (annotations or mounts) is ignored in favour of the kubelet's list, because the
 //! nvidia/cuda base images bake `ENV NVIDIA_VISIBLE_DEVICES=all` into every container.
 //!
 //! # The rest of the request
@@ -372,6 +373,21 @@ pub struct Request {
     pub privileged: bool,
     /// What was ignored and why, for `migcage explain` and the log.
     pub notes: Vec<String>,
+    /// When several honoured sources name devices in different words (`MIG-...` in one, `0:1`
+    /// in another), whether they mean the same devices is only known once they are resolved
+    /// against the host: every such source, for the plan to compare. Empty otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub must_agree: Vec<SourceSelection>,
+}
+
+/// One honoured source's device list, kept for the plan's agreement check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceSelection {
+    /// `NVIDIA_VISIBLE_DEVICES`, `annotation cdi.k8s.io/x`, `mounts under ...`
+    pub label: String,
+    /// The value as written, for messages.
+    pub value: String,
+    pub selectors: Vec<DeviceSelector>,
 }
 
 impl Request {
@@ -889,6 +905,17 @@ struct Group {
 }
 
 impl Group {
+    fn selection(&self) -> SourceSelection {
+        SourceSelection {
+            label: self.label.clone(),
+            value: self.value.clone(),
+            selectors: match &self.devices {
+                Devices::Selected(s) => s.clone(),
+                _ => Vec::new(),
+            },
+        }
+    }
+
     /// The selection as a sorted set, for comparing sources.
     fn canonical(&self) -> (bool, Vec<DeviceSelector>) {
         match &self.devices {
@@ -1268,10 +1295,39 @@ pub fn parse(spec: &Value, policy: &RequestPolicy) -> Result<Request, RequestErr
         }
     }
 
-    // Honoured sources must agree.
+    // Honoured sources must agree. Two device lists that differ only in how they name devices
+    // (a UUID against an index) can only be compared once resolved: the plan does that. Lists
+    // of another kind (none, a profile to allocate) must be the same here.
+    let mut must_agree = Vec::new();
     if let Some((first, rest)) = groups.split_first() {
         for other in rest {
-            if other.canonical() != first.canonical() {
+            if other.canonical() == first.canonical() {
+                continue;
+            }
+            let comparable = |g: &Group| match &g.devices {
+                Devices::Selected(s) => !s
+                    .iter()
+                    .any(|d| matches!(d, DeviceSelector::Profile { .. })),
+                _ => false,
+            };
+            // Lists written in the same one form (indexes against indexes, UUIDs against UUIDs)
+            // differ in devices too: no host is needed to say so.
+            let form = |g: &Group| -> Option<u8> {
+                let Devices::Selected(s) = &g.devices else {
+                    return None;
+                };
+                let forms: std::collections::BTreeSet<u8> = s
+                    .iter()
+                    .map(|d| match d {
+                        DeviceSelector::GpuIndex(_) | DeviceSelector::MigIndex { .. } => 0,
+                        DeviceSelector::GpuUuid(_) | DeviceSelector::MigUuid(_) => 1,
+                        _ => 2,
+                    })
+                    .collect();
+                (forms.len() == 1).then(|| forms.into_iter().next().unwrap_or(2))
+            };
+            let same_form = form(first).is_some() && form(first) == form(other);
+            if same_form || !(comparable(first) && comparable(other)) {
                 return Err(RequestError::Conflict {
                     first: first.label.clone(),
                     first_value: first.value.clone(),
@@ -1279,6 +1335,10 @@ pub fn parse(spec: &Value, policy: &RequestPolicy) -> Result<Request, RequestErr
                     second_value: other.value.clone(),
                 });
             }
+            if must_agree.is_empty() {
+                must_agree.push(first.selection());
+            }
+            must_agree.push(other.selection());
         }
     }
     let devices = groups
@@ -1300,6 +1360,7 @@ pub fn parse(spec: &Value, policy: &RequestPolicy) -> Result<Request, RequestErr
             mig_monitor: None,
             privileged,
             notes,
+            must_agree: Vec::new(),
         });
     }
 
@@ -1356,6 +1417,7 @@ pub fn parse(spec: &Value, policy: &RequestPolicy) -> Result<Request, RequestErr
         mig_monitor,
         privileged,
         notes,
+        must_agree,
     })
 }
 
@@ -2208,6 +2270,30 @@ mod tests {
             "{:?}",
             r.notes
         );
+    }
+
+    #[test]
+    fn lists_in_different_words_are_left_for_the_plan_to_compare() {
+        let r = ok(&spec(
+            &[&format!("NVIDIA_VISIBLE_DEVICES={MIG0}")],
+            &[("migcage.io/devices", "0:1")],
+            &[],
+            false,
+        ));
+        let labels: Vec<&str> = r.must_agree.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            ["annotation migcage.io/devices", "NVIDIA_VISIBLE_DEVICES"]
+        );
+        assert_eq!(r.must_agree[1].value, MIG0);
+        // Sources that agree word for word need no check.
+        let r = ok(&spec(
+            &["NVIDIA_VISIBLE_DEVICES=0:1"],
+            &[("migcage.io/devices", "0:1")],
+            &[],
+            false,
+        ));
+        assert!(r.must_agree.is_empty());
     }
 
     #[test]

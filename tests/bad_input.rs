@@ -841,6 +841,18 @@ fn cases() -> Vec<Case> {
                 c.annotate("migcage.io/devices", "0:2");
             },
         )),
+        with_runc(case(
+            CONFLICT,
+            "uuid-vs-index",
+            "`NVIDIA_VISIBLE_DEVICES=<MIG UUID of 0:0>` and `migcage.io/devices: 0:1` (compared once resolved)",
+            Host::A100,
+            "name different devices",
+            |c| {
+                let m = c.listing["gpus"][0]["mig_devices"][0]["uuid"].as_str().unwrap().to_string();
+                c.env(&format!("NVIDIA_VISIBLE_DEVICES={m}"));
+                c.annotate("migcage.io/devices", "0:1");
+            },
+        )),
         case(
             CONFLICT,
             "env-vs-cdi",

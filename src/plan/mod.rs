@@ -4,13 +4,14 @@
 pub mod driver;
 pub mod nodes;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde::Serialize;
 
 use crate::edits::{Access, ContainerEdits};
 use crate::inventory::{Gpu, Inventory, MigDevice};
-use crate::request::{DeviceSelector, Devices, Request, Source};
+use crate::request::{DeviceSelector, Devices, Request, Source, SourceSelection};
 use nodes::{allow_rules, common_nodes, device_nodes, mig_admin_node, push_unique, Target};
 
 /// Why a request cannot be resolved on this host. One line each: what was asked (and by which
@@ -42,6 +43,14 @@ pub enum PlanError {
     },
     /// A request by profile reached `resolve` without being allocated (only the pipeline, which
     /// holds the lease store, turns profiles into instances).
+    /// Two honoured sources that name different devices, found once both were resolved.
+    #[error("{first}={first_value:?} and {second}={second_value:?} name different devices; remove one of them or make them name the same devices")]
+    Conflict {
+        first: String,
+        first_value: String,
+        second: String,
+        second_value: String,
+    },
     #[error("{origin} asks for {asked}: a request by profile is allocated when the container starts (by the migcage hook or runtime), which this caller does not do; name a MIG device instead (0:1 or MIG-..., see 'migcage list')")]
     NotAllocated { origin: String, asked: String },
 }
@@ -314,6 +323,31 @@ pub fn resolve(req: &Request, inv: &Inventory, dev_root: &Path) -> Result<Plan, 
             }
         }
     }
+    // Sources that named devices in different words must mean the same devices.
+    if let Some((first, rest)) = req.must_agree.split_first() {
+        let uuids = |s: &SourceSelection| -> Result<BTreeSet<String>, PlanError> {
+            let mut out = BTreeSet::new();
+            for sel in &s.selectors {
+                out.extend(
+                    find_targets(sel, inv, &s.label)?
+                        .iter()
+                        .map(|t| t.uuid().to_string()),
+                );
+            }
+            Ok(out)
+        };
+        let want = uuids(first)?;
+        for other in rest {
+            if uuids(other)? != want {
+                return Err(PlanError::Conflict {
+                    first: first.label.clone(),
+                    first_value: first.value.clone(),
+                    second: other.label.clone(),
+                    second_value: other.value.clone(),
+                });
+            }
+        }
+    }
     let mut nodes = Vec::new();
     let mut admin = Vec::new();
     for (var, sels, config) in [
@@ -425,6 +459,47 @@ mod tests {
 
     fn plan(env: &[&str]) -> Result<Plan, PlanError> {
         resolve(&request(env), &inventory(), Path::new("/dev"))
+    }
+
+    /// The env var and migcage's annotation naming devices, each in its own words.
+    fn plan_with_annotation(env: &str, annotation: &str) -> Result<Plan, PlanError> {
+        let spec = json!({
+            "process": {"env": [format!("NVIDIA_VISIBLE_DEVICES={env}")]},
+            "annotations": {"migcage.io/devices": annotation},
+            "root": {"path": "rootfs"},
+        });
+        let req = crate::request::parse(&spec, &RequestPolicy::default()).unwrap();
+        resolve(&req, &inventory(), Path::new("/dev"))
+    }
+
+    #[test]
+    fn sources_agree_when_they_name_the_same_devices_differently() {
+        // MIG-2222... is 0:1 on this host: the same device, named two ways.
+        let p = plan_with_annotation("MIG-22222222-2222-2222-2222-222222222222", "0:1").unwrap();
+        assert_eq!(p.devices.len(), 1);
+        assert_eq!(p.devices[0].index, "0:1");
+        let p = plan_with_annotation(
+            "GPU-11111111-0000-0000-0000-000000000000,0:0",
+            "1,MIG-11111111-1111-1111-1111-111111111111",
+        )
+        .unwrap();
+        assert_eq!(p.devices.len(), 2);
+        // MIG-1111... is 0:0, not 0:1.
+        let e = plan_with_annotation("MIG-11111111-1111-1111-1111-111111111111", "0:1")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "annotation migcage.io/devices=\"0:1\" and NVIDIA_VISIBLE_DEVICES=\"MIG-11111111-1111-1111-1111-111111111111\" name different devices; remove one of them or make them name the same devices"
+        );
+        // A source naming a device the host lacks says so, naming that source.
+        let e = plan_with_annotation("MIG-99999999-9999-9999-9999-999999999999", "0:1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("NVIDIA_VISIBLE_DEVICES asks for MIG-9999"),
+            "{e}"
+        );
     }
 
     fn paths(p: &Plan) -> Vec<&str> {
