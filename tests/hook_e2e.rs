@@ -128,13 +128,6 @@ fn every_form_crun_cgroup_v1() {
     every_form(Mode::CrunV1);
 }
 
-#[test]
-fn crun_cgroup_v2_cannot_run_here() {
-    // crun raises RLIMIT_MEMLOCK before loading its own eBPF program, and these machines lack
-    // CAP_SYS_RESOURCE (root cannot raise the hard limit): see README "Tests that skip".
-    eprintln!("SKIP crun on cgroup v2: crun needs CAP_SYS_RESOURCE to raise RLIMIT_MEMLOCK, which this machine does not grant");
-}
-
 fn bad_requests(mode: Mode) {
     if let Some(why) = mode.unavailable() {
         eprintln!("SKIP bad_requests {mode:?}: {why}");

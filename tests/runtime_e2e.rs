@@ -156,13 +156,6 @@ fn runtime_crun_cgroup_v1() {
     forms(Mode::CrunV1);
 }
 
-#[test]
-fn runtime_crun_cgroup_v2_cannot_run_here() {
-    // As in hook_e2e.rs: crun must raise RLIMIT_MEMLOCK for its eBPF program, which these
-    // machines do not allow (no CAP_SYS_RESOURCE); see README "Tests that skip".
-    eprintln!("SKIP runtime on crun cgroup v2: crun needs CAP_SYS_RESOURCE to raise RLIMIT_MEMLOCK, which this machine does not grant");
-}
-
 /// `create`, `state`, `start`, `delete` through the wrapper (each a pass-through but `create`),
 /// with the runtime's own record of the container read in between: runc keeps the cgroup rules it
 /// applies in its state (`/run/runc/<id>/state.json`), and re-applies exactly those (as does
