@@ -190,6 +190,26 @@ impl ContainerEdits {
 }
 
 #[cfg(test)]
+impl DeviceRule {
+    /// A rule from its parts and an OCI access string, for tests.
+    pub(crate) fn of(
+        allow: bool,
+        kind: DeviceType,
+        major: Option<u32>,
+        minor: Option<u32>,
+        access: &str,
+    ) -> DeviceRule {
+        DeviceRule {
+            allow,
+            kind,
+            major,
+            minor,
+            access: Access::parse(access).expect("a valid access string"),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

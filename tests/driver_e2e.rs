@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::driver::{self, LIB};
 use common::{Bundle, Mode, SimHost};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const VER: &str = "550.54.15";
 
@@ -287,13 +287,6 @@ fn capability_sets_crun_cgroup_v1() {
     capability_sets(Mode::CrunV1);
 }
 
-fn mig_uuid(listing: &Value, gpu: usize, mig: usize) -> String {
-    listing["gpus"][gpu]["mig_devices"][mig]["uuid"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 /// `nvidia-smi -L` on the host (with the tree's libraries) lists all seven MIG devices; inside a
 /// container given 0:3 it lists exactly that one, by the simulated NVML's own device-node rule.
 fn nvidia_smi_sees_only_its_device(mode: Mode) {
@@ -318,7 +311,7 @@ fn nvidia_smi_sees_only_its_device(mode: Mode) {
     let host_migs: Vec<&str> = host_lines.lines().filter(|l| l.contains("MIG ")).collect();
     assert_eq!(host_migs.len(), 7, "host: {host_lines}");
 
-    let uuid3 = mig_uuid(&listing, 0, 3);
+    let uuid3 = common::uuid_of(&listing, "0:3");
     for (value, want) in [("0:3", uuid3.clone()), (uuid3.as_str(), uuid3.clone())] {
         let b = env_bundle(
             &host,

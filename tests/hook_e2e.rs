@@ -25,15 +25,6 @@ fn check(
     common::assert_sees_exactly(&run, host, listing, names, &ctx);
 }
 
-fn env(value: &str) -> impl Fn(&mut Bundle) + '_ {
-    move |b: &mut Bundle| {
-        b.config["process"]["env"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!(format!("NVIDIA_VISIBLE_DEVICES={value}")));
-    }
-}
-
 fn every_form(mode: Mode) {
     if let Some(why) = mode.unavailable() {
         eprintln!("SKIP every_form {mode:?}: {why}");
@@ -47,12 +38,47 @@ fn every_form(mode: Mode) {
     let all: Vec<&str> = all.iter().map(String::as_str).collect();
     let uuid3 = common::uuid_of(&l, "0:3");
     let gpu_uuid = l["gpus"][0]["uuid"].as_str().unwrap().to_string();
-    check(mode, &host, &l, "index 0:1", env("0:1"), &["0:1"]);
-    check(mode, &host, &l, "MIG uuid", env(&uuid3), &["0:3"]);
-    check(mode, &host, &l, "GPU uuid", env(&gpu_uuid), &["0"]);
-    check(mode, &host, &l, "all", env("all"), &all);
-    check(mode, &host, &l, "none", env("none"), &[]);
-    check(mode, &host, &l, "void", env("void"), &[]);
+    check(
+        mode,
+        &host,
+        &l,
+        "index 0:1",
+        common::visible_devices("0:1"),
+        &["0:1"],
+    );
+    check(
+        mode,
+        &host,
+        &l,
+        "MIG uuid",
+        common::visible_devices(&uuid3),
+        &["0:3"],
+    );
+    check(
+        mode,
+        &host,
+        &l,
+        "GPU uuid",
+        common::visible_devices(&gpu_uuid),
+        &["0"],
+    );
+    check(mode, &host, &l, "all", common::visible_devices("all"), &all);
+    check(
+        mode,
+        &host,
+        &l,
+        "none",
+        common::visible_devices("none"),
+        &[],
+    );
+    check(
+        mode,
+        &host,
+        &l,
+        "void",
+        common::visible_devices("void"),
+        &[],
+    );
     check(mode, &host, &l, "unset", |_| {}, &[]);
     let uuid5 = common::uuid_of(&l, "0:5");
     check(
@@ -81,7 +107,7 @@ fn every_form(mode: Mode) {
         &l,
         "volume mounts",
         |b| {
-            env("/var/run/nvidia-container-devices")(b);
+            common::visible_devices("/var/run/nvidia-container-devices")(b);
             b.config["mounts"].as_array_mut().unwrap().push(json!({
                 "destination": format!("/var/run/nvidia-container-devices/{uuid2}"),
                 "type": "bind", "source": "/dev/null", "options": ["bind", "ro"]
@@ -92,15 +118,29 @@ fn every_form(mode: Mode) {
 
     let two = SimHost::new("two-gpus-one-mig");
     let l2 = two.list();
-    check(mode, &two, &l2, "whole non-MIG GPU", env("1"), &["1"]);
-    check(mode, &two, &l2, "MIG device 0:2", env("0:2"), &["0:2"]);
+    check(
+        mode,
+        &two,
+        &l2,
+        "whole non-MIG GPU",
+        common::visible_devices("1"),
+        &["1"],
+    );
+    check(
+        mode,
+        &two,
+        &l2,
+        "MIG device 0:2",
+        common::visible_devices("0:2"),
+        &["0:2"],
+    );
     let g0 = l2["gpus"][0]["uuid"].as_str().unwrap().to_string();
     check(
         mode,
         &two,
         &l2,
         "whole MIG-mode GPU by uuid",
-        env(&g0),
+        common::visible_devices(&g0),
         &["0"],
     );
     check(
@@ -108,7 +148,7 @@ fn every_form(mode: Mode) {
         &two,
         &l2,
         "MIG device and other GPU",
-        env("0:1,1"),
+        common::visible_devices("0:1,1"),
         &["0:1", "1"],
     );
 }
@@ -222,7 +262,7 @@ fn hook_is_idempotent_across_stages() {
     for mode in Mode::ALL {
         if let Some(why) = mode.unavailable() {
             eprintln!("SKIP hook_is_idempotent_across_stages {mode:?}: {why}");
-            return;
+            continue;
         }
         let host = SimHost::new("a100-7x1g");
         let l = host.list();

@@ -104,15 +104,6 @@ fn check(mode: Mode, host: &SimHost, what: &str, setup: impl Fn(&mut Bundle), na
     );
 }
 
-fn env(value: &str) -> impl Fn(&mut Bundle) + '_ {
-    move |b: &mut Bundle| {
-        b.config["process"]["env"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!(format!("NVIDIA_VISIBLE_DEVICES={value}")));
-    }
-}
-
 fn forms(mode: Mode) {
     if let Some(why) = mode.unavailable() {
         eprintln!("SKIP runtime forms {mode:?}: {why}");
@@ -120,9 +111,21 @@ fn forms(mode: Mode) {
     }
     let host = SimHost::new("a100-7x1g");
     let l = host.list();
-    check(mode, &host, "index 0:1", env("0:1"), &["0:1"]);
+    check(
+        mode,
+        &host,
+        "index 0:1",
+        common::visible_devices("0:1"),
+        &["0:1"],
+    );
     let uuid3 = common::uuid_of(&l, "0:3");
-    check(mode, &host, "MIG uuid", env(&uuid3), &["0:3"]);
+    check(
+        mode,
+        &host,
+        "MIG uuid",
+        common::visible_devices(&uuid3),
+        &["0:3"],
+    );
     check(
         mode,
         &host,
@@ -136,7 +139,7 @@ fn forms(mode: Mode) {
         mode,
         &two,
         "MIG device and other GPU",
-        env("0:1,1"),
+        common::visible_devices("0:1,1"),
         &["0:1", "1"],
     );
 }

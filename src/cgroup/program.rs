@@ -295,6 +295,8 @@ mod tests {
         }
     }
 
+    use crate::edits::DeviceRule as Rule;
+
     fn r(
         allow: bool,
         kind: DeviceType,
@@ -302,13 +304,7 @@ mod tests {
         minor: Option<u32>,
         acc: &str,
     ) -> DeviceRule {
-        DeviceRule {
-            allow,
-            kind,
-            major,
-            minor,
-            access: Access::parse(acc).unwrap(),
-        }
+        Rule::of(allow, kind, major, minor, acc)
     }
 
     #[test]

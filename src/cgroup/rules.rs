@@ -262,6 +262,8 @@ mod tests {
 
     const RUNC_SPEC: &str = include_str!("testdata/runc-1.1.5-spec.json");
 
+    use crate::edits::DeviceRule as Rule;
+
     fn rule(
         allow: bool,
         kind: DeviceType,
@@ -269,13 +271,7 @@ mod tests {
         minor: Option<u32>,
         acc: &str,
     ) -> DeviceRule {
-        DeviceRule {
-            allow,
-            kind,
-            major,
-            minor,
-            access: Access::parse(acc).unwrap(),
-        }
+        Rule::of(allow, kind, major, minor, acc)
     }
 
     fn defaults() -> Vec<DeviceRule> {

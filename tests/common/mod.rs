@@ -671,6 +671,16 @@ pub fn assert_sees_exactly(run: &Run, host: &SimHost, listing: &Value, names: &[
     }
 }
 
+/// A bundle edit asking for devices through `NVIDIA_VISIBLE_DEVICES=value`.
+pub fn visible_devices(value: &str) -> impl Fn(&mut Bundle) + '_ {
+    move |b: &mut Bundle| {
+        b.config["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!(format!("NVIDIA_VISIBLE_DEVICES={value}")));
+    }
+}
+
 /// `index` (`0:1`, `0`) -> UUID in `list --json`.
 pub fn uuid_of(listing: &Value, index: &str) -> String {
     for g in listing["gpus"].as_array().unwrap() {
