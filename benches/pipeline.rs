@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use migcage::config::{Config, RequestPolicy};
-use migcage::inventory::snapshot::{self, Snapshot, Source};
-use migcage::inventory::{self, Gpu, Inventory, Majors, MigDevice};
+use migcage::host::inventory::snapshot::{self, Snapshot, Source};
+use migcage::host::inventory::{self, Gpu, Inventory, Majors, MigDevice};
 use migcage_topology::Topology;
 use serde_json::{json, Value};
 
@@ -153,7 +153,7 @@ fn bench(c: &mut Criterion) {
     for visible in ["0:1", "MIG-0badcafe-1234-5678-9abc-def012345678"] {
         let s = spec(visible);
         g.bench_with_input(BenchmarkId::from_parameter(visible), &s, |b, s| {
-            b.iter(|| migcage::request::parse(black_box(s), &policy))
+            b.iter(|| migcage::core::request::parse(black_box(s), &policy))
         });
     }
     g.finish();
@@ -168,10 +168,10 @@ fn bench(c: &mut Criterion) {
             .flat_map(|g| &g.mig_devices)
             .last()
             .expect("a MIG device");
-        let request = migcage::request::parse(&spec(&last.uuid), &policy).expect("request");
+        let request = migcage::core::request::parse(&spec(&last.uuid), &policy).expect("request");
         g.bench_function(*name, |b| {
             b.iter(|| {
-                migcage::plan::resolve(
+                migcage::core::plan::resolve(
                     black_box(&request),
                     black_box(&host.inventory),
                     &host.config.dev_root,
@@ -212,17 +212,19 @@ fn bench(c: &mut Criterion) {
     for (name, host) in &hosts {
         let uuid = &host.inventory.gpus[0].mig_devices[1].uuid;
         let s = spec(uuid);
-        let request = migcage::request::parse(&s, &policy).expect("request");
-        let plan =
-            migcage::plan::resolve(&request, &host.inventory, Path::new("/dev")).expect("plan");
+        let request = migcage::core::request::parse(&s, &policy).expect("request");
+        let plan = migcage::core::plan::resolve(&request, &host.inventory, Path::new("/dev"))
+            .expect("plan");
         g.bench_function(*name, |b| {
             b.iter(|| {
-                let rules = migcage::cgroup::rules::effective_rules_with(
+                let rules = migcage::core::cgroup::rules::effective_rules_with(
                     black_box(&s),
                     &plan.edits.device_rules,
                 )
                 .expect("rules");
-                migcage::cgroup::program::to_bytes(&migcage::cgroup::program::emit(&rules))
+                migcage::core::cgroup::program::to_bytes(&migcage::core::cgroup::program::emit(
+                    &rules,
+                ))
             })
         });
     }

@@ -1,28 +1,24 @@
 //! migcage: give a container exactly one NVIDIA MIG instance.
 //!
-//! The pipeline (see docs/design.md): a **request** parsed from the container's spec, plus the
-//! host's **inventory**, are resolved by the **plan** into [`edits::ContainerEdits`], which one of
-//! the back ends applies (the OCI hook, the runtime wrapper, the CDI generator).
+//! The pipeline (see docs/design.md), one folder per stage:
+//!
+//! - [`core`]: pure code only (no file system, no syscalls): the **request** parsed from the
+//!   container's spec, the **plan** that resolves it against an inventory into
+//!   [`core::edits::ContainerEdits`], cgroup rules and their eBPF program, the ld.so.cache format.
+//! - [`host`]: what reads the host: the **inventory** (NVML, procfs, snapshot), driver file
+//!   discovery, the lease store, the container's cgroup.
+//! - [`sys`]: every raw syscall and every production `unsafe` (bpf, openat2/mount/mknod,
+//!   setns/fork).
+//! - [`backend`]: the three back ends that apply a plan (the OCI hook, the runtime wrapper, the
+//!   CDI generator) and the one pipeline they share.
+//! - [`admin`]: the operator's commands (configure, doctor, list, explain).
 
-pub mod cdi;
-pub mod cgroup;
+pub mod admin;
+pub mod backend;
 pub mod config;
-pub mod configure;
-pub mod doctor;
-pub mod driver_discovery;
-pub mod driver_files;
-pub mod edits;
-pub mod explain;
+pub mod core;
 pub mod faultpoint;
-pub mod hook;
-pub mod inventory;
-pub mod ldcache;
-pub mod lease;
-pub mod list;
+pub mod host;
 pub mod logging;
-pub mod pipeline;
-pub mod plan;
-pub mod request;
-pub mod rootfs;
-pub mod runtime;
 pub mod simulate;
+pub mod sys;

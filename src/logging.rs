@@ -19,10 +19,10 @@ use std::time::Instant;
 use serde::Serialize;
 use tracing_subscriber::filter::LevelFilter;
 
+use crate::backend::hook::state::{State, MAX_STATE_BYTES};
+use crate::backend::hook::{HookError, Outcome, Stage};
 use crate::config::{Config, LogConfig};
-use crate::hook::state::{State, MAX_STATE_BYTES};
-use crate::hook::{HookError, Outcome, Stage};
-use crate::request::{Devices, Request};
+use crate::core::request::{Devices, Request};
 
 /// The `message` of a container record.
 pub const CONTAINER_MESSAGE: &str = "container";
@@ -203,8 +203,10 @@ pub fn run_hook_logged(
         .take(MAX_STATE_BYTES + 1)
         .read_to_end(&mut buf);
     let result = match read {
-        Ok(_) => crate::hook::run(config, stage, &buf[..]),
-        Err(e) => Err(HookError::State(crate::hook::state::StateError::Read(e))),
+        Ok(_) => crate::backend::hook::run(config, stage, &buf[..]),
+        Err(e) => Err(HookError::State(
+            crate::backend::hook::state::StateError::Read(e),
+        )),
     };
     match &result {
         Ok(outcome) => {
@@ -223,8 +225,8 @@ pub fn run_hook_logged(
             // What the container asked for, when that much could be read (pure, no driver).
             let request = state
                 .as_ref()
-                .and_then(|s| crate::hook::state::read_config(&s.bundle).ok())
-                .and_then(|spec| crate::request::parse(&spec, &config.requests).ok());
+                .and_then(|s| crate::backend::hook::state::read_config(&s.bundle).ok())
+                .and_then(|spec| crate::core::request::parse(&spec, &config.requests).ok());
             if let Some(req) = &request {
                 record.set_request(req);
             }
@@ -260,7 +262,7 @@ mod tests {
         )
         .unwrap();
         let state = format!(r#"{{"id":"c1","pid":1,"bundle":"{}"}}"#, d.path().display());
-        let o = crate::hook::run(
+        let o = crate::backend::hook::run(
             &crate::config::Config::default(),
             Stage::Prestart,
             state.as_bytes(),

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use migcage::backend::hook::Stage;
 use migcage::config::Config;
-use migcage::hook::Stage;
 
 /// Give a container exactly one NVIDIA MIG instance.
 #[derive(Parser, Debug)]
@@ -83,7 +83,7 @@ enum Command {
     /// up the file it changes.
     Configure {
         #[arg(value_enum)]
-        target: migcage::configure::Target,
+        target: migcage::admin::configure::Target,
         /// Edit this file instead of the engine's default (podman, crio: the hook file itself).
         #[arg(long)]
         config_file: Option<PathBuf>,
@@ -137,9 +137,9 @@ enum CdiCommand {
         output: Option<PathBuf>,
         /// Default: the file's extension; yaml for a directory or stdout.
         #[arg(long, value_enum)]
-        format: Option<migcage::cdi::Format>,
+        format: Option<migcage::backend::cdi::Format>,
         /// VENDOR/CLASS. Class gpu: every GPU, MIG device and `all`; class mig: MIG devices only.
-        #[arg(long, default_value = migcage::cdi::DEFAULT_KIND)]
+        #[arg(long, default_value = migcage::backend::cdi::DEFAULT_KIND)]
         kind: String,
         /// The migcage binary engines run as the hook (default: this one).
         #[arg(long)]
@@ -211,17 +211,17 @@ fn generate(what: Generate) -> anyhow::Result<()> {
 
 /// `migcage doctor`: the report on stdout; a FAIL makes the exit status 1 with one line on stderr.
 fn doctor(config: Option<&Path>, json: bool, host_root: PathBuf) -> anyhow::Result<()> {
-    let opts = migcage::doctor::GatherOptions {
+    let opts = migcage::admin::doctor::GatherOptions {
         host_root,
         ..Default::default()
     };
-    let report = migcage::doctor::run(Config::load(config), &opts);
+    let report = migcage::admin::doctor::run(Config::load(config), &opts);
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.render());
     }
-    let failed = report.count(migcage::doctor::Status::Fail);
+    let failed = report.count(migcage::admin::doctor::Status::Fail);
     anyhow::ensure!(
         report.ok,
         "doctor: {failed} check(s) failed; fix the FAIL lines above and run migcage doctor again"
@@ -235,7 +235,7 @@ fn explain(
     spec_file: Option<PathBuf>,
     json: bool,
 ) -> anyhow::Result<()> {
-    use migcage::hook::state;
+    use migcage::backend::hook::state;
     let (bundle, spec) = match (bundle, spec_file) {
         (Some(b), _) => {
             let spec = state::read_config(&b)?;
@@ -250,11 +250,11 @@ fn explain(
         }
         (None, None) => anyhow::bail!("give --bundle DIR or --spec FILE"),
     };
-    let (request, plan) = migcage::pipeline::plan_for_spec(config, &spec)?;
+    let (request, plan) = migcage::backend::pipeline::plan_for_spec(config, &spec)?;
     let container = plan
         .as_ref()
-        .and_then(|p| migcage::hook::container_work(config, &bundle, &spec, p).ok());
-    let e = migcage::explain::Explanation {
+        .and_then(|p| migcage::backend::hook::container_work(config, &bundle, &spec, p).ok());
+    let e = migcage::admin::explain::Explanation {
         request,
         plan,
         container,
@@ -262,7 +262,7 @@ fn explain(
     if json {
         println!("{}", serde_json::to_string_pretty(&e)?);
     } else {
-        print!("{}", migcage::explain::render(&e));
+        print!("{}", migcage::admin::explain::render(&e));
     }
     Ok(())
 }
@@ -275,9 +275,9 @@ fn config_for_hook(config_path: Option<PathBuf>) -> Option<PathBuf> {
 }
 
 fn cdi(config: &Config, config_path: Option<PathBuf>, command: CdiCommand) -> anyhow::Result<()> {
-    use migcage::cdi;
-    let discover = || -> anyhow::Result<migcage::inventory::Inventory> {
-        let found = migcage::inventory::snapshot::discover_and_save(config)?;
+    use migcage::backend::cdi;
+    let discover = || -> anyhow::Result<migcage::host::inventory::Inventory> {
+        let found = migcage::host::inventory::snapshot::discover_and_save(config)?;
         if let Err(e) = &found.saved {
             eprintln!("migcage: note: {e}");
         }
@@ -298,7 +298,7 @@ fn cdi(config: &Config, config_path: Option<PathBuf>, command: CdiCommand) -> an
             driver_capabilities,
         } => {
             let kind: cdi::Kind = kind.parse()?;
-            let caps: migcage::request::DriverCapabilities =
+            let caps: migcage::core::request::DriverCapabilities =
                 driver_capabilities.parse().map_err(|e| {
                     anyhow::anyhow!(
                         "--driver-capabilities {driver_capabilities:?}: {e}; write a comma list of compute, utility, video, graphics, display, ngx, compat32 or all"
@@ -362,7 +362,7 @@ fn cdi(config: &Config, config_path: Option<PathBuf>, command: CdiCommand) -> an
                             .first()
                             .map(|h| PathBuf::from(&h.path))
                             .unwrap_or_default();
-                        let caps = migcage::request::DriverCapabilities::DEFAULT;
+                        let caps = migcage::core::request::DriverCapabilities::DEFAULT;
                         Some(
                             cdi::generate(&inv, &config.dev_root, &options(kind, hook, caps))?.spec,
                         )
@@ -407,8 +407,8 @@ fn cdi(config: &Config, config_path: Option<PathBuf>, command: CdiCommand) -> an
 
 /// `migcage release <container-id>`: one line per released instance on stdout.
 fn release(config: &Config, container: &str) -> anyhow::Result<()> {
-    use migcage::lease;
-    let released = migcage::pipeline::release_container(config, container)?;
+    use migcage::host::lease;
+    let released = migcage::backend::pipeline::release_container(config, container)?;
     if released.is_empty() {
         let mut holders: Vec<String> = lease::Store::new(&config.state_dir)
             .read()?
@@ -475,33 +475,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             unreachable!("handled before the configuration is loaded")
         }
         Command::List { json } => {
-            let found = migcage::inventory::snapshot::discover_and_save(&config)?;
+            let found = migcage::host::inventory::snapshot::discover_and_save(&config)?;
             if let Err(e) = &found.saved {
                 eprintln!("migcage: note: {e}");
             }
             let inv = found.inventory;
-            let mut listing = migcage::list::listing(&inv, &config.dev_root);
-            match migcage::lease::Store::new(&config.state_dir).read() {
+            let mut listing = migcage::admin::list::listing(&inv, &config.dev_root);
+            match migcage::host::lease::Store::new(&config.state_dir).read() {
                 Ok(leases) => {
-                    let proc = Path::new(migcage::lease::PROCESS_PROC);
-                    let (live, stale) = migcage::lease::partition_live(leases, proc);
+                    let proc = Path::new(migcage::host::lease::PROCESS_PROC);
+                    let (live, stale) = migcage::host::lease::partition_live(leases, proc);
                     let all: Vec<_> = live
                         .into_iter()
                         .map(|l| (l, true))
                         .chain(stale.into_iter().map(|l| (l, false)))
                         .collect();
-                    migcage::list::attach_leases(&mut listing, &all);
+                    migcage::admin::list::attach_leases(&mut listing, &all);
                 }
                 Err(e) => eprintln!("migcage: note: leases not shown: {e}"),
             }
             if json {
                 println!("{}", serde_json::to_string_pretty(&listing)?);
             } else {
-                print!("{}", migcage::list::render_table(&listing));
+                print!("{}", migcage::admin::list::render_table(&listing));
             }
         }
         Command::Refresh => {
-            let found = migcage::inventory::snapshot::discover_and_save(&config)?;
+            let found = migcage::host::inventory::snapshot::discover_and_save(&config)?;
             let path = found.saved?;
             let inv = &found.inventory;
             println!(
@@ -522,7 +522,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cdi { command } => cdi(&config, config_path, command)?,
         // Reached only in forms runtime_invocation() does not know; it returns only on failure.
         Command::Runtime { args } => {
-            return Err(migcage::runtime::run(cli.config.as_deref(), &args).into())
+            return Err(migcage::backend::runtime::run(cli.config.as_deref(), &args).into())
         }
         Command::Configure {
             target,
@@ -532,7 +532,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             set_default,
             dry_run,
         } => {
-            let opts = migcage::configure::Options {
+            let opts = migcage::admin::configure::Options {
                 target,
                 config_file,
                 hooks_dir,
@@ -543,8 +543,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .filter(|p| p != Path::new(migcage::config::DEFAULT_CONFIG_PATH))
                     .map(|p| std::path::absolute(&p).unwrap_or(p)),
             };
-            let outcome = migcage::configure::configure(&opts)?;
-            print!("{}", migcage::configure::report(&outcome));
+            let outcome = migcage::admin::configure::configure(&opts)?;
+            print!("{}", migcage::admin::configure::report(&outcome));
         }
     }
     Ok(())
@@ -575,7 +575,11 @@ fn arguments() -> Vec<OsString> {
 /// `--help`, `--version` and flags must reach runc). Returns the config file named and the args.
 fn runtime_invocation(args: &[OsString]) -> Option<(Option<PathBuf>, Vec<OsString>)> {
     let argv0 = args.first().and_then(|a| Path::new(a).file_name());
-    if argv0 == Some(std::ffi::OsStr::new(migcage::runtime::RUNTIME_ARGV0)) {
+    if argv0
+        == Some(std::ffi::OsStr::new(
+            migcage::backend::runtime::RUNTIME_ARGV0,
+        ))
+    {
         return Some((None, args[1..].to_vec()));
     }
     let mut config = None;
@@ -615,7 +619,7 @@ fn main() -> ExitCode {
     let args = arguments();
     if let Some((config, rest)) = runtime_invocation(&args) {
         // Returns only when the runtime could not be run.
-        let e = migcage::runtime::run(config.as_deref(), &rest);
+        let e = migcage::backend::runtime::run(config.as_deref(), &rest);
         eprintln!("migcage: {e}");
         return ExitCode::FAILURE;
     }

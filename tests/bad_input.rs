@@ -1177,13 +1177,13 @@ impl Drop for Holder {
 
 /// Leases of container `id` in `state_dir` (only those whose holder lives, when `live`).
 fn leases_of(state_dir: &Path, id: &str, live: bool) -> Vec<String> {
-    let all = match migcage::lease::Store::new(state_dir).read() {
+    let all = match migcage::host::lease::Store::new(state_dir).read() {
         Ok(all) => all,
         // A case that broke the store on purpose.
         Err(_) => return Vec::new(),
     };
     let all = if live {
-        migcage::lease::partition_live(all, Path::new("/proc")).0
+        migcage::host::lease::partition_live(all, Path::new("/proc")).0
     } else {
         all
     };

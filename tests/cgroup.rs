@@ -10,13 +10,15 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use migcage::cgroup::{self, bpf, program, rules, v1, v2, DeviceCgroup, Granted};
-use migcage::edits::{Access, DeviceRule, DeviceType};
+use migcage::backend::hook::cgroup::{self, v1, v2, DeviceCgroup, Granted};
+use migcage::core::cgroup::{program, rules};
+use migcage::core::edits::{Access, DeviceRule, DeviceType};
+use migcage::sys::bpf;
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 
 const V1_DEVICES: &str = "/sys/fs/cgroup/devices";
 const V2_UNIFIED: &str = "/sys/fs/cgroup/unified";
-const RUNC_SPEC: &str = include_str!("../src/cgroup/testdata/runc-1.1.5-spec.json");
+const RUNC_SPEC: &str = include_str!("../src/core/cgroup/testdata/runc-1.1.5-spec.json");
 
 const OK: i32 = 0;
 const EPERM: i32 = libc::EPERM;

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::Mutex;
 
 use migcage::config::Config;
-use migcage::inventory::{self, Inventory, InventoryError, Majors};
+use migcage::host::inventory::{self, Inventory, InventoryError, Majors};
 use migcage_topology::Topology;
 
 /// NVML is process-wide state: one discovery at a time.

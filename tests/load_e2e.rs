@@ -492,8 +492,8 @@ fn five_hundred_starts_twenty_at_a_time() {
         problems.push(format!("cgroup device eBPF programs left: {leaked:?}"));
     }
     let state_dir = host.sim.dir.path().join("run/migcage");
-    let leases = migcage::lease::Store::new(&state_dir).read().unwrap();
-    let (live, stale) = migcage::lease::partition_live(leases, Path::new("/proc"));
+    let leases = migcage::host::lease::Store::new(&state_dir).read().unwrap();
+    let (live, stale) = migcage::host::lease::partition_live(leases, Path::new("/proc"));
     if !live.is_empty() {
         problems.push(format!("live leases left: {live:?}"));
     }

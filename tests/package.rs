@@ -167,7 +167,7 @@ fn man_pages_and_completions_come_from_the_cli() {
 #[test]
 fn hooks_d_file_and_systemd_unit_name_what_exists() {
     let (path, stages) =
-        migcage::doctor::parse_hook_file(&read("hooks/oci-migcage-hook.json")).unwrap();
+        migcage::admin::doctor::parse_hook_file(&read("hooks/oci-migcage-hook.json")).unwrap();
     assert_eq!(
         path,
         Path::new("/usr/bin/migcage"),

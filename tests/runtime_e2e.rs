@@ -306,11 +306,11 @@ fn profile_lease_follows_the_container(mode: Mode) {
         // (see the state parser): the lease stays, but its holder is gone, so the next
         // allocation frees it as stale.
         for l in &left {
-            let lease: migcage::lease::Lease = serde_json::from_value((*l).clone()).unwrap();
-            let now =
-                migcage::lease::read_stat(Path::new("/proc"), &lease.pid.to_string()).unwrap();
+            let lease: migcage::host::lease::Lease = serde_json::from_value((*l).clone()).unwrap();
+            let now = migcage::host::lease::read_stat(Path::new("/proc"), &lease.pid.to_string())
+                .unwrap();
             assert!(
-                !migcage::lease::is_live(&lease, now),
+                !migcage::host::lease::is_live(&lease, now),
                 "{ctx}: a lease left after delete names a live process: {l}"
             );
         }

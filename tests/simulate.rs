@@ -10,7 +10,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use migcage::driver_files::{driver_files, FileKind};
+use migcage::core::driver_files::{driver_files, FileKind};
 use migcage::simulate::elf::read_soname;
 use migcage_topology::{builtin_names, Topology};
 

@@ -90,7 +90,7 @@ impl Setup {
         self.host
             .dir
             .path()
-            .join(migcage::driver_files::LIBRARY_DIR.trim_start_matches('/'))
+            .join(migcage::core::driver_files::LIBRARY_DIR.trim_start_matches('/'))
             .join(migcage::simulate::libs::SIM_TOPOLOGY_FILE)
     }
 

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use migcage::cdi::{self, Format};
+use migcage::backend::cdi::{self, Format};
 use migcage_fuzz::assert_one_line;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use migcage::cgroup::{program, rules};
-use migcage::edits::{DeviceRule, DeviceType};
+use migcage::backend::hook::cgroup::{program, rules};
+use migcage::core::edits::{DeviceRule, DeviceType};
 use migcage_fuzz::assert_one_line;
 
 /// At most this many rules from the spec are checked (runtime stays per-input small).

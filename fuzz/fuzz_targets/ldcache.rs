@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use migcage::ldcache::{Entry, Format, LdCache};
+use migcage::core::ldcache::{Entry, Format, LdCache};
 use migcage_fuzz::assert_one_line;
 
 /// An order on entries for comparing them as multisets.

@@ -5,7 +5,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use migcage::request::{
+use migcage::core::request::{
     CDI_ANNOTATION_PREFIX, CUDA_VERSION, DEVICES_ANNOTATION, DEVICE_LIST_DIR, DEVICE_LIST_DIR_RUN,
     DRIVER_CAPABILITIES, MIG_CONFIG_DEVICES, MIG_MONITOR_DEVICES, PROFILE_ANNOTATION,
     VISIBLE_DEVICES,
@@ -77,7 +77,7 @@ fuzz_target!(|input: Input| {
         "root": {"path": "rootfs"},
     });
     for policy in policies() {
-        let result = migcage::request::parse(&spec, &policy);
+        let result = migcage::core::request::parse(&spec, &policy);
         check_request(&result, &policy);
     }
 });

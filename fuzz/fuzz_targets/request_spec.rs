@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     for policy in policies() {
-        let result = migcage::request::parse(&spec, &policy);
+        let result = migcage::core::request::parse(&spec, &policy);
         check_request(&result, &policy);
     }
 });

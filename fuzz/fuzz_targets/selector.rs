@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use migcage::request::{DeviceSelector, DriverCapabilities};
+use migcage::core::request::{DeviceSelector, DriverCapabilities};
 use migcage_fuzz::{assert_one_line, check_selector_round_trip};
 
 fuzz_target!(|text: &str| {

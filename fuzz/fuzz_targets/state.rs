@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use migcage::hook::state::State;
+use migcage::backend::hook::state::State;
 use migcage_fuzz::assert_one_line;
 
 fuzz_target!(|data: &[u8]| {

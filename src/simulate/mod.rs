@@ -110,7 +110,7 @@ pub fn config_for(root: &Path) -> Config {
         dev_root: root.join("dev"),
         proc_root: root.join("proc"),
         nvml_library: root
-            .join(crate::driver_files::LIBRARY_DIR.trim_start_matches('/'))
+            .join(crate::core::driver_files::LIBRARY_DIR.trim_start_matches('/'))
             .join(libs::NVML_SONAME),
         state_dir: root.join("run/migcage"),
         log: LogConfig {
@@ -187,7 +187,7 @@ fn prepare_root(root: &Path) -> Result<(), SimulateError> {
 }
 
 /// The simulated NVML's topology as a container must see it (sim-only, see
-/// [`crate::driver_files::SIM_ONLY_FILES`]): only the devices whose nodes under the container's
+/// [`crate::core::driver_files::SIM_ONLY_FILES`]): only the devices whose nodes under the container's
 /// `/dev` open, which is the real driver's rule. The hook mounts it next to the injected
 /// `libnvidia-ml.so.1`; the host's copy (every device) stays where it is.
 pub fn container_topology(host: &Topology) -> Topology {
@@ -198,7 +198,7 @@ pub fn container_topology(host: &Topology) -> Topology {
 }
 
 fn write_container_topology(root: &Path, host: &Topology) -> Result<(), SimulateError> {
-    for f in crate::driver_files::SIM_ONLY_FILES {
+    for f in crate::core::driver_files::SIM_ONLY_FILES {
         if f.container_name == libs::SIM_TOPOLOGY_FILE {
             let path = root.join(f.host_path.trim_start_matches('/'));
             let text = format!(
@@ -244,7 +244,7 @@ pub fn simulate(opts: &SimulateOptions) -> Result<Summary, SimulateError> {
     libs::write_driver_files(&root, &topology, &artifacts)?;
     topology.dev_root = Some(dev.display().to_string());
     let topology_toml = topology.to_toml();
-    let lib_dir = root.join(crate::driver_files::LIBRARY_DIR.trim_start_matches('/'));
+    let lib_dir = root.join(crate::core::driver_files::LIBRARY_DIR.trim_start_matches('/'));
     libs::write_file(
         &lib_dir.join(libs::SIM_TOPOLOGY_FILE),
         topology_toml.as_bytes(),
@@ -419,7 +419,7 @@ mod tests {
         assert_eq!(Topology::from_path(&beside_lib).unwrap(), topo);
         // The containers' copy: the same devices, filtered by what /dev in the container opens.
         let for_containers = root.join(
-            crate::driver_files::SIM_ONLY_FILES[0]
+            crate::core::driver_files::SIM_ONLY_FILES[0]
                 .host_path
                 .trim_start_matches('/'),
         );

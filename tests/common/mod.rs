@@ -754,10 +754,10 @@ pub fn leaked_device_progs(before: &std::collections::BTreeSet<u64>, secs: u64) 
 
 /// The MIG instances leased to container `id` in `state_dir` whose holder process still lives.
 pub fn live_leases(state_dir: &Path, id: &str) -> Vec<String> {
-    let all = migcage::lease::Store::new(state_dir)
+    let all = migcage::host::lease::Store::new(state_dir)
         .read()
         .unwrap_or_else(|e| panic!("lease store {}: {e}", state_dir.display()));
-    migcage::lease::partition_live(all, Path::new("/proc"))
+    migcage::host::lease::partition_live(all, Path::new("/proc"))
         .0
         .into_iter()
         .filter(|l| l.container == id)

@@ -8,10 +8,10 @@
 use std::path::Path;
 
 use crate::config::Config;
-use crate::inventory::{self, Inventory, InventoryError};
-use crate::lease::{self, Holder, Lease, LeaseError};
-use crate::plan::{self, Plan, PlanError};
-use crate::request::{self, Devices, Request, RequestError};
+use crate::core::plan::{self, Plan, PlanError};
+use crate::core::request::{self, Devices, Request, RequestError};
+use crate::host::inventory::{self, Inventory, InventoryError};
+use crate::host::lease::{self, Holder, Lease, LeaseError};
 
 /// Why a spec cannot be planned. One line each.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +25,7 @@ pub enum PipelineError {
     #[error(transparent)]
     Lease(#[from] LeaseError),
     #[error(transparent)]
-    DriverFiles(#[from] crate::driver_discovery::DiscoveryError),
+    DriverFiles(#[from] crate::host::driver_discovery::DiscoveryError),
 }
 
 /// The request a spec makes and, unless it asks for nothing, its plan on this host. A container
@@ -81,7 +81,7 @@ fn plan_with_leases(
     let (inv, _source) = inventory::snapshot::inventory(config)?;
     // The driver's files for NVIDIA_DRIVER_CAPABILITIES (also for `none`: driver files only).
     // Found before leasing, so that a container that fails here holds no lease.
-    let driver = crate::driver_discovery::discover(config, &inv.driver_version)?;
+    let driver = crate::host::driver_discovery::discover(config, &inv.driver_version)?;
     let mut plan = if lease::needs_leases(request.selectors()) {
         leased_plan(config, &request, &inv, holder)?
     } else {

@@ -7,7 +7,7 @@
 //!
 //! - `linux.devices` for the device nodes, which the runtime then makes;
 //! - `linux.resources.devices` allow rules for exactly those nodes (runc 1.1 adds no rule for a
-//!   `linux.devices` entry by itself: see [`crate::cgroup::rules`]). The runtime owns the rules:
+//!   `linux.devices` entry by itself: see [`crate::core::cgroup::rules`]). The runtime owns the rules:
 //!   they are in its own cgroup configuration (runc's state), which runc hands to systemd as the
 //!   scope's `DeviceAllow=` with the systemd driver, so a `daemon-reload` keeps them;
 //! - the plan's mounts (driver files) and environment;
@@ -47,12 +47,12 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
-use crate::cgroup::rules::{self, RulesError};
+use crate::backend::hook::state::MAX_CONFIG_BYTES;
+use crate::backend::pipeline::{self, PipelineError};
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
-use crate::edits::{DeviceRule, DeviceType};
-use crate::hook::state::MAX_CONFIG_BYTES;
-use crate::pipeline::{self, PipelineError};
-use crate::plan::Plan;
+use crate::core::cgroup::rules::{self, RulesError};
+use crate::core::edits::{DeviceRule, DeviceType};
+use crate::core::plan::Plan;
 
 /// The annotation on a spec that migcage edited; its value lists the devices it gave.
 pub const EDITED_ANNOTATION: &str = "migcage.io/edited";
@@ -378,7 +378,7 @@ pub fn edit_spec(spec: &mut Value, plan: &Plan, hook: &HookCommand) -> Result<bo
     if !spec.is_object() {
         return Err(format!("config.json: expected an object, found {spec}"));
     }
-    let userns = crate::hook::has_user_namespace(spec);
+    let userns = crate::backend::hook::has_user_namespace(spec);
 
     // Device nodes. runc and crun make each entry with mknod, or, in a user namespace, by
     // bind-mounting the host file at the same path: an entry whose host node lives elsewhere
@@ -475,7 +475,7 @@ pub fn edit_spec(spec: &mut Value, plan: &Plan, hook: &HookCommand) -> Result<bo
         .edits
         .env
         .iter()
-        .filter(|kv| kv.split('=').next() != Some(crate::request::VISIBLE_DEVICES))
+        .filter(|kv| kv.split('=').next() != Some(crate::core::request::VISIBLE_DEVICES))
         .collect();
     if !env_edits.is_empty() {
         let process = object_at(spec, &["process"])?;
@@ -623,7 +623,7 @@ pub fn prepare(
         devices: Vec::new(),
         written: false,
     };
-    let holder = crate::lease::Holder {
+    let holder = crate::host::lease::Holder {
         container: container.to_string(),
         pid: i32::try_from(std::process::id()).ok(),
     };
@@ -699,7 +699,7 @@ pub fn resolve_runtime(name: &Path, path_env: Option<&OsStr>) -> Option<PathBuf>
 
 /// The time as RFC 3339 UTC with seconds (`2026-11-25T08:15:55Z`).
 pub fn rfc3339_utc(t: std::time::SystemTime) -> String {
-    let (y, mo, d, h, mi, s) = crate::configure::civil_utc(t);
+    let (y, mo, d, h, mi, s) = crate::admin::configure::civil_utc(t);
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
@@ -815,8 +815,8 @@ fn prepare_and_exec(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::edits::{Access, ContainerEdits, DeviceNode, Mount};
-    use crate::plan::ResolvedDevice;
+    use crate::core::edits::{Access, ContainerEdits, DeviceNode, Mount};
+    use crate::core::plan::ResolvedDevice;
 
     fn os(args: &[&str]) -> Vec<OsString> {
         args.iter().map(OsString::from).collect()
@@ -1054,7 +1054,7 @@ mod tests {
             }],
             edits: ContainerEdits {
                 env: vec![],
-                device_rules: crate::plan::nodes::allow_rules(&nodes, Access::RW),
+                device_rules: crate::core::plan::nodes::allow_rules(&nodes, Access::RW),
                 device_nodes: nodes,
                 mounts: vec![],
                 ..ContainerEdits::default()
@@ -1072,7 +1072,10 @@ mod tests {
     }
 
     fn runc_spec() -> Value {
-        serde_json::from_str(include_str!("cgroup/testdata/runc-1.1.5-spec.json")).unwrap()
+        serde_json::from_str(include_str!(
+            "../../core/cgroup/testdata/runc-1.1.5-spec.json"
+        ))
+        .unwrap()
     }
 
     #[test]

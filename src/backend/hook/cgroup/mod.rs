@@ -1,30 +1,26 @@
 //! Device access for a container's cgroup: the cgroup v1 devices controller and the cgroup v2
 //! eBPF device program.
 //!
-//! - [`find`] decides, from `/proc/<pid>/cgroup` and `/proc/self/mountinfo`, which of the two
+//! - [`crate::host::cgroup`] decides, from `/proc/<pid>/cgroup` and `/proc/self/mountinfo`, which of the two
 //!   governs the container's devices and where its cgroup directory is.
 //! - [`v1`] appends allow rules to `devices.allow`.
 //! - On cgroup v2 more than one attached device program only ever *restricts*, so access is
-//!   granted by *replacing* the runtime's program: [`rules`] rebuilds the full rule list runc 1.1
-//!   put in its program (from config.json plus runc's implicit defaults), [`program`] turns a rule
-//!   list into eBPF bytecode (pure), [`bpf`] holds every `bpf(2)` call, and [`v2`] attaches the
+//!   granted by *replacing* the runtime's program: [`crate::core::cgroup::rules`] rebuilds the full rule list runc 1.1
+//!   put in its program (from config.json plus runc's implicit defaults), [`crate::core::cgroup::program`] turns a rule
+//!   list into eBPF bytecode (pure), [`crate::sys::bpf`] holds every `bpf(2)` call, and [`v2`] attaches the
 //!   new program and detaches the old ones (the window in between is the intersection).
 //!
 //! [`grant_devices`] ties it together for the hook.
 
-pub mod bpf;
-pub mod find;
-pub mod program;
-pub mod rules;
 pub mod v1;
 pub mod v2;
 
 use std::path::{Path, PathBuf};
 
-use crate::edits::DeviceRule;
+use crate::core::edits::DeviceRule;
 
-pub use find::{find_device_cgroup, DeviceCgroup, FindError};
-pub use rules::RulesError;
+pub use crate::core::cgroup::rules::{self, RulesError};
+pub use crate::host::cgroup::{find_device_cgroup, DeviceCgroup, FindError};
 pub use v1::V1Error;
 pub use v2::Replaced;
 
@@ -38,7 +34,7 @@ pub enum CgroupError {
     #[error(transparent)]
     Rules(#[from] RulesError),
     #[error(transparent)]
-    Bpf(#[from] bpf::BpfError),
+    Bpf(#[from] crate::sys::bpf::BpfError),
 }
 
 /// What [`grant_devices`] did.

@@ -25,7 +25,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use toml_edit::{DocumentMut, Item, Table, TableLike};
 
-use crate::runtime::{write_atomically, RUNTIME_ARGV0};
+use crate::backend::runtime::{write_atomically, RUNTIME_ARGV0};
 
 /// The engine to configure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -986,7 +986,7 @@ mod tests {
 
     #[test]
     fn the_shipped_hook_file_is_what_configure_writes() {
-        let shipped = include_str!("../hooks/oci-migcage-hook.json");
+        let shipped = include_str!("../../../hooks/oci-migcage-hook.json");
         assert_eq!(hook_json(Path::new("/usr/bin/migcage"), None), shipped);
         let v: Value = serde_json::from_str(shipped).unwrap();
         assert_eq!(v["version"], "1.0.0");

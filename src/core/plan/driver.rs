@@ -5,17 +5,17 @@
 //!   binaries stay executable (a library on a `noexec` mount cannot be mapped executable);
 //!   firmware, configuration files and sockets are also `noexec`.
 //! * Each library gets its soname link (`libcuda.so.1 -> libcuda.so.550.54.15`), and the
-//!   libraries of [`crate::driver_files::DEV_SYMLINKS`] their development link
+//!   libraries of [`crate::core::driver_files::DEV_SYMLINKS`] their development link
 //!   (`libcuda.so -> libcuda.so.1`).
 //! * The ld cache gets, for every library a host's ldconfig would list, the soname (and
 //!   development link) at its container path, for its architecture.
 //! * 32-bit libraries come only with `compat32`, for the other capabilities asked for; firmware
 //!   comes with any request (the driver needs it whatever the container does).
 
-use crate::driver_discovery::{DriverFiles, HostFile};
-use crate::driver_files::{Capability, Caps, FileKind, WRITABLE_IPC};
-use crate::edits::{LdCacheEntry, LibArch, Mount, Symlink};
-use crate::request::DriverCapabilities;
+use crate::core::driver_files::{Capability, Caps, FileKind, WRITABLE_IPC};
+use crate::core::edits::{LdCacheEntry, LibArch, Mount, Symlink};
+use crate::core::request::DriverCapabilities;
+use crate::host::driver_discovery::{DriverFiles, HostFile};
 
 use super::Plan;
 
@@ -115,7 +115,7 @@ pub fn add(plan: &mut Plan, requested: DriverCapabilities, files: &DriverFiles) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::driver_discovery::Library;
+    use crate::host::driver_discovery::Library;
     use std::path::PathBuf;
 
     const VER: &str = "550.54.15";
@@ -130,7 +130,7 @@ mod tests {
             library: Some(Library {
                 soname: soname.into(),
                 arch,
-                dev_link: crate::driver_files::dev_link_name(soname),
+                dev_link: crate::core::driver_files::dev_link_name(soname),
                 in_ld_cache: !dir.ends_with("vdpau"),
             }),
             sim_only: false,

@@ -54,12 +54,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::edits;
-use crate::inventory::Inventory;
-use crate::plan::{self, nodes::common_nodes, PlanError};
-use crate::request::{
+use crate::core::edits;
+use crate::core::plan::{self, nodes::common_nodes, PlanError};
+use crate::core::request::{
     DeviceSelector, Devices, DriverCapabilities, Request, DEVICE_LIST_DIR, VISIBLE_DEVICES,
 };
+use crate::host::inventory::Inventory;
 
 /// The directory CDI engines read first; `cdi generate` writes there by default.
 pub const DEFAULT_DIR: &str = "/etc/cdi";
@@ -1044,7 +1044,7 @@ pub fn render(r: &SpecReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::nodes::tests::inventory;
+    use crate::core::plan::nodes::tests::inventory;
 
     fn opts(kind: &str) -> GenerateOptions {
         GenerateOptions {

@@ -1,16 +1,16 @@
 //! `migcage list`: every GPU and MIG device with the names users type and the exact device nodes
 //! a container asking for it would get, and which container holds each MIG device. Pure
-//! rendering of an [`Inventory`] and the leases (see [`crate::lease`]).
+//! rendering of an [`Inventory`] and the leases (see [`crate::host::lease`]).
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::Serialize;
 
-use crate::edits::DeviceNode;
-use crate::inventory::Inventory;
-use crate::lease::{format_time, Lease, LeaseKind};
-use crate::plan::nodes::{common_nodes, device_nodes, Target};
+use crate::core::edits::DeviceNode;
+use crate::core::plan::nodes::{common_nodes, device_nodes, Target};
+use crate::host::inventory::Inventory;
+use crate::host::lease::{format_time, Lease, LeaseKind};
 
 /// A device node as listed.
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -295,7 +295,7 @@ pub fn render_table(l: &Listing) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::nodes::tests::inventory;
+    use crate::core::plan::nodes::tests::inventory;
 
     #[test]
     fn listing_names_every_form_and_node() {

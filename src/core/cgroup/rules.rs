@@ -17,7 +17,7 @@
 
 use serde_json::Value;
 
-use crate::edits::{Access, DeviceRule, DeviceType};
+use crate::core::edits::{Access, DeviceRule, DeviceType};
 
 /// An error in config.json's device fields; the message names the JSON path.
 #[derive(Debug, thiserror::Error)]
@@ -262,7 +262,7 @@ mod tests {
 
     const RUNC_SPEC: &str = include_str!("testdata/runc-1.1.5-spec.json");
 
-    use crate::edits::DeviceRule as Rule;
+    use crate::core::edits::DeviceRule as Rule;
 
     fn rule(
         allow: bool,

@@ -17,9 +17,9 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
-use super::bpf::{self, BpfError, BPF_F_ALLOW_MULTI, BPF_F_REPLACE};
-use super::program;
-use crate::edits::DeviceRule;
+use crate::core::cgroup::program;
+use crate::core::edits::DeviceRule;
+use crate::sys::bpf::{self, BpfError, BPF_F_ALLOW_MULTI, BPF_F_REPLACE};
 
 /// How the old program(s) went away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -55,9 +55,9 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ExplicitPolicy;
-use crate::inventory::{Gpu, Inventory, MigDevice};
-use crate::plan::{self, PlanError};
-use crate::request::DeviceSelector;
+use crate::core::plan::{self, PlanError};
+use crate::core::request::DeviceSelector;
+use crate::host::inventory::{Gpu, Inventory, MigDevice};
 
 /// The directory under `state_dir` that holds the store.
 pub const LEASE_DIR: &str = "leases";
@@ -775,7 +775,7 @@ impl Locked<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::Majors;
+    use crate::host::inventory::Majors;
     use std::time::Instant;
 
     const P1: &str = "1g.5gb";

@@ -9,9 +9,9 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::edits::{Access, ContainerEdits};
-use crate::inventory::{Gpu, Inventory, MigDevice};
-use crate::request::{DeviceSelector, Devices, Request, Source, SourceSelection};
+use crate::core::edits::{Access, ContainerEdits};
+use crate::core::request::{DeviceSelector, Devices, Request, Source, SourceSelection};
+use crate::host::inventory::{Gpu, Inventory, MigDevice};
 use nodes::{allow_rules, common_nodes, device_nodes, mig_admin_node, push_unique, Target};
 
 /// Why a request cannot be resolved on this host. One line each: what was asked (and by which
@@ -454,7 +454,7 @@ mod tests {
             "process": {"env": env, "capabilities": {"bounding": ["CAP_SYS_ADMIN"]}},
             "root": {"path": "rootfs"},
         });
-        crate::request::parse(&spec, &RequestPolicy::default()).unwrap()
+        crate::core::request::parse(&spec, &RequestPolicy::default()).unwrap()
     }
 
     fn plan(env: &[&str]) -> Result<Plan, PlanError> {
@@ -468,7 +468,7 @@ mod tests {
             "annotations": {"migcage.io/devices": annotation},
             "root": {"path": "rootfs"},
         });
-        let req = crate::request::parse(&spec, &RequestPolicy::default()).unwrap();
+        let req = crate::core::request::parse(&spec, &RequestPolicy::default()).unwrap();
         resolve(&req, &inventory(), Path::new("/dev"))
     }
 

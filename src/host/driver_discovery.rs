@@ -1,28 +1,28 @@
 //! Which of the driver's user-space files this host has: the I/O half of driver injection.
 //!
-//! For every entry of [`crate::driver_files::DRIVER_FILES`] it looks under the configured
+//! For every entry of [`crate::core::driver_files::DRIVER_FILES`] it looks under the configured
 //! `driver_root`: libraries through the root's ld cache (`<driver_root>/etc/ld.so.cache`, either
-//! format, see [`crate::ldcache`]), falling back to the usual library directories; binaries in
+//! format, see [`crate::core::ldcache`]), falling back to the usual library directories; binaries in
 //! the usual `bin` directories; firmware, configuration files and IPC sockets at their paths.
 //! A library counts only when the file it resolves to carries the running driver's version
 //! (`libcuda.so.550.54.15` for 550.54.15) and is an ELF object of the right class: a stale
 //! library of an older driver is never handed to a container.
 //!
-//! What it finds is a [`DriverFiles`], which the pure plan ([`crate::plan::driver`]) maps onto
+//! What it finds is a [`DriverFiles`], which the pure plan ([`crate::core::plan::driver`]) maps onto
 //! the container. The host is trusted here (its paths are resolved with `canonicalize`); the
-//! container's rootfs is not, and is only ever touched through [`crate::rootfs`].
+//! container's rootfs is not, and is only ever touched through [`crate::sys::rootfs`].
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::driver_files::{
+use crate::core::driver_files::{
     dev_link_name, driver_files, Caps, DriverFile, FileKind, BINARY_DIRS, LIBRARY_DIRS,
     LIBRARY_DIRS_32, SIM_ONLY_FILES,
 };
-use crate::edits::LibArch;
-use crate::ldcache::{LdCache, FLAGS_I386, FLAGS_X86_64};
+use crate::core::edits::LibArch;
+use crate::core::ldcache::{LdCache, FLAGS_I386, FLAGS_X86_64};
 
 /// Why the driver's files cannot be discovered at all. A single missing file is not an error
 /// (it is noted in [`DriverFiles::missing`]).
@@ -382,7 +382,7 @@ fn sim_only_files(root: &Path, found: &[HostFile]) -> Vec<HostFile> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ldcache::Entry;
+    use crate::core::ldcache::Entry;
     use crate::simulate::elf::tiny_shared_object;
     use std::os::unix::fs::symlink;
 
@@ -476,7 +476,7 @@ mod tests {
         );
         write(
             &root.join("etc/ld.so.cache"),
-            &crate::ldcache::tests::old_format(&[
+            &crate::core::ldcache::tests::old_format(&[
                 ("libcuda.so.1", "/opt/nv/lib/libcuda.so.1", FLAGS_X86_64),
                 (
                     "libnvidia-ml.so.1",

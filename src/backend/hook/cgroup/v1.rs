@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::edits::{DeviceRule, DeviceType};
+use crate::core::edits::{DeviceRule, DeviceType};
 
 /// An error writing cgroup v1 device rules; each carries the file.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +99,7 @@ pub fn allow_devices(cgroup_dir: &Path, rules: &[DeviceRule]) -> Result<(), V1Er
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::edits::Access;
+    use crate::core::edits::Access;
 
     fn rule(
         kind: DeviceType,

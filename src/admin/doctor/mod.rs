@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::cdi;
-use crate::cgroup::find::{self, DeviceCgroup};
+use crate::backend::cdi;
 use crate::config::{Config, ConfigError};
-use crate::inventory::procfs::{self, MigMinors};
-use crate::inventory::{self, InventoryError, ProcfsInfo};
-use crate::plan::nodes::NVIDIACTL_MINOR;
+use crate::core::plan::nodes::NVIDIACTL_MINOR;
+use crate::host::cgroup::DeviceCgroup;
+use crate::host::inventory::procfs::{self, MigMinors};
+use crate::host::inventory::{self, InventoryError, ProcfsInfo};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -687,14 +687,15 @@ fn gather_nodes(config: &Config, proc: &ProcfsInfo) -> (Vec<NodeFact>, Vec<CapMi
 }
 
 fn gather_cgroup(opts: &GatherOptions) -> CgroupFact {
-    let proc = Path::new(crate::hook::PROCESS_PROC);
-    let devices = find::find_device_cgroup(proc, std::process::id()).map_err(|e| e.to_string());
+    let proc = Path::new(crate::backend::hook::PROCESS_PROC);
+    let devices = crate::host::cgroup::find_device_cgroup(proc, std::process::id())
+        .map_err(|e| e.to_string());
     let mountinfo = proc.join("self/mountinfo");
     let cgroup2_mounts = std::fs::read_to_string(&mountinfo)
         .ok()
-        .and_then(|t| find::parse_mountinfo(&t, &mountinfo).ok())
+        .and_then(|t| crate::host::cgroup::parse_mountinfo(&t, &mountinfo).ok())
         .map(|mounts| {
-            find::visible_mounts(&mounts)
+            crate::host::cgroup::visible_mounts(&mounts)
                 .into_iter()
                 .filter(|m| m.fs_type == "cgroup2")
                 .map(|m| m.mount_point.clone())
@@ -1026,7 +1027,7 @@ fn gather_cdi(
                             kind,
                             hook_path,
                             config_path: None,
-                            driver_capabilities: crate::request::DriverCapabilities::DEFAULT,
+                            driver_capabilities: crate::core::request::DriverCapabilities::DEFAULT,
                         };
                         cdi::generate(inv, dev_root, &opts).ok()
                     });
@@ -1049,7 +1050,7 @@ fn gather_docker_hooks(opts: &GatherOptions) -> Vec<DockerHookFact> {
     const SERVICE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
     let mut paths: Vec<(String, String)> = Vec::new();
     if opts.host_root == Path::new("/") {
-        let mut pids: Vec<u32> = std::fs::read_dir(crate::hook::PROCESS_PROC)
+        let mut pids: Vec<u32> = std::fs::read_dir(crate::backend::hook::PROCESS_PROC)
             .into_iter()
             .flatten()
             .flatten()
@@ -1057,7 +1058,7 @@ fn gather_docker_hooks(opts: &GatherOptions) -> Vec<DockerHookFact> {
             .collect();
         pids.sort_unstable();
         for pid in pids {
-            let dir = Path::new(crate::hook::PROCESS_PROC).join(pid.to_string());
+            let dir = Path::new(crate::backend::hook::PROCESS_PROC).join(pid.to_string());
             let is_dockerd =
                 std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim_end() == "dockerd");
             if !is_dockerd {
@@ -1549,7 +1550,7 @@ fn configure_fix(runtime: &str) -> String {
     }
 }
 
-const RUNTIME: &str = crate::configure::RUNTIME_NAME;
+const RUNTIME: &str = crate::admin::configure::RUNTIME_NAME;
 
 fn check_runtimes(f: &Facts) -> Vec<Check> {
     let installed: Vec<String> = f

@@ -4,9 +4,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::hook::container::ContainerWork;
-use crate::plan::Plan;
-use crate::request::{Devices, Request};
+use crate::backend::hook::container::ContainerWork;
+use crate::core::plan::Plan;
+use crate::core::request::{Devices, Request};
 
 /// The explanation (`--json`).
 #[derive(Debug, Serialize)]
@@ -127,14 +127,15 @@ pub fn render(e: &Explanation) -> String {
 mod tests {
     use super::*;
     use crate::config::RequestPolicy;
-    use crate::plan::nodes::tests::inventory;
+    use crate::core::plan::nodes::tests::inventory;
     use std::path::Path;
 
     fn explain(env: &[&str]) -> Explanation {
         let spec = serde_json::json!({"process": {"env": env}, "root": {"path": "rootfs"}});
-        let request = crate::request::parse(&spec, &RequestPolicy::default()).unwrap();
-        let plan = (!request.is_noop())
-            .then(|| crate::plan::resolve(&request, &inventory(), Path::new("/dev")).unwrap());
+        let request = crate::core::request::parse(&spec, &RequestPolicy::default()).unwrap();
+        let plan = (!request.is_noop()).then(|| {
+            crate::core::plan::resolve(&request, &inventory(), Path::new("/dev")).unwrap()
+        });
         Explanation {
             request,
             plan,
@@ -175,7 +176,7 @@ mod tests {
 
     #[test]
     fn driver_files_links_and_cache_are_listed() {
-        use crate::edits::{LdCacheEntry, LibArch, Mount, Symlink};
+        use crate::core::edits::{LdCacheEntry, LibArch, Mount, Symlink};
         let mut e = explain(&["NVIDIA_VISIBLE_DEVICES=0:1"]);
         let lib = "/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.15";
         let edits = &mut e.plan.as_mut().unwrap().edits;

@@ -6,8 +6,8 @@
 //! it changes lives in the container's mount namespace and cgroup, which the runtime removes with
 //! the container: nothing is left on the host, also when a step fails.
 
+pub mod cgroup;
 pub mod container;
-pub mod nsenter;
 pub mod state;
 
 use std::io::Read;
@@ -16,11 +16,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::cgroup;
+use crate::backend::pipeline;
 use crate::config::Config;
-use crate::pipeline;
-use crate::plan::Plan;
-use crate::request::Request;
+use crate::core::plan::Plan;
+use crate::core::request::Request;
 use container::{ContainerWork, ProcView};
 use state::State;
 
@@ -170,7 +169,7 @@ fn container_pid(stage: Stage, state: &State) -> Result<i32, HookError> {
 /// the init's child and the init's host pid is its parent's as procfs (the host's) names it.
 fn init_host_pid(stage: Stage, state: &State) -> Option<i32> {
     if runs_inside_container(stage, state) {
-        if let Ok(Some(me)) = crate::lease::read_stat(Path::new(PROCESS_PROC), "self") {
+        if let Ok(Some(me)) = crate::host::lease::read_stat(Path::new(PROCESS_PROC), "self") {
             return Some(me.ppid);
         }
     }
@@ -206,7 +205,7 @@ fn apply_plan(
         let work = container_work(config, &state.bundle, spec, plan)?;
         let id = state.id.clone();
         let hook_pid = std::process::id();
-        let applied = nsenter::in_mount_namespace(pid, || {
+        let applied = crate::sys::nsenter::in_mount_namespace(pid, || {
             crate::faultpoint::hit_in_helper("ns-before-nodes", hook_pid);
             let applied = container::apply(&work);
             crate::faultpoint::hit_in_helper("ns-after-nodes", hook_pid);
@@ -262,7 +261,7 @@ pub fn run(config: &Config, stage: Stage, input: impl Read) -> Result<Outcome, H
     }
     let spec = state::read_config(&state.bundle)?;
     crate::faultpoint::hit("after-parse");
-    let holder = crate::lease::Holder {
+    let holder = crate::host::lease::Holder {
         container: state.id.clone(),
         pid: init_host_pid(stage, &state),
     };
@@ -360,7 +359,7 @@ mod tests {
 
     #[test]
     fn poststop_releases_the_containers_leases() {
-        use crate::lease::{Lease, LeaseKind, Store};
+        use crate::host::lease::{Lease, LeaseKind, Store};
         let d = tempfile::tempdir().unwrap();
         let config = Config {
             state_dir: d.path().to_path_buf(),

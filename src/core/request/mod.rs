@@ -2560,7 +2560,7 @@ mod tests {
 
     #[test]
     fn k8s_device_plugin_envvar_strategy() {
-        let s = fixture(include_str!("../tests/fixtures/k8s/envvar.json"));
+        let s = fixture(include_str!("../../../tests/fixtures/k8s/envvar.json"));
         let r = ok(&s);
         assert_eq!(
             r.devices,
@@ -2578,7 +2578,9 @@ mod tests {
 
     #[test]
     fn k8s_device_plugin_volume_mounts_strategy() {
-        let s = fixture(include_str!("../tests/fixtures/k8s/volume-mounts.json"));
+        let s = fixture(include_str!(
+            "../../../tests/fixtures/k8s/volume-mounts.json"
+        ));
         for p in [
             RequestPolicy::default(),
             policy(false, false, false, true),
@@ -2599,7 +2601,9 @@ mod tests {
 
     #[test]
     fn k8s_device_plugin_cdi_annotations_strategy() {
-        let s = fixture(include_str!("../tests/fixtures/k8s/cdi-annotations.json"));
+        let s = fixture(include_str!(
+            "../../../tests/fixtures/k8s/cdi-annotations.json"
+        ));
         let r = ok(&s);
         assert_eq!(
             r.devices,

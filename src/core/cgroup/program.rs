@@ -19,7 +19,7 @@
 //! The program is rules in reverse order, each a block that exits with the rule's verdict when
 //! it matches and jumps over its own `exit` otherwise; the tail denies.
 
-use crate::edits::{Access, DeviceRule, DeviceType};
+use crate::core::edits::{Access, DeviceRule, DeviceType};
 
 /// `BPF_DEVCG_DEV_BLOCK`
 pub const DEV_BLOCK: u32 = 1;
@@ -295,7 +295,7 @@ mod tests {
         }
     }
 
-    use crate::edits::DeviceRule as Rule;
+    use crate::core::edits::DeviceRule as Rule;
 
     fn r(
         allow: bool,

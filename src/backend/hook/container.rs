@@ -4,7 +4,7 @@
 //!
 //! The ld cache is updated without running anything: the image's `/etc/ld.so.cache` is read
 //! through [`Rootfs::read_file`] (a regular file inside the rootfs, size-capped), parsed with
-//! [`crate::ldcache`], given the injected libraries, and written back in the new format with
+//! [`crate::core::ldcache`], given the injected libraries, and written back in the new format with
 //! [`Rootfs::replace_file`] (temporary name + rename). No binary or library of the image is ever
 //! executed or loaded on the host, and neither is the host's ldconfig.
 
@@ -17,9 +17,9 @@ use nix::sys::stat::{makedev, umask, Mode};
 use nix::sys::statfs::{fstatfs, PROC_SUPER_MAGIC, TMPFS_MAGIC};
 use serde::{Deserialize, Serialize};
 
-use crate::edits::{DeviceNode, LdCacheEntry, LibArch, Mount, Symlink};
-use crate::ldcache::{self, LdCache};
-use crate::rootfs::{MountFlags, Rootfs};
+use crate::core::edits::{DeviceNode, LdCacheEntry, LibArch, Mount, Symlink};
+use crate::core::ldcache::{self, LdCache};
+use crate::sys::rootfs::{MountFlags, Rootfs};
 
 /// The container's ld cache.
 pub const LD_CACHE: &str = "/etc/ld.so.cache";

@@ -1,0 +1,6 @@
+//! The operator's commands: `configure`, `doctor`, `list` and `explain`.
+
+pub mod configure;
+pub mod doctor;
+pub mod explain;
+pub mod list;

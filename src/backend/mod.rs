@@ -1,0 +1,7 @@
+//! The back ends that apply a plan, and the one pipeline they share: the OCI hook ([`hook`]),
+//! the runtime wrapper ([`runtime`]) and the CDI spec generator ([`cdi`]).
+
+pub mod cdi;
+pub mod hook;
+pub mod pipeline;
+pub mod runtime;

@@ -1,0 +1,10 @@
+//! Pure code: parsing, planning and encoding. Nothing here reads or writes files or makes a
+//! syscall (tests/layout.rs keeps it so); the host is reached only through [`crate::host`] and
+//! [`crate::sys`].
+
+pub mod cgroup;
+pub mod driver_files;
+pub mod edits;
+pub mod ldcache;
+pub mod plan;
+pub mod request;

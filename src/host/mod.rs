@@ -1,0 +1,7 @@
+//! What reads the host: the inventory of GPUs and MIG devices (NVML, procfs, the snapshot),
+//! the driver's files, the lease store, and the container's cgroup.
+
+pub mod cgroup;
+pub mod driver_discovery;
+pub mod inventory;
+pub mod lease;
