@@ -46,7 +46,7 @@
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -738,7 +738,6 @@ impl Locked<'_> {
     /// reads as no lease.
     pub fn write(&self, leases: &[Lease]) -> Result<(), LeaseError> {
         let path = self.store.file();
-        let tmp = self.store.dir.join(format!("{LEASE_FILE}.tmp"));
         let io_err = |what: &'static str, p: &Path| {
             let p = p.to_path_buf();
             move |error| LeaseError::Io {
@@ -756,19 +755,13 @@ impl Locked<'_> {
             message: e.to_string(),
         })?;
         bytes.push(b'\n');
-        // The lock is held, so no other writer uses the temp name; a leftover from a crash is
-        // truncated.
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .map_err(io_err("create", &tmp))?;
-        f.write_all(&bytes).map_err(io_err("write", &tmp))?;
-        drop(f);
-        std::fs::rename(&tmp, &path).map_err(io_err("rename into place", &path))
+        crate::host::files::AtomicWrite {
+            mode: 0o644,
+            create_dir: false,
+            durable: false,
+        }
+        .write(&path, &bytes)
+        .map_err(io_err("write", &path))
     }
 }
 

@@ -3,5 +3,6 @@
 
 pub mod cgroup;
 pub mod driver_discovery;
+pub mod files;
 pub mod inventory;
 pub mod lease;

@@ -25,7 +25,8 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use toml_edit::{DocumentMut, Item, Table, TableLike};
 
-use crate::backend::runtime::{write_atomically, RUNTIME_ARGV0};
+use crate::backend::runtime::RUNTIME_ARGV0;
+use crate::host::files::write_atomically;
 
 /// The engine to configure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

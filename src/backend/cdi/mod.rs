@@ -49,7 +49,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -733,35 +732,16 @@ pub fn read(path: &Path) -> Result<Spec, CdiError> {
 /// 0644, making the directory when missing: an engine watching the directory never reads half a
 /// spec.
 pub fn write_atomic(path: &Path, text: &str) -> Result<(), CdiError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let werr = |source| CdiError::Write {
+    crate::host::files::AtomicWrite {
+        mode: 0o644,
+        create_dir: true,
+        durable: true,
+    }
+    .write(path, text.as_bytes())
+    .map_err(|source| CdiError::Write {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(werr)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(werr)
+    })
 }
 
 /// migcage's specs among the `.json` / `.yaml` / `.yml` files of `dirs` (files that are not

@@ -42,7 +42,9 @@
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use crate::host::files::write_atomically;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
@@ -567,43 +569,6 @@ fn read_spec(path: &Path) -> Result<(Vec<u8>, Value), RuntimeError> {
         message: e.to_string(),
     })?;
     Ok((bytes, spec))
-}
-
-/// Replace `path` with `bytes` atomically: a temporary file beside it (same directory, so the
-/// rename cannot cross file systems) with the original's mode and owner, synced, then renamed
-/// over it. The temporary file is removed on any error.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let old = std::fs::metadata(path).ok();
-    let mode = old
-        .as_ref()
-        .map_or(0o644, |m| m.permissions().mode() & 0o7777);
-    let tmp = dir.join(format!(".{name}.migcage-{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        if let Some(m) = &old {
-            let mine = f.metadata()?;
-            if mine.uid() != m.uid() || mine.gid() != m.gid() {
-                std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()))?;
-            }
-        }
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Plan the spec at `spec_path` (in bundle `bundle`) for container `container`, and write the

@@ -38,7 +38,7 @@
 //! at its first use.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -466,26 +466,13 @@ pub fn save(config: &Config, snapshot: &Snapshot) -> Result<PathBuf, SnapshotErr
     };
     let json = serde_json::to_vec(snapshot).map_err(|e| SnapshotError::Serialize(e.to_string()))?;
     std::fs::create_dir_all(&config.state_dir).map_err(write_error(&config.state_dir))?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let tmp = config
-        .state_dir
-        .join(format!(".{FILE_NAME}.{}.{nanos}.tmp", std::process::id()));
-    let written = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)?;
-        f.write_all(&json)?;
-        drop(f);
-        std::fs::rename(&tmp, &path)
-    })();
+    let written = crate::host::files::AtomicWrite {
+        mode: 0o644,
+        create_dir: false,
+        durable: false,
+    }
+    .write(&path, &json);
     if let Err(source) = written {
-        let _ = std::fs::remove_file(&tmp);
         return Err(SnapshotError::Write { path, source });
     }
     Ok(path)
