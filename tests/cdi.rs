@@ -175,7 +175,7 @@ fn listed_names(listing: &Value, mig_only: bool) -> Vec<String> {
 #[test]
 fn every_shipped_topology_gives_a_valid_cdi_spec() {
     if !common::is_root() {
-        eprintln!("SKIP every_shipped_topology_gives_a_valid_cdi_spec: needs root (simulate makes device nodes)");
+        common::skip("every_shipped_topology_gives_a_valid_cdi_spec: needs root (simulate makes device nodes)");
         return;
     }
     let schema = Schema::load();
@@ -370,7 +370,7 @@ fn simulate(file: &Path, root: &Path) {
 #[test]
 fn cdi_list_warns_when_instances_are_destroyed_or_recreated() {
     if !common::is_root() {
-        eprintln!("SKIP cdi_list_warns_when_instances_are_destroyed_or_recreated: needs root (simulate makes device nodes)");
+        common::skip("cdi_list_warns_when_instances_are_destroyed_or_recreated: needs root (simulate makes device nodes)");
         return;
     }
     let d = tempfile::tempdir().unwrap();

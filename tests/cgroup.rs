@@ -5,6 +5,8 @@
 //! placed in the cgroup: a node the cgroup allows fails to open with ENXIO (no driver behind it),
 //! one it denies with EPERM. They need root (CI runs as root) and print a skip line otherwise.
 
+mod common;
+
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -27,11 +29,17 @@ const ENXIO: i32 = libc::ENXIO;
 /// Skip (with a line saying why) unless root and `hierarchy` exists.
 fn skip(hierarchy: &str) -> bool {
     if !nix::unistd::geteuid().is_root() {
-        println!("SKIP: cgroup device tests need root (CI runs them as root)");
+        common::skip(&format!(
+            "{}: cgroup device tests need root (CI runs them as root)",
+            common::test_name()
+        ));
         return true;
     }
     if !Path::new(hierarchy).is_dir() {
-        println!("SKIP: {hierarchy} is not mounted on this host");
+        common::skip(&format!(
+            "{}: {hierarchy} is not mounted on this host",
+            common::test_name()
+        ));
         return true;
     }
     false
@@ -469,7 +477,7 @@ fn v2_real_runc_program_is_replaced() {
         return;
     }
     if !(have("runc") && have("busybox") && have("unshare")) {
-        println!("SKIP: runc, busybox or unshare missing");
+        common::skip("v2_real_runc_program_is_replaced: runc, busybox or unshare missing");
         return;
     }
     let n = make_nodes();

@@ -2,6 +2,8 @@
 //! file survives, that a second run changes nothing, that `--dry-run` changes nothing, and that
 //! the file it changes is backed up first.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -201,7 +203,7 @@ fn docker_default_binary_is_the_runtime_link_beside_migcage() {
     );
     // The link runs migcage as the runtime wrapper: runc's own version comes back.
     if !(Path::new("/usr/sbin/runc").exists() || Path::new("/usr/bin/runc").exists()) {
-        eprintln!("SKIP docker_default_binary_is_the_runtime_link_beside_migcage (running the link): runc is not installed (scripts/deps.sh installs it)");
+        common::skip("docker_default_binary_is_the_runtime_link_beside_migcage (running the link): runc is not installed (scripts/deps.sh installs it)");
     } else {
         let out = Command::new(&link).arg("--version").output().unwrap();
         assert!(
@@ -251,7 +253,7 @@ fn containerd_version_2() {
         .output()
         .is_err()
     {
-        eprintln!("SKIP containerd_version_2 (config dump): containerd is not installed (scripts/deps.sh installs it)");
+        common::skip("containerd_version_2 (config dump): containerd is not installed (scripts/deps.sh installs it)");
         return;
     }
     let dump = Command::new("containerd")

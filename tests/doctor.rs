@@ -454,7 +454,7 @@ fn an_unwritable_state_dir_fails() {
 
     // A read-only mount: root may not write there either (checked by writing, not by mode).
     if !common::have("unshare") {
-        eprintln!("SKIP an_unwritable_state_dir_fails (read-only part): unshare is not installed");
+        common::skip("an_unwritable_state_dir_fails (read-only part): unshare is not installed");
         return;
     }
     let dir = host.dir.path().join("run/migcage");

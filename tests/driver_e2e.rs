@@ -169,7 +169,7 @@ fn image_cache(b: &Bundle) -> BTreeSet<(String, String, String)> {
 
 fn capability_sets(mode: Mode) {
     if let Some(why) = mode.unavailable() {
-        eprintln!("SKIP capability_sets {mode:?}: {why}");
+        common::skip(&format!("capability_sets {mode:?}: {why}"));
         return;
     }
     let host = SimHost::new("a100-7x1g");
@@ -287,11 +287,16 @@ fn capability_sets_crun_cgroup_v1() {
     capability_sets(Mode::CrunV1);
 }
 
+#[test]
+fn capability_sets_crun_cgroup_v2() {
+    capability_sets(Mode::CrunV2);
+}
+
 /// `nvidia-smi -L` on the host (with the tree's libraries) lists all seven MIG devices; inside a
 /// container given 0:3 it lists exactly that one, by the simulated NVML's own device-node rule.
 fn nvidia_smi_sees_only_its_device(mode: Mode) {
     if let Some(why) = mode.unavailable() {
-        eprintln!("SKIP nvidia_smi_sees_only_its_device {mode:?}: {why}");
+        common::skip(&format!("nvidia_smi_sees_only_its_device {mode:?}: {why}"));
         return;
     }
     let host = SimHost::new("a100-7x1g");
@@ -359,13 +364,20 @@ fn nvidia_smi_sees_only_its_device_crun_cgroup_v1() {
     nvidia_smi_sees_only_its_device(Mode::CrunV1);
 }
 
+#[test]
+fn nvidia_smi_sees_only_its_device_crun_cgroup_v2() {
+    nvidia_smi_sees_only_its_device(Mode::CrunV2);
+}
+
 /// `none`: the driver's files, no device. nvidia-smi is there and says there is no driver
 /// to talk to, as on a real host without device nodes.
 #[test]
 fn none_gives_driver_files_but_no_device() {
     for mode in Mode::ALL {
         if let Some(why) = mode.unavailable() {
-            eprintln!("SKIP none_gives_driver_files_but_no_device {mode:?}: {why}");
+            common::skip(&format!(
+                "none_gives_driver_files_but_no_device {mode:?}: {why}"
+            ));
             continue;
         }
         let host = SimHost::new("a100-7x1g");
@@ -407,7 +419,7 @@ fn none_gives_driver_files_but_no_device() {
 fn read_only_rootfs_works() {
     for mode in Mode::ALL {
         if let Some(why) = mode.unavailable() {
-            eprintln!("SKIP read_only_rootfs_works {mode:?}: {why}");
+            common::skip(&format!("read_only_rootfs_works {mode:?}: {why}"));
             continue;
         }
         let host = SimHost::new("a100-7x1g");
@@ -452,7 +464,9 @@ fn read_only_rootfs_works() {
 fn driver_injection_is_idempotent_across_stages() {
     for mode in [Mode::RuncV1, Mode::RuncV2] {
         if let Some(why) = mode.unavailable() {
-            eprintln!("SKIP driver_injection_is_idempotent_across_stages {mode:?}: {why}");
+            common::skip(&format!(
+                "driver_injection_is_idempotent_across_stages {mode:?}: {why}"
+            ));
             return;
         }
         let host = SimHost::new("a100-7x1g");

@@ -40,7 +40,7 @@ fn bundle(
     b.config["hooks"]["poststop"] = json!([{
         "path": MIGCAGE, "args": ["migcage", "hook", "poststop"], "env": [config]
     }]);
-    if mode == Mode::CrunV1 {
+    if mode.is_crun() {
         // crun drops a hook's stderr unless this names a file for it.
         b.config["annotations"] = json!({
             "run.oci.hooks.stderr": scratch.join("hook-stderr").display().to_string()
@@ -69,15 +69,19 @@ fn killed_at_every_step(mode: Mode) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let test = format!("killed_at_every_step {mode:?}");
     if let Some(why) = mode.unavailable() {
-        eprintln!("SKIP {test}: {why}");
+        common::skip(&format!("{test}: {why}"));
         return;
     }
     if !common::have("bpftool") {
-        eprintln!("SKIP {test}: bpftool is not installed (scripts/deps.sh installs it)");
+        common::skip(&format!(
+            "{test}: bpftool is not installed (scripts/deps.sh installs it)"
+        ));
         return;
     }
     if !migcage::faultpoint::ENABLED {
-        eprintln!("SKIP {test}: fault points are compiled out (a build without debug assertions)");
+        common::skip(&format!(
+            "{test}: fault points are compiled out (a build without debug assertions)"
+        ));
         return;
     }
     let host = SimHost::new("a100-mixed");
@@ -92,7 +96,7 @@ fn killed_at_every_step(mode: Mode) {
         let ctx = format!("{mode:?} killed at {step} ({})", run.id);
         assert!(!run.ok(), "{ctx}: the container started");
         assert!(!run.stdout().contains("STARTED"), "{ctx}: its process ran");
-        if mode != Mode::CrunV1 {
+        if !mode.is_crun() {
             assert!(
                 run.stderr().contains("killed"),
                 "{ctx}: runc does not say the hook was killed: {}",
@@ -138,6 +142,11 @@ fn killed_at_every_step_crun_cgroup_v1() {
     killed_at_every_step(Mode::CrunV1);
 }
 
+#[test]
+fn killed_at_every_step_crun_cgroup_v2() {
+    killed_at_every_step(Mode::CrunV2);
+}
+
 /// The hook binary honours the variable at the step named, and only there: run directly on a
 /// container that asks for nothing (it stops after the pipeline, before any container work) it
 /// dies by SIGKILL at `after-parse`, and runs through when the step named is one it never
@@ -147,7 +156,7 @@ fn the_kill_variable_works_on_the_binary() {
     use std::io::Write;
     use std::os::unix::process::ExitStatusExt;
     if !migcage::faultpoint::ENABLED {
-        eprintln!("SKIP the_kill_variable_works_on_the_binary: fault points are compiled out (a build without debug assertions)");
+        common::skip("the_kill_variable_works_on_the_binary: fault points are compiled out (a build without debug assertions)");
         return;
     }
     let d = tempfile::tempdir().unwrap();

@@ -11,7 +11,9 @@ use common::{Mode, SimHost, MIGCAGE};
 #[test]
 fn hardware_script_passes_on_a_simulated_host() {
     if let Some(why) = Mode::RuncV1.unavailable() {
-        eprintln!("SKIP hardware_script_passes_on_a_simulated_host: {why}");
+        common::skip(&format!(
+            "hardware_script_passes_on_a_simulated_host: {why}"
+        ));
         return;
     }
     let host = SimHost::new("a100-7x1g");

@@ -27,7 +27,7 @@ fn check(
 
 fn every_form(mode: Mode) {
     if let Some(why) = mode.unavailable() {
-        eprintln!("SKIP every_form {mode:?}: {why}");
+        common::skip(&format!("every_form {mode:?}: {why}"));
         return;
     }
     let host = SimHost::new("a100-7x1g");
@@ -168,9 +168,14 @@ fn every_form_crun_cgroup_v1() {
     every_form(Mode::CrunV1);
 }
 
+#[test]
+fn every_form_crun_cgroup_v2() {
+    every_form(Mode::CrunV2);
+}
+
 fn bad_requests(mode: Mode) {
     if let Some(why) = mode.unavailable() {
-        eprintln!("SKIP bad_requests {mode:?}: {why}");
+        common::skip(&format!("bad_requests {mode:?}: {why}"));
         return;
     }
     let host = SimHost::new("two-gpus-one-mig");
@@ -208,7 +213,7 @@ fn bad_requests(mode: Mode) {
         let mut b = Bundle::new(&host, env, "echo STARTED");
         // crun drops a hook's stderr unless this annotation names a file for it.
         let hook_stderr = b.path().join("hook-stderr");
-        if mode == Mode::CrunV1 {
+        if mode.is_crun() {
             b.config["annotations"] =
                 json!({"run.oci.hooks.stderr": hook_stderr.display().to_string()});
             b.write();
@@ -222,7 +227,7 @@ fn bad_requests(mode: Mode) {
         );
         // runc quotes the hook's stderr inside its own message: undo its escaping.
         let mut stderr = run.stderr().replace("\\\"", "\"");
-        if mode == Mode::CrunV1 {
+        if mode.is_crun() {
             stderr = std::fs::read_to_string(&hook_stderr).unwrap_or_default();
             assert_eq!(stderr.lines().count(), 1, "{ctx}: one line: {stderr}");
         }
@@ -255,13 +260,18 @@ fn bad_requests_crun_cgroup_v1() {
     bad_requests(Mode::CrunV1);
 }
 
+#[test]
+fn bad_requests_crun_cgroup_v2() {
+    bad_requests(Mode::CrunV2);
+}
+
 /// The hook registered at three points runs three times; the container gets each node once and
 /// the cgroup v2 program is still exactly one.
 #[test]
 fn hook_is_idempotent_across_stages() {
     for mode in Mode::ALL {
         if let Some(why) = mode.unavailable() {
-            eprintln!("SKIP hook_is_idempotent_across_stages {mode:?}: {why}");
+            common::skip(&format!("hook_is_idempotent_across_stages {mode:?}: {why}"));
             continue;
         }
         let host = SimHost::new("a100-7x1g");

@@ -22,7 +22,7 @@ const ENV: &[&str] = &[
 fn bundle(mode: Mode, host: &SimHost) -> Bundle {
     let mut b = Bundle::new(host, ENV, driver::DRIVER_PROBE);
     driver::prepare(&b, host.dir.path(), false);
-    if mode == Mode::CrunV1 {
+    if mode.is_crun() {
         b.config["annotations"] =
             json!({"run.oci.hooks.stderr": hook_stderr(&b).display().to_string()});
         b.write();
@@ -54,7 +54,7 @@ fn image_dev(b: &mut Bundle) {
 /// migcage's line from a failed run (runc quotes the hook's stderr in its own error; crun
 /// writes it to the annotated file).
 fn migcage_line(mode: Mode, b: &Bundle, run: &Run) -> String {
-    let stderr = if mode == Mode::CrunV1 {
+    let stderr = if mode.is_crun() {
         std::fs::read_to_string(hook_stderr(b)).unwrap_or_default()
     } else {
         run.stderr().replace("\\\"", "\"")
@@ -80,7 +80,7 @@ fn empty(dir: &Path) -> bool {
 
 fn skip(mode: Mode, test: &str) -> bool {
     if let Some(why) = mode.unavailable() {
-        eprintln!("SKIP {test} {mode:?}: {why}");
+        common::skip(&format!("{test} {mode:?}: {why}"));
         return true;
     }
     false

@@ -103,7 +103,9 @@ fn bundle(name: &str, host: &SimHost) -> Bundle {
 
 fn fixtures_give_the_named_instances(mode: Mode) {
     if let Some(why) = mode.unavailable() {
-        eprintln!("SKIP fixtures_give_the_named_instances {mode:?}: {why}");
+        common::skip(&format!(
+            "fixtures_give_the_named_instances {mode:?}: {why}"
+        ));
         return;
     }
     let host = SimHost::new(fixtures_dir().join("topology.toml").to_str().unwrap());

@@ -378,7 +378,9 @@ fn ids(n: usize) -> Vec<String> {
 #[test]
 fn seven_at_once_the_eighth_refused_then_handed_over() {
     if let Some(why) = unavailable() {
-        eprintln!("SKIP seven_at_once_the_eighth_refused_then_handed_over: {why}");
+        common::skip(&format!(
+            "seven_at_once_the_eighth_refused_then_handed_over: {why}"
+        ));
         return;
     }
     let lab = Lab::new();
@@ -489,7 +491,9 @@ fn seven_at_once_the_eighth_refused_then_handed_over() {
 #[test]
 fn a_container_killed_without_poststop_does_not_leak_its_instance() {
     if let Some(why) = unavailable() {
-        eprintln!("SKIP a_container_killed_without_poststop_does_not_leak_its_instance: {why}");
+        common::skip(&format!(
+            "a_container_killed_without_poststop_does_not_leak_its_instance: {why}"
+        ));
         return;
     }
     let lab = Lab::new();
@@ -578,7 +582,9 @@ impl Rng {
 #[test]
 fn two_hundred_starts_with_random_stops_never_share_and_leave_nothing() {
     if let Some(why) = unavailable() {
-        eprintln!("SKIP two_hundred_starts_with_random_stops_never_share_and_leave_nothing: {why}");
+        common::skip(&format!(
+            "two_hundred_starts_with_random_stops_never_share_and_leave_nothing: {why}"
+        ));
         return;
     }
     const STARTS: usize = 200;
@@ -681,7 +687,7 @@ fn two_hundred_starts_with_random_stops_never_share_and_leave_nothing() {
 #[test]
 fn the_store_is_a_file_and_a_lock_only() {
     if let Some(why) = unavailable() {
-        eprintln!("SKIP the_store_is_a_file_and_a_lock_only: {why}");
+        common::skip(&format!("the_store_is_a_file_and_a_lock_only: {why}"));
         return;
     }
     let lab = Lab::new();
@@ -723,7 +729,9 @@ fn the_store_is_a_file_and_a_lock_only() {
 #[test]
 fn one_lease_across_three_hook_stages_held_by_the_init() {
     if let Some(why) = unavailable() {
-        eprintln!("SKIP one_lease_across_three_hook_stages_held_by_the_init: {why}");
+        common::skip(&format!(
+            "one_lease_across_three_hook_stages_held_by_the_init: {why}"
+        ));
         return;
     }
     let lab = Lab::new();
@@ -770,7 +778,9 @@ fn one_lease_across_three_hook_stages_held_by_the_init() {
 #[test]
 fn named_instances_and_profiles_respect_each_other() {
     if let Some(why) = unavailable() {
-        eprintln!("SKIP named_instances_and_profiles_respect_each_other: {why}");
+        common::skip(&format!(
+            "named_instances_and_profiles_respect_each_other: {why}"
+        ));
         return;
     }
     let lab = Lab::new();

@@ -13,7 +13,7 @@ use migcage_topology::{builtin_names, ci_access_minor, gi_access_minor, Topology
 #[test]
 fn list_json_matches_every_shipped_topology() {
     if !common::is_root() {
-        eprintln!("SKIP list_json_matches_every_shipped_topology: simulate needs root (CAP_MKNOD)");
+        common::skip("list_json_matches_every_shipped_topology: simulate needs root (CAP_MKNOD)");
         return;
     }
     for name in builtin_names() {

@@ -415,7 +415,7 @@ fn five_hundred_starts_twenty_at_a_time() {
     let test = "five_hundred_starts_twenty_at_a_time";
     for mode in [Mode::RuncV1, Mode::RuncV2] {
         if let Some(why) = mode.unavailable() {
-            eprintln!("SKIP {test}: {why}");
+            common::skip(&format!("{test}: {why}"));
             return;
         }
     }

@@ -74,9 +74,9 @@ fn caps_major(host: &SimHost) -> u32 {
 fn unprivileged_containers_never_get_mig_config_or_monitor() {
     for mode in [Mode::RuncV1, Mode::RuncV2] {
         if let Some(why) = mode.unavailable() {
-            eprintln!(
-                "SKIP unprivileged_containers_never_get_mig_config_or_monitor {mode:?}: {why}"
-            );
+            common::skip(&format!(
+                "unprivileged_containers_never_get_mig_config_or_monitor {mode:?}: {why}"
+            ));
             return;
         }
         let host = SimHost::new("a100-7x1g");
@@ -187,7 +187,9 @@ fn assert_got_0_1(run: &common::Run, listing: &Value, ctx: &str) {
 fn env_privileged_only_keeps_the_env_from_unprivileged_containers() {
     let mode = Mode::RuncV1;
     if let Some(why) = mode.unavailable() {
-        eprintln!("SKIP env_privileged_only_keeps_the_env_from_unprivileged_containers: {why}");
+        common::skip(&format!(
+            "env_privileged_only_keeps_the_env_from_unprivileged_containers: {why}"
+        ));
         return;
     }
     let host = SimHost::new("a100-7x1g");
@@ -374,7 +376,9 @@ fn spec_mounts_and_rootfs_symlinks_do_not_reach_the_host() {
     let mut problems = Vec::new();
     for mode in [Mode::RuncV1, Mode::CrunV1] {
         if let Some(why) = mode.unavailable() {
-            eprintln!("SKIP spec_mounts_and_rootfs_symlinks_do_not_reach_the_host {mode:?}: {why}");
+            common::skip(&format!(
+                "spec_mounts_and_rootfs_symlinks_do_not_reach_the_host {mode:?}: {why}"
+            ));
             return;
         }
         let host = SimHost::new("a100-7x1g");

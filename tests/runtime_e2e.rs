@@ -106,7 +106,7 @@ fn check(mode: Mode, host: &SimHost, what: &str, setup: impl Fn(&mut Bundle), na
 
 fn forms(mode: Mode) {
     if let Some(why) = mode.unavailable() {
-        eprintln!("SKIP runtime forms {mode:?}: {why}");
+        common::skip(&format!("runtime forms {mode:?}: {why}"));
         return;
     }
     let host = SimHost::new("a100-7x1g");
@@ -159,6 +159,11 @@ fn runtime_crun_cgroup_v1() {
     forms(Mode::CrunV1);
 }
 
+#[test]
+fn runtime_crun_cgroup_v2() {
+    forms(Mode::CrunV2);
+}
+
 /// `create`, `state`, `start`, `delete` through the wrapper (each a pass-through but `create`),
 /// with the runtime's own record of the container read in between: runc keeps the cgroup rules it
 /// applies in its state (`/run/runc/<id>/state.json`), and re-applies exactly those (as does
@@ -166,7 +171,7 @@ fn runtime_crun_cgroup_v1() {
 /// The wrapper's rules are there; the rules a hook alone adds are not.
 fn runtime_owns_the_rules(mode: Mode) {
     if let Some(why) = mode.unavailable() {
-        eprintln!("SKIP runtime_owns_the_rules {mode:?}: {why}");
+        common::skip(&format!("runtime_owns_the_rules {mode:?}: {why}"));
         return;
     }
     let host = SimHost::new("a100-7x1g");
@@ -248,7 +253,9 @@ fn runtime_owns_the_rules_runc_cgroup_v2() {
 /// to the container's init, and `delete` (its `poststop` hook) releases it.
 fn profile_lease_follows_the_container(mode: Mode) {
     if let Some(why) = mode.unavailable() {
-        eprintln!("SKIP profile_lease_follows_the_container {mode:?}: {why}");
+        common::skip(&format!(
+            "profile_lease_follows_the_container {mode:?}: {why}"
+        ));
         return;
     }
     let host = SimHost::new("a100-7x1g");
@@ -330,10 +337,15 @@ fn profile_lease_follows_the_container_crun_cgroup_v1() {
 }
 
 #[test]
+fn profile_lease_follows_the_container_crun_cgroup_v2() {
+    profile_lease_follows_the_container(Mode::CrunV2);
+}
+
+#[test]
 fn bad_requests_stop_before_the_runtime() {
     let mode = Mode::RuncV1;
     if let Some(why) = mode.unavailable() {
-        eprintln!("SKIP bad_requests_stop_before_the_runtime: {why}");
+        common::skip(&format!("bad_requests_stop_before_the_runtime: {why}"));
         return;
     }
     let host = SimHost::new("two-gpus-one-mig");
@@ -390,7 +402,7 @@ fn bad_requests_stop_before_the_runtime() {
 fn other_commands_pass_through() {
     for runtime in ["runc", "crun"] {
         if !common::have(runtime) {
-            eprintln!("SKIP other_commands_pass_through {runtime}: not installed (scripts/deps.sh installs it)");
+            common::skip(&format!("other_commands_pass_through {runtime}: not installed (scripts/deps.sh installs it)"));
             continue;
         }
         let d = tempfile::tempdir().unwrap();
