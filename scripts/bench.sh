@@ -4,8 +4,8 @@
 #
 #   scripts/bench.sh                  # BENCH_RUNS=40 containers per figure by default
 #
-# It prints a Markdown table and writes it to target/bench-results/<date>-<host>.md (BENCH_OUT
-# overrides the file). Release build. What it measures:
+# It prints a Markdown table and writes it to docs/performance.md, the committed results page
+# that the README quotes (BENCH_OUT writes elsewhere, for a run that is not to be committed). Release build. What it measures:
 #   - the hook's wall time per container (p50, p95), measured around the hook process by
 #     benches/hookwrap.c (fork, exec, dynamic loading and all), on a100-7x1g and dgx-8x7: devices
 #     only (a driver_root without driver files: nothing to mount), with the driver files of
@@ -33,7 +33,7 @@ echo "bench: release build (cargo build --release --workspace)" >&2
 cargo build --release --workspace --quiet
 bin=$target/release/migcage
 host_name=$(hostname -s 2>/dev/null || hostname)
-out=${BENCH_OUT:-$target/bench-results/$(date +%F)-$host_name.md}
+out=${BENCH_OUT:-$repo/docs/performance.md}
 mkdir -p "$(dirname "$out")"
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -273,8 +273,11 @@ verdict() { awk -v v="$1" -v lim="$2" 'BEGIN { print (v <= lim) ? "met" : "NOT m
 {
   echo "# migcage benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
+  echo "Written by \`scripts/bench.sh\` (run it as root to reproduce every figure here; nothing on this"
+  echo "page is edited by hand). Commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$repo" diff --quiet HEAD 2>/dev/null || echo ' with uncommitted changes')."
+  echo
   echo "Machine: $host_name, $(nproc) CPUs ($(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n1)),"
-  echo "kernel $(uname -r), $(runc --version | head -n1), migcage $(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown),"
+  echo "kernel $(uname -r), $(runc --version | head -n1), "
   echo "release build; $runs containers per figure (after one warm-up). Times in ms, RSS in MiB."
   echo "Load average before: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the"
   echo "machine shows in the p95 column first)."
