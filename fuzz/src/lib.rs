@@ -1,7 +1,7 @@
 //! Checks the fuzz targets share: the properties every parser of untrusted input must keep.
 
 use migcage::config::RequestPolicy;
-use migcage::request::{DeviceSelector, Devices, Request, RequestError, Source};
+use migcage::core::request::{DeviceSelector, Devices, Request, RequestError, Source};
 
 /// Every user-visible error is one line (runc quotes a hook's stderr; crun logs it).
 pub fn assert_one_line(what: &str, message: &str) {
