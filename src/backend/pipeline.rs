@@ -8,10 +8,11 @@
 use std::path::Path;
 
 use crate::config::Config;
+use crate::core::plan::allocate::{self, AllocationError, Choice, Wanted};
 use crate::core::plan::{self, Plan, PlanError};
 use crate::core::request::{self, Devices, Request, RequestError};
 use crate::host::inventory::{self, Inventory, InventoryError};
-use crate::host::lease::{self, Holder, Lease, LeaseError};
+use crate::host::lease::{self, Holder, Lease, LeaseError, ProcStat};
 
 /// Why a spec cannot be planned. One line each.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +23,8 @@ pub enum PipelineError {
     Inventory(#[from] InventoryError),
     #[error(transparent)]
     Plan(#[from] PlanError),
+    #[error(transparent)]
+    Allocation(#[from] AllocationError),
     #[error(transparent)]
     Lease(#[from] LeaseError),
     #[error(transparent)]
@@ -67,6 +70,8 @@ pub fn release_container(config: &Config, id: &str) -> Result<Vec<Lease>, Pipeli
     Ok(lease::Store::new(&config.state_dir).release(id)?)
 }
 
+/// One spec's way through: request, inventory, driver files, then the plan (with instances
+/// chosen, and leased for a holder, when the request names MIG instances).
 fn plan_with_leases(
     config: &Config,
     spec: &serde_json::Value,
@@ -82,69 +87,81 @@ fn plan_with_leases(
     // The driver's files for NVIDIA_DRIVER_CAPABILITIES (also for `none`: driver files only).
     // Found before leasing, so that a container that fails here holds no lease.
     let driver = crate::host::driver_discovery::discover(config, &inv.driver_version)?;
-    let mut plan = if lease::needs_leases(request.selectors()) {
-        leased_plan(config, &request, &inv, holder)?
-    } else {
-        plan::resolve(&request, &inv, &config.dev_root)?
+    let mut plan = match holder {
+        _ if !allocate::needs_leases(request.selectors()) => {
+            plan::resolve(&request, &inv, &config.dev_root)?
+        }
+        None => dry_run_plan(config, &request, &inv)?,
+        Some(holder) => leased_plan(config, &request, &inv, holder)?,
     };
     plan::driver::add(&mut plan, request.driver_capabilities, &driver);
     Ok((request, Some(plan)))
 }
 
+/// What the request asks of the allocator, for `container` (`None`: a dry run).
+fn wanted<'a>(
+    config: &Config,
+    request: &'a Request,
+    origin: &'a str,
+    container: Option<&'a str>,
+) -> Wanted<'a> {
+    Wanted {
+        container,
+        origin,
+        selectors: request.selectors(),
+        explicit: config.leases.explicit,
+    }
+}
+
+/// The plan of the request with the chosen instances in place of its profile items.
+fn resolve_choice(
+    config: &Config,
+    request: &Request,
+    inv: &Inventory,
+    choice: &Choice,
+) -> Result<Plan, PlanError> {
+    let mut chosen = request.clone();
+    chosen.devices = Devices::Selected(choice.selectors.clone());
+    plan::resolve(&chosen, inv, &config.dev_root)
+}
+
+/// The plan a container starting now would get, against the live leases; takes no lease and
+/// no lock.
+fn dry_run_plan(
+    config: &Config,
+    request: &Request,
+    inv: &Inventory,
+) -> Result<Plan, PipelineError> {
+    let store = lease::Store::new(&config.state_dir);
+    let (live, _stale) = lease::partition_live(store.read()?, Path::new(lease::PROCESS_PROC));
+    let origin = plan::source_name(request);
+    let choice = allocate::choose(&wanted(config, request, &origin, None), inv, &live)?;
+    Ok(resolve_choice(config, request, inv, &choice)?)
+}
+
 /// Choose the request's MIG instances against the leases, resolve the request with the chosen
-/// instances in place of its profile items, and (with a holder) record its leases: read, choose,
+/// instances in place of its profile items, and record the holder's leases: read, choose,
 /// resolve and write under one lock, so that two containers starting at once never get one
 /// instance.
 fn leased_plan(
     config: &Config,
     request: &Request,
     inv: &Inventory,
-    holder: Option<&Holder>,
+    holder: &Holder,
 ) -> Result<Plan, PipelineError> {
-    let store = lease::Store::new(&config.state_dir);
     let proc = Path::new(lease::PROCESS_PROC);
-    let origin = plan::source_name(request);
-    let dry_run = lease::Wanted {
-        container: None,
-        origin: &origin,
-        selectors: request.selectors(),
-        explicit: config.leases.explicit,
-    };
-    let resolve = |choice: &lease::Choice| {
-        let mut chosen = request.clone();
-        chosen.devices = Devices::Selected(choice.selectors.clone());
-        plan::resolve(&chosen, inv, &config.dev_root)
-    };
-    let Some(holder) = holder else {
-        let (live, _stale) = lease::partition_live(store.read()?, proc);
-        let choice = lease::choose(&dry_run, inv, &live)?;
-        return Ok(resolve(&choice)?);
-    };
-    let pid = holder.pid.ok_or_else(|| LeaseError::NoProcess {
-        container: holder.container.clone(),
-    })?;
-    let process_error = |error| LeaseError::Process {
-        container: holder.container.clone(),
-        path: proc.join(pid.to_string()).join("stat"),
-        error,
-    };
-    let stat = lease::read_stat(proc, &pid.to_string())
-        .map_err(process_error)?
-        .filter(|s| !s.ended())
-        .ok_or_else(|| process_error(std::io::ErrorKind::NotFound.into()))?;
-
+    let (pid, stat) = holder_process(holder, proc)?;
+    let store = lease::Store::new(&config.state_dir);
     let locked = store.lock()?;
     let all = locked.read()?;
     let (live, stale) = lease::partition_live(all.clone(), proc);
-    let wanted = lease::Wanted {
-        container: Some(&holder.container),
-        ..dry_run
-    };
-    let outcome = lease::choose(&wanted, inv, &live)
+    let origin = plan::source_name(request);
+    let wanted = wanted(config, request, &origin, Some(&holder.container));
+    let outcome = allocate::choose(&wanted, inv, &live)
         .map_err(PipelineError::from)
-        .and_then(|choice| Ok((resolve(&choice)?, choice)));
+        .and_then(|choice| Ok((resolve_choice(config, request, inv, &choice)?, choice)));
     let next = match &outcome {
-        Ok((_, choice)) => lease::merge(
+        Ok((_, choice)) => allocate::merge(
             &live,
             &holder.container,
             pid,
@@ -163,4 +180,21 @@ fn leased_plan(
         tracing::info!(container = %l.container, uuid = %l.uuid, pid = l.pid, "stale lease dropped: its holder process is gone");
     }
     outcome.map(|(plan, _)| plan)
+}
+
+/// The holder's pid and what procfs says of it: it must run (a lease needs a process to outlive).
+fn holder_process(holder: &Holder, proc: &Path) -> Result<(i32, ProcStat), LeaseError> {
+    let pid = holder.pid.ok_or_else(|| LeaseError::NoProcess {
+        container: holder.container.clone(),
+    })?;
+    let process_error = |error| LeaseError::Process {
+        container: holder.container.clone(),
+        path: proc.join(pid.to_string()).join("stat"),
+        error,
+    };
+    let stat = lease::read_stat(proc, &pid.to_string())
+        .map_err(process_error)?
+        .filter(|s| !s.ended())
+        .ok_or_else(|| process_error(std::io::ErrorKind::NotFound.into()))?;
+    Ok((pid, stat))
 }

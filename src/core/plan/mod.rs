@@ -1,6 +1,7 @@
 //! The plan: `resolve(request, inventory) -> Plan` (the `ContainerEdits` plus what the hook shows
 //! of the driver's procfs). Pure, no I/O, and the one place that decides what a container gets.
 
+pub mod allocate;
 pub mod driver;
 pub mod nodes;
 
