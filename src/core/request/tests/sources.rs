@@ -101,6 +101,10 @@ fn annotations_cdi_and_migcage() {
             assert!(!r.sources.is_empty());
         }
     }
+}
+
+#[test]
+fn other_classes_are_noted_and_repeated_devices_counted_once() {
     // Other classes of NVIDIA's vendors are noted, not ours.
     let r = ok(&spec(
         &[],
@@ -108,7 +112,7 @@ fn annotations_cdi_and_migcage() {
         &[],
         false,
     ));
-    assert_eq!(r.devices, selected(&[GpuIndex(0)]));
+    assert_eq!(r.devices, selected(&[DeviceSelector::GpuIndex(0)]));
     assert!(
         r.notes
             .iter()
@@ -137,6 +141,10 @@ fn annotations_cdi_and_migcage() {
         ]
     );
     assert!(r.notes.iter().any(|n| n.contains("counted once")));
+}
+
+#[test]
+fn migcage_annotations_that_contradict_are_refused() {
     // devices=none next to a profile contradicts itself.
     let msg = err(&spec(
         &[],
@@ -278,7 +286,12 @@ fn policy_decides_which_sources_count() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("name different devices"), "{msg}");
+}
 
+#[test]
+fn env_privileged_only_and_what_an_ignored_source_leaves() {
+    let mount = format!("{DEVICE_LIST_DIR}/0:2");
+    let mig = |g, m| selected(&[DeviceSelector::MigIndex { gpu: g, mig: m }]);
     // env_privileged_only: honoured for a privileged container, ignored otherwise.
     let p = policy(true, true, true, true);
     let vars = ["NVIDIA_VISIBLE_DEVICES=0:1"];
