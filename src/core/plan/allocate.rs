@@ -80,7 +80,7 @@ pub struct Lease {
     pub container: String,
     /// The container's init process, in the host's pid namespace.
     pub pid: i32,
-    /// That process's start time (clock ticks after boot, field 22 of /proc/<pid>/stat): a pid
+    /// That process's start time (clock ticks after boot, field 22 of `/proc/<pid>/stat`): a pid
     /// reused by another process has another start time.
     pub start_time: u64,
     /// When the lease was taken (seconds since the epoch).

@@ -70,9 +70,10 @@
 //!
 //! # Where each part lives
 //!
-//! One file per source ([`env`], [`cdi`], [`migcage`], [`mounts`]), the grammar of device names
-//! ([`selector`]), [`capabilities`], how sources combine ([`merge`]), [`errors`] and the
-//! [`Request`] type ([`types`]). [`parse`] reads the spec once and composes them.
+//! One file per source (`env.rs`, `cdi.rs`, `migcage.rs`, `mounts.rs`), the grammar of device
+//! names (`selector.rs`), `capabilities.rs`, how sources combine (`merge.rs`), `errors.rs` and
+//! the [`Request`] type (`types.rs`); `spec_view.rs` reads the spec once and [`parse`] composes
+//! them.
 
 mod capabilities;
 mod cdi;
