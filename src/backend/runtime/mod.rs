@@ -664,8 +664,7 @@ pub fn resolve_runtime(name: &Path, path_env: Option<&OsStr>) -> Option<PathBuf>
 
 /// The time as RFC 3339 UTC with seconds (`2026-11-25T08:15:55Z`).
 pub fn rfc3339_utc(t: std::time::SystemTime) -> String {
-    let (y, mo, d, h, mi, s) = crate::admin::configure::civil_utc(t);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// Append `message` to the runtime's `--log` file in its format, as runc would log its own
