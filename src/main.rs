@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use migcage::admin::{self, configure, doctor};
+use migcage::backend::commands as cdi;
 use migcage::backend::hook::Stage;
 use migcage::config::Config;
 
@@ -209,240 +211,11 @@ fn generate(what: Generate) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `migcage doctor`: the report on stdout; a FAIL makes the exit status 1 with one line on stderr.
-fn doctor(config: Option<&Path>, json: bool, host_root: PathBuf) -> anyhow::Result<()> {
-    let opts = migcage::admin::doctor::GatherOptions {
-        host_root,
-        ..Default::default()
-    };
-    let report = migcage::admin::doctor::run(Config::load(config), &opts);
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.render());
-    }
-    let failed = report.count(migcage::admin::doctor::Status::Fail);
-    anyhow::ensure!(
-        report.ok,
-        "doctor: {failed} check(s) failed; fix the FAIL lines above and run migcage doctor again"
-    );
-    Ok(())
-}
-
-fn explain(
-    config: &Config,
-    bundle: Option<PathBuf>,
-    spec_file: Option<PathBuf>,
-    json: bool,
-) -> anyhow::Result<()> {
-    use migcage::backend::hook::state;
-    let (bundle, spec) = match (bundle, spec_file) {
-        (Some(b), _) => {
-            let spec = state::read_config(&b)?;
-            (b, spec)
-        }
-        (None, Some(f)) => {
-            let text =
-                std::fs::read(&f).with_context(|| format!("cannot read spec {}", f.display()))?;
-            let spec: serde_json::Value = serde_json::from_slice(&text)
-                .with_context(|| format!("spec {} is not valid JSON", f.display()))?;
-            (f.parent().map(Path::to_path_buf).unwrap_or_default(), spec)
-        }
-        (None, None) => anyhow::bail!("give --bundle DIR or --spec FILE"),
-    };
-    let (request, plan) = migcage::backend::pipeline::plan_for_spec(config, &spec)?;
-    let container = plan
-        .as_ref()
-        .and_then(|p| migcage::backend::hook::container_work(config, &bundle, &spec, p).ok());
-    let e = migcage::admin::explain::Explanation {
-        request,
-        plan,
-        container,
-    };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&e)?);
-    } else {
-        print!("{}", migcage::admin::explain::render(&e));
-    }
-    Ok(())
-}
-
 /// The hook's `MIGCAGE_CONFIG`: the file this run read, unless it is the default one.
 fn config_for_hook(config_path: Option<PathBuf>) -> Option<PathBuf> {
     config_path
         .filter(|p| p != Path::new(migcage::config::DEFAULT_CONFIG_PATH))
         .map(|p| std::path::absolute(&p).unwrap_or(p))
-}
-
-fn cdi(config: &Config, config_path: Option<PathBuf>, command: CdiCommand) -> anyhow::Result<()> {
-    use migcage::backend::cdi;
-    let discover = || -> anyhow::Result<migcage::host::inventory::Inventory> {
-        let found = migcage::host::inventory::snapshot::discover_and_save(config)?;
-        if let Err(e) = &found.saved {
-            eprintln!("migcage: note: {e}");
-        }
-        Ok(found.inventory)
-    };
-    let options = |kind: cdi::Kind, hook_path: PathBuf, caps| cdi::GenerateOptions {
-        kind,
-        hook_path,
-        config_path: config_for_hook(config_path.clone()),
-        driver_capabilities: caps,
-    };
-    match command {
-        CdiCommand::Generate {
-            output,
-            format,
-            kind,
-            hook_path,
-            driver_capabilities,
-        } => {
-            let kind: cdi::Kind = kind.parse()?;
-            let caps: migcage::core::request::DriverCapabilities =
-                driver_capabilities.parse().map_err(|e| {
-                    anyhow::anyhow!(
-                        "--driver-capabilities {driver_capabilities:?}: {e}; write a comma list of compute, utility, video, graphics, display, ngx, compat32 or all"
-                    )
-                })?;
-            let dest = cdi::destination(output.as_deref(), format, &kind)?;
-            let hook_path = match hook_path {
-                Some(p) => std::path::absolute(&p).unwrap_or(p),
-                None => std::env::current_exe()
-                    .context("cannot tell where this migcage binary is; pass --hook-path")?,
-            };
-            let inv = discover()?;
-            let generated = cdi::generate(&inv, &config.dev_root, &options(kind, hook_path, caps))?;
-            for note in &generated.notes {
-                eprintln!("migcage: note: {note}");
-            }
-            let spec = &generated.spec;
-            let text = cdi::to_text(spec, dest.format)?;
-            match &dest.path {
-                None => print!("{text}"),
-                Some(path) => {
-                    cdi::write_atomic(path, &text)?;
-                    println!(
-                        "wrote {} (kind {}, cdiVersion {}): {} device names; ask for one as --device {}={}",
-                        path.display(),
-                        spec.kind,
-                        spec.cdi_version,
-                        spec.devices.len(),
-                        spec.kind,
-                        spec.devices
-                            .iter()
-                            .find(|d| d.name.contains(':'))
-                            .or(spec.devices.first())
-                            .map(|d| d.name.as_str())
-                            .unwrap_or("0")
-                    );
-                }
-            }
-        }
-        CdiCommand::List { spec, check, json } => {
-            let found = match &spec {
-                Some(p) if !p.is_dir() => vec![(p.clone(), cdi::read(p)?)],
-                Some(dir) => cdi::find_specs(std::slice::from_ref(dir)),
-                None => cdi::find_specs(&cdi::SPEC_DIRS.map(PathBuf::from)),
-            };
-            if found.is_empty() {
-                let dirs = match &spec {
-                    Some(dir) => dir.display().to_string(),
-                    None => cdi::SPEC_DIRS.join(" or "),
-                };
-                return Err(cdi::CdiError::NoSpec { dirs }.into());
-            }
-            let inv = discover()?;
-            let mut reports = Vec::new();
-            for (path, disk) in &found {
-                let now = match disk.kind.parse::<cdi::Kind>() {
-                    Ok(kind) => {
-                        let hook = disk
-                            .container_edits
-                            .hooks
-                            .first()
-                            .map(|h| PathBuf::from(&h.path))
-                            .unwrap_or_default();
-                        let caps = migcage::core::request::DriverCapabilities::DEFAULT;
-                        Some(
-                            cdi::generate(&inv, &config.dev_root, &options(kind, hook, caps))?.spec,
-                        )
-                    }
-                    Err(_) => None,
-                };
-                let mut report = cdi::report(path, disk, now.as_ref());
-                if now.is_none() {
-                    report.warnings.push(format!(
-                        "kind {:?} is not one migcage generates, so it cannot be checked against the hardware",
-                        disk.kind
-                    ));
-                }
-                reports.push(report);
-            }
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({ "specs": reports }))?
-                );
-            } else {
-                for r in &reports {
-                    print!("{}", cdi::render(r));
-                }
-            }
-            let mut warnings = 0;
-            for r in &reports {
-                for w in &r.warnings {
-                    eprintln!("warning: {}: {w}", r.path.display());
-                    warnings += 1;
-                }
-            }
-            if check && warnings > 0 {
-                anyhow::bail!(
-                    "{warnings} warning(s): the CDI spec no longer matches this host's devices; regenerate it with 'migcage cdi generate'"
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
-/// `migcage release <container-id>`: one line per released instance on stdout.
-fn release(config: &Config, container: &str) -> anyhow::Result<()> {
-    use migcage::host::lease;
-    let released = migcage::backend::pipeline::release_container(config, container)?;
-    if released.is_empty() {
-        let mut holders: Vec<String> = lease::Store::new(&config.state_dir)
-            .read()?
-            .into_iter()
-            .map(|l| l.container)
-            .collect();
-        holders.sort();
-        holders.dedup();
-        let holders = if holders.is_empty() {
-            "none".to_string()
-        } else {
-            holders.join(", ")
-        };
-        anyhow::bail!(
-            "release {container}: container {container:?} holds no lease (containers holding leases: {holders}); 'migcage list' shows each instance's holder"
-        );
-    }
-    let proc = Path::new(lease::PROCESS_PROC);
-    for l in &released {
-        println!(
-            "released {} (held by container {} since {}, asked {})",
-            l.uuid,
-            l.container,
-            lease::format_time(l.since),
-            l.asked
-        );
-        if lease::is_live(l, lease::read_stat(proc, &l.pid.to_string()).ok().flatten()) {
-            eprintln!(
-                "migcage: note: container {}'s process {} still runs and keeps its devices; {} may now be given to another container",
-                l.container, l.pid, l.uuid
-            );
-        }
-    }
-    Ok(())
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -463,63 +236,56 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         // Doctor reports a broken configuration file instead of stopping at it.
         Command::Doctor { json, host_root } => {
-            return doctor(cli.config.as_deref(), json, host_root)
+            let opts = doctor::GatherOptions {
+                host_root,
+                ..Default::default()
+            };
+            let report = doctor::run(Config::load(cli.config.as_deref()), &opts);
+            print!("{}", report.output(json)?);
+            return report.verdict().map_err(anyhow::Error::msg);
         }
         Command::Generate { what } => return generate(what),
         command => command,
     };
     let (config, config_path) = Config::load(cli.config.as_deref())?;
+    let hook_config = config_for_hook(config_path);
     match command {
         Command::Config => print!("{}", toml::to_string_pretty(&config)?),
         Command::Simulate { .. } | Command::Doctor { .. } | Command::Generate { .. } => {
             unreachable!("handled before the configuration is loaded")
         }
-        Command::List { json } => {
-            let found = migcage::host::inventory::snapshot::discover_and_save(&config)?;
-            if let Err(e) = &found.saved {
-                eprintln!("migcage: note: {e}");
-            }
-            let inv = found.inventory;
-            let mut listing = migcage::admin::list::listing(&inv, &config.dev_root);
-            match migcage::host::lease::Store::new(&config.state_dir).read() {
-                Ok(leases) => {
-                    let proc = Path::new(migcage::host::lease::PROCESS_PROC);
-                    let (live, stale) = migcage::host::lease::partition_live(leases, proc);
-                    let all: Vec<_> = live
-                        .into_iter()
-                        .map(|l| (l, true))
-                        .chain(stale.into_iter().map(|l| (l, false)))
-                        .collect();
-                    migcage::admin::list::attach_leases(&mut listing, &all);
-                }
-                Err(e) => eprintln!("migcage: note: leases not shown: {e}"),
-            }
-            if json {
-                println!("{}", serde_json::to_string_pretty(&listing)?);
-            } else {
-                print!("{}", migcage::admin::list::render_table(&listing));
-            }
-        }
-        Command::Refresh => {
-            let found = migcage::host::inventory::snapshot::discover_and_save(&config)?;
-            let path = found.saved?;
-            let inv = &found.inventory;
-            println!(
-                "inventory snapshot {}: {} GPUs, {} MIG devices, driver {}",
-                path.display(),
-                inv.gpus.len(),
-                inv.gpus.iter().map(|g| g.mig_devices.len()).sum::<usize>(),
-                inv.driver_version
-            );
-        }
+        Command::List { json } => admin::commands::list(&config, json)?,
+        Command::Refresh => admin::commands::refresh(&config)?,
         Command::Hook { stage } => {
             migcage::logging::init(&config.log);
             // One flat JSON record per container in the log; the error alone on stderr.
             migcage::logging::run_hook_logged(&config, stage, std::io::stdin().lock())?;
         }
-        Command::Explain { bundle, spec, json } => explain(&config, bundle, spec, json)?,
-        Command::Release { container } => release(&config, &container)?,
-        Command::Cdi { command } => cdi(&config, config_path, command)?,
+        Command::Explain { bundle, spec, json } => {
+            admin::commands::explain(&config, bundle, spec, json)?
+        }
+        Command::Release { container } => admin::commands::release(&config, &container)?,
+        Command::Cdi {
+            command:
+                CdiCommand::Generate {
+                    output,
+                    format,
+                    kind,
+                    hook_path,
+                    driver_capabilities,
+                },
+        } => cdi::generate(
+            &config,
+            &hook_config,
+            output.as_deref(),
+            format,
+            &kind,
+            hook_path,
+            &driver_capabilities,
+        )?,
+        Command::Cdi {
+            command: CdiCommand::List { spec, check, json },
+        } => cdi::list(&config, &hook_config, spec, check, json)?,
         // Reached only in forms runtime_invocation() does not know; it returns only on failure.
         Command::Runtime { args } => {
             return Err(migcage::backend::runtime::run(cli.config.as_deref(), &args).into())
@@ -532,19 +298,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             set_default,
             dry_run,
         } => {
-            let opts = migcage::admin::configure::Options {
+            let opts = configure::Options {
                 target,
                 config_file,
                 hooks_dir,
                 binary,
                 set_default,
                 dry_run,
-                migcage_config: config_path
-                    .filter(|p| p != Path::new(migcage::config::DEFAULT_CONFIG_PATH))
-                    .map(|p| std::path::absolute(&p).unwrap_or(p)),
+                migcage_config: hook_config,
             };
-            let outcome = migcage::admin::configure::configure(&opts)?;
-            print!("{}", migcage::admin::configure::report(&outcome));
+            print!("{}", configure::report(&configure::configure(&opts)?));
         }
     }
     Ok(())

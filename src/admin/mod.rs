@@ -1,5 +1,6 @@
 //! The operator's commands: `configure`, `doctor`, `list` and `explain`.
 
+pub mod commands;
 pub mod configure;
 pub mod doctor;
 pub mod explain;

@@ -2,6 +2,7 @@
 //! the runtime wrapper ([`runtime`]) and the CDI spec generator ([`cdi`]).
 
 pub mod cdi;
+pub mod commands;
 pub mod hook;
 pub mod pipeline;
 pub mod runtime;

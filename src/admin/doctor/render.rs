@@ -52,9 +52,25 @@ impl Report {
         self.checks.iter().map(|c| format!("{c}\n")).collect()
     }
 
-    /// The report as pretty-printed JSON (`doctor --json`), without a final newline.
-    pub fn to_json(&self) -> serde_json::Result<String> {
-        serde_json::to_string_pretty(self)
+    /// What `migcage doctor` prints: the lines, or (`--json`) the report as pretty-printed JSON
+    /// and a newline.
+    pub fn output(&self, json: bool) -> serde_json::Result<String> {
+        Ok(if json {
+            serde_json::to_string_pretty(self)? + "\n"
+        } else {
+            self.render()
+        })
+    }
+
+    /// `migcage doctor`'s closing error (exit status 1) when a check failed.
+    pub fn verdict(&self) -> Result<(), String> {
+        if self.ok {
+            return Ok(());
+        }
+        Err(format!(
+            "doctor: {} check(s) failed; fix the FAIL lines above and run migcage doctor again",
+            self.count(Status::Fail)
+        ))
     }
 }
 
@@ -73,5 +89,17 @@ mod tests {
         let j = serde_json::to_value(&r).unwrap();
         assert_eq!(j["checks"][1]["status"], "WARN");
         assert!(!Report::new(vec![c]).ok);
+    }
+
+    #[test]
+    fn output_and_verdict() {
+        let r = Report::new(vec![Check::ok("a", "b"), Check::fail("c", "d", "e")]);
+        assert_eq!(r.output(false).unwrap(), "OK a: b\nFAIL c: d; e\n");
+        assert!(r.output(true).unwrap().ends_with("}\n"));
+        assert_eq!(
+            r.verdict().unwrap_err(),
+            "doctor: 1 check(s) failed; fix the FAIL lines above and run migcage doctor again"
+        );
+        assert_eq!(Report::new(vec![Check::ok("a", "b")]).verdict(), Ok(()));
     }
 }
