@@ -1,19 +1,32 @@
 //! The unified diff `configure --dry-run` prints (3 lines of context), made by `similar`.
 
+use std::borrow::Cow;
+
 use similar::TextDiff;
 
-/// A unified diff of two texts (3 lines of context), empty when they are equal. Hunk headers
-/// are GNU diff's: a range of one line is written `N`, not `N,1`; a last line without a newline
-/// gets `\ No newline at end of file`.
+/// A unified diff of two texts (3 lines of context), empty when their lines are equal. Hunk
+/// headers are GNU diff's: a range of one line is written `N`, not `N,1`. Texts are compared line
+/// by line, as before `similar` made the diff: a missing final newline is not a difference (the
+/// dry run shows what changes in the file's lines).
 pub fn unified_diff(old: &str, new: &str, old_label: &str, new_label: &str) -> String {
+    let (old, new) = (terminated(old), terminated(new));
     if old == new {
         return String::new();
     }
-    TextDiff::from_lines(old, new)
+    TextDiff::from_lines(old.as_ref(), new.as_ref())
         .unified_diff()
         .context_radius(3)
         .header(old_label, new_label)
         .to_string()
+}
+
+/// `text` with a final newline when it has lines and lacks one.
+fn terminated(text: &str) -> Cow<'_, str> {
+    if text.is_empty() || text.ends_with('\n') {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(format!("{text}\n"))
+    }
 }
 
 #[cfg(test)]
@@ -88,5 +101,14 @@ mod tests {
             let want = if new.is_empty() { "\n" } else { new };
             assert_eq!(got, want, "{old:?} -> {new:?}:\n{d}");
         }
+    }
+
+    #[test]
+    fn a_missing_final_newline_is_no_difference() {
+        assert_eq!(unified_diff("a\nb", "a\nb\n", "x", "y"), "");
+        assert_eq!(
+            unified_diff("{\n}", "{\n  \"a\": 1\n}\n", "x", "y"),
+            "--- x\n+++ y\n@@ -1,2 +1,3 @@\n {\n+  \"a\": 1\n }\n"
+        );
     }
 }
