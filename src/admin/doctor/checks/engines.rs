@@ -4,7 +4,7 @@ use super::super::facts::*;
 use super::super::gather::DOCKER_HOOK_DIR;
 use super::Check;
 
-/// How to configure `runtime` for migcage (`migcage configure`, src/configure.rs).
+/// How to configure `runtime` for migcage (`migcage configure`, src/admin/configure/).
 fn configure_fix(runtime: &str) -> String {
     match runtime {
         "docker" => format!("run migcage configure docker (registers the {RUNTIME} runtime: docker run --runtime {RUNTIME}), or put {DOCKER_HOOK_DIR} on dockerd's PATH for docker run --gpus"),
