@@ -7,8 +7,7 @@ use serde::Deserialize;
 
 /// Largest state document accepted on stdin.
 pub const MAX_STATE_BYTES: u64 = 1 << 20;
-/// Largest config.json accepted.
-pub const MAX_CONFIG_BYTES: u64 = 32 << 20;
+pub use crate::backend::spec::MAX_CONFIG_BYTES;
 
 /// An error reading the state or the bundle.
 #[derive(Debug, thiserror::Error)]
@@ -115,35 +114,16 @@ impl State {
     }
 }
 
-/// Read the bundle's config.json as JSON (a `Value`, so that fields migcage does not know survive).
+/// Read the bundle's config.json as JSON (a `Value`, so that fields migcage does not know survive),
+/// through the one reader ([`crate::backend::spec`]), in the hook's words.
 pub fn read_config(bundle: &Path) -> Result<serde_json::Value, StateError> {
-    let path = bundle.join("config.json");
-    let file = std::fs::File::open(&path).map_err(|source| StateError::Config {
-        path: path.clone(),
-        source,
-    })?;
-    let mut buf = Vec::new();
-    file.take(MAX_CONFIG_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(|source| StateError::Config {
-            path: path.clone(),
-            source,
-        })?;
-    if buf.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(StateError::ConfigTooLarge { path });
+    use crate::backend::spec::{self, SpecError};
+    match spec::read_bundle(bundle) {
+        Ok(c) => Ok(c.value),
+        Err(SpecError::Read { path, source }) => Err(StateError::Config { path, source }),
+        Err(SpecError::TooLarge { path }) => Err(StateError::ConfigTooLarge { path }),
+        Err(SpecError::Parse { path, message }) => Err(StateError::ConfigParse { path, message }),
     }
-    let v: serde_json::Value =
-        serde_json::from_slice(&buf).map_err(|e| StateError::ConfigParse {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-    if !v.is_object() {
-        return Err(StateError::ConfigParse {
-            path,
-            message: "the top level is not an object".into(),
-        });
-    }
-    Ok(v)
 }
 
 /// The rootfs path of a bundle's config (`root.path`, relative to the bundle unless absolute).
