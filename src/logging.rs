@@ -11,18 +11,18 @@
 //! log shippers need no nested parsing.
 
 use std::fs::OpenOptions;
-use std::io::Read;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::Instant;
 
 use serde::Serialize;
 use tracing_subscriber::filter::LevelFilter;
 
-use crate::backend::hook::state::{State, MAX_STATE_BYTES};
-use crate::backend::hook::{HookError, Outcome, Stage};
-use crate::config::{Config, LogConfig};
+use crate::backend::hook::{Outcome, Stage};
+use crate::config::LogConfig;
 use crate::core::request::{Devices, Request};
+
+/// The hook's entry point lives with the hook; this name keeps `main`'s call working.
+pub use crate::backend::hook::entry::run_logged as run_hook_logged;
 
 /// The `message` of a container record.
 pub const CONTAINER_MESSAGE: &str = "container";
@@ -184,56 +184,6 @@ impl ContainerRecord {
             event!(tracing::Level::DEBUG);
         }
     }
-}
-
-/// Run the hook on the state read from `input` and log its one record, also when it fails (then
-/// with whatever of the container the state names).
-// The error is hook::run's own, passed on unchanged.
-#[allow(clippy::result_large_err)]
-pub fn run_hook_logged(
-    config: &Config,
-    stage: Stage,
-    mut input: impl Read,
-) -> Result<Outcome, HookError> {
-    let start = Instant::now();
-    let mut buf = Vec::new();
-    // Bounded like State::read; an over-long or unreadable input is the hook's error to report.
-    let read = input
-        .by_ref()
-        .take(MAX_STATE_BYTES + 1)
-        .read_to_end(&mut buf);
-    let result = match read {
-        Ok(_) => crate::backend::hook::run(config, stage, &buf[..]),
-        Err(e) => Err(HookError::State(
-            crate::backend::hook::state::StateError::Read(e),
-        )),
-    };
-    match &result {
-        Ok(outcome) => {
-            let bundle = State::parse(&buf).ok().map(|s| s.bundle);
-            ContainerRecord::from_outcome(outcome, bundle.as_deref()).emit();
-        }
-        Err(e) => {
-            let state = State::parse(&buf).ok();
-            let mut record = ContainerRecord::failed(
-                stage,
-                state.as_ref().map(|s| s.id.clone()),
-                state.as_ref().map(|s| s.bundle.as_path()),
-                e.to_string(),
-                u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
-            );
-            // What the container asked for, when that much could be read (pure, no driver).
-            let request = state
-                .as_ref()
-                .and_then(|s| crate::backend::hook::state::read_config(&s.bundle).ok())
-                .and_then(|spec| crate::core::request::parse(&spec, &config.requests).ok());
-            if let Some(req) = &request {
-                record.set_request(req);
-            }
-            record.emit();
-        }
-    }
-    result
 }
 
 fn stage_name(stage: Stage) -> String {

@@ -8,6 +8,7 @@
 
 pub mod cgroup;
 pub mod container;
+pub mod entry;
 pub mod state;
 
 use std::io::Read;
