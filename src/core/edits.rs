@@ -1,6 +1,8 @@
 //! `ContainerEdits`: what a container gets, in the same shape as CDI's `containerEdits`, so that
 //! the hook, the runtime wrapper and the CDI generator share one representation.
 
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 
 /// A device node to create inside the container.
@@ -121,6 +123,41 @@ pub struct Symlink {
     pub target: String,
 }
 
+/// A hook a runtime runs, in the `path`/`args`/`env` form that OCI's `hooks.<stage>[]`, CDI's
+/// `hooks[]` (with a `hookName`) and the hooks.d files' `hook` share. [`Hook::migcage`] is the one
+/// builder of migcage's own entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hook {
+    /// The executable, absolute.
+    pub path: String,
+    /// The argument vector, `argv[0]` included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// `NAME=value` pairs: the hook's whole environment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+}
+
+impl Hook {
+    /// `migcage hook <stage>` run from `binary`, told `config` (as `MIGCAGE_CONFIG`) when it is
+    /// not the default file: a hook gets only the environment its entry gives.
+    pub fn migcage(binary: &Path, stage: &str, config: Option<&Path>) -> Hook {
+        Hook {
+            path: binary.display().to_string(),
+            args: ["migcage", "hook", stage].map(String::from).to_vec(),
+            env: config
+                .iter()
+                .map(|c| format!("{}={}", crate::config::CONFIG_ENV, c.display()))
+                .collect(),
+        }
+    }
+
+    /// Whether this entry runs `migcage hook` (whatever the binary's path).
+    pub fn runs_migcage(&self) -> bool {
+        self.args.len() >= 2 && self.args[0] == "migcage" && self.args[1] == "hook"
+    }
+}
+
 /// The architecture of a library, as the ld cache records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum LibArch {
@@ -238,6 +275,18 @@ mod tests {
         assert!(json.get("symlinks").is_none(), "empty lists are left out");
         let back: ContainerEdits = serde_json::from_value(json).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn migcage_hook_entry() {
+        let plain = Hook::migcage(Path::new("/usr/bin/migcage"), "poststop", None);
+        assert_eq!(
+            serde_json::to_value(&plain).unwrap(),
+            serde_json::json!({"path": "/usr/bin/migcage", "args": ["migcage", "hook", "poststop"]})
+        );
+        assert!(plain.runs_migcage());
+        let told = Hook::migcage(Path::new("/m"), "prestart", Some(Path::new("/etc/x.toml")));
+        assert_eq!(told.env, ["MIGCAGE_CONFIG=/etc/x.toml"]);
     }
 
     #[test]
