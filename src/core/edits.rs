@@ -151,11 +151,6 @@ impl Hook {
                 .collect(),
         }
     }
-
-    /// Whether this entry runs `migcage hook` (whatever the binary's path).
-    pub fn runs_migcage(&self) -> bool {
-        self.args.len() >= 2 && self.args[0] == "migcage" && self.args[1] == "hook"
-    }
 }
 
 /// The architecture of a library, as the ld cache records it.
@@ -284,7 +279,6 @@ mod tests {
             serde_json::to_value(&plain).unwrap(),
             serde_json::json!({"path": "/usr/bin/migcage", "args": ["migcage", "hook", "poststop"]})
         );
-        assert!(plain.runs_migcage());
         let told = Hook::migcage(Path::new("/m"), "prestart", Some(Path::new("/etc/x.toml")));
         assert_eq!(told.env, ["MIGCAGE_CONFIG=/etc/x.toml"]);
     }
