@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::spec::{
-    device_id, is_migcage_spec, read, Device, Format, Spec, SpecEdits, SpecHook, SpecNode,
-};
+use super::spec::{device_id, is_migcage_spec, read, Device, Format, Spec, SpecEdits, SpecNode};
 use crate::core::request::DEVICE_LIST_DIR;
 
 /// migcage's specs among the `.json` / `.yaml` / `.yml` files of `dirs` (files that are not
@@ -96,11 +94,13 @@ fn is_index_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_digit() || c == ':')
 }
 
+/// What every staleness line ends with.
+const FIX: &str = "regenerate the spec with 'migcage cdi generate'";
+
 /// Where `disk` (a spec read from a file) no longer matches `now` (the spec of the host as it is
 /// now, generated with the same kind). One line each, naming the device, what the spec says, what
 /// the host has, and what to do.
 pub fn staleness(disk: &Spec, now: &Spec) -> Vec<String> {
-    const FIX: &str = "regenerate the spec with 'migcage cdi generate'";
     let mut out = Vec::new();
     let disk_offers = offers(disk);
     let now_offers = offers(now);
@@ -131,51 +131,8 @@ pub fn staleness(disk: &Spec, now: &Spec) -> Vec<String> {
         };
         accounted.insert(id);
         match now_by_id.get(id) {
-            Some(now_devs) => {
-                let (d, n) = (&devs[0].container_edits, &now_devs[0].container_edits);
-                if node_set(d) != node_set(n) {
-                    out.push(format!(
-                        "{kind}={shown} ({id}): the spec gives {}, the host now has {}; {FIX}",
-                        node_list(d),
-                        node_list(n)
-                    ));
-                }
-                let now_names: BTreeSet<&str> = now_devs.iter().map(|d| d.name.as_str()).collect();
-                for name in names.iter().filter(|n| is_index_name(n)) {
-                    if !now_names.contains(name) {
-                        let holder = match now_index.get(name) {
-                            Some(other) => format!("{name} is now {other}"),
-                            None => format!("there is no {name} now"),
-                        };
-                        out.push(format!(
-                            "{kind}={name}: the spec names {id} {name}, but the host now calls it {}; {holder}; {FIX}",
-                            now_devs
-                                .iter()
-                                .find(|d| is_index_name(&d.name))
-                                .map(|d| d.name.as_str())
-                                .unwrap_or("by UUID only")
-                        ));
-                    }
-                }
-            }
-            None => {
-                let mut line = format!(
-                    "{kind}={shown}: {id} is gone from this host (destroyed, or destroyed and re-created with a new UUID, since the spec was generated)"
-                );
-                for name in names.iter().filter(|n| is_index_name(n)) {
-                    match now_index.get(name) {
-                        Some(other) => {
-                            let _ = write!(line, "; {name} is now {other}");
-                            accounted.insert(other);
-                        }
-                        None => {
-                            let _ = write!(line, "; there is no {name} now");
-                        }
-                    }
-                }
-                let _ = write!(line, "; {FIX}");
-                out.push(line);
-            }
+            Some(now_devs) => out.extend(changed(kind, id, devs, now_devs, &now_index)),
+            None => out.push(gone(kind, id, &names, &now_index, &mut accounted)),
         }
     }
     for (id, devs) in &now_offers {
@@ -196,20 +153,91 @@ pub fn staleness(disk: &Spec, now: &Spec) -> Vec<String> {
             node_list(&now.container_edits)
         ));
     }
-    let migcage_hooks = disk
-        .container_edits
-        .hooks
-        .iter()
-        .filter(|h| SpecHook::runs_migcage(h));
-    for h in migcage_hooks {
-        if !Path::new(&h.path).is_file() {
+    out.extend(missing_hooks(disk));
+    out
+}
+
+/// The lines of a device that is still on the host: its nodes changed, or its index names now
+/// name another device.
+fn changed(
+    kind: &str,
+    id: &str,
+    devs: &[&Device],
+    now_devs: &[&Device],
+    now_index: &BTreeMap<&str, &str>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let names: Vec<&str> = devs.iter().map(|d| d.name.as_str()).collect();
+    let shown = names.join(", ");
+    let (d, n) = (&devs[0].container_edits, &now_devs[0].container_edits);
+    if node_set(d) != node_set(n) {
+        out.push(format!(
+            "{kind}={shown} ({id}): the spec gives {}, the host now has {}; {FIX}",
+            node_list(d),
+            node_list(n)
+        ));
+    }
+    let now_names: BTreeSet<&str> = now_devs.iter().map(|d| d.name.as_str()).collect();
+    for name in names.iter().filter(|n| is_index_name(n)) {
+        if !now_names.contains(name) {
+            let holder = match now_index.get(name) {
+                Some(other) => format!("{name} is now {other}"),
+                None => format!("there is no {name} now"),
+            };
             out.push(format!(
-                "{kind}: the hook {} does not exist, so every container asking for a device fails to start; reinstall migcage, or {FIX} --hook-path",
-                h.path
+                "{kind}={name}: the spec names {id} {name}, but the host now calls it {}; {holder}; {FIX}",
+                now_devs
+                    .iter()
+                    .find(|d| is_index_name(&d.name))
+                    .map(|d| d.name.as_str())
+                    .unwrap_or("by UUID only")
             ));
         }
     }
     out
+}
+
+/// The line of a device gone from the host, with what holds its index names now (those devices
+/// are `accounted` for: the line names them).
+fn gone<'a>(
+    kind: &str,
+    id: &str,
+    names: &[&str],
+    now_index: &BTreeMap<&str, &'a str>,
+    accounted: &mut BTreeSet<&'a str>,
+) -> String {
+    let shown = names.join(", ");
+    let mut line = format!(
+        "{kind}={shown}: {id} is gone from this host (destroyed, or destroyed and re-created with a new UUID, since the spec was generated)"
+    );
+    for name in names.iter().filter(|n| is_index_name(n)) {
+        match now_index.get(name) {
+            Some(other) => {
+                let _ = write!(line, "; {name} is now {other}");
+                accounted.insert(other);
+            }
+            None => {
+                let _ = write!(line, "; there is no {name} now");
+            }
+        }
+    }
+    let _ = write!(line, "; {FIX}");
+    line
+}
+
+/// A line for each `migcage hook` of the spec whose binary is missing.
+fn missing_hooks(disk: &Spec) -> Vec<String> {
+    disk.container_edits
+        .hooks
+        .iter()
+        .filter(|h| h.runs_migcage() && !Path::new(&h.path).is_file())
+        .map(|h| {
+            format!(
+                "{}: the hook {} does not exist, so every container asking for a device fails to start; reinstall migcage, or {FIX} --hook-path",
+                disk.kind, h.path
+            )
+        })
+        .collect()
 }
 
 /// What a spec offers, with its staleness against `now`.

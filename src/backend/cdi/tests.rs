@@ -3,9 +3,9 @@
 use std::path::Path;
 
 use super::*;
+use crate::core::plan::nodes::tests::inventory;
 use crate::core::request::DriverCapabilities;
 use crate::host::inventory::Inventory;
-use crate::core::plan::nodes::tests::inventory;
 
 fn opts(kind: &str) -> GenerateOptions {
     GenerateOptions {
