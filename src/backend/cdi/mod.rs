@@ -5,7 +5,7 @@
 //!
 //! # What the spec holds
 //!
-//! Each device's edits come from the plan ([`plan::resolve`] of a request for exactly that
+//! Each device's edits come from the plan ([`plan::resolve`](crate::core::plan::resolve) of a request for exactly that
 //! device), the same plan the hook and the runtime wrapper apply, so no back end can differ in
 //! what a device is:
 //!
@@ -50,7 +50,7 @@
 //!
 //! # Modules
 //!
-//! [`spec`]: the spec file's types and their (de)serialization; [`generate`]: the spec of the
+//! [`spec`]: the spec file's types and their (de)serialization; [`generate`](mod@generate): the spec of the
 //! host, from the plan's [`ContainerEdits`](crate::core::edits::ContainerEdits); [`list`]: the
 //! specs on disk, their staleness against the host, and the report `cdi list` prints.
 

@@ -41,7 +41,7 @@ pub enum Stage {
     Poststop,
 }
 
-/// Process information (/proc/<pid>/...) always comes from the real procfs, also on a simulated
+/// Process information (`/proc/<pid>/...`) always comes from the real procfs, also on a simulated
 /// host: `proc_root` only redirects the driver's files.
 pub const PROCESS_PROC: &str = "/proc";
 

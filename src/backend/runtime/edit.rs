@@ -13,7 +13,8 @@ use crate::core::plan::Plan;
 pub const EDITED_ANNOTATION: &str = "migcage.io/edited";
 
 /// The hooks the wrapper adds: migcage itself, and its configuration file when it is not the
-/// default one (hooks run with only the environment the spec gives them).
+/// default one (hooks run with only the environment the spec gives them). The entries are built
+/// by [`Hook::migcage`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookCommand {
     pub migcage: PathBuf,

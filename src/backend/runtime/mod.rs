@@ -38,6 +38,9 @@
 //! `poststop` hook releases them on `delete`. `delete` itself passes through untouched: releasing
 //! before the runtime has deleted the container could hand its instance to another container
 //! while it still runs.
+//!
+//! The parts: [`args`] reads the runtime's command line, [`edit`] writes the plan into the spec,
+//! [`log`] writes the runtime's `--log` line; this file prepares the spec and execs the runtime.
 
 pub mod args;
 pub mod edit;
