@@ -374,6 +374,11 @@ mod tests {
         std::fs::write(&p, "{").unwrap();
         let e = prepare(&config, &hook(), "c1", d.path(), &p).unwrap_err();
         assert!(e.to_string().contains("not valid JSON"), "{e}");
+        // So is a spec that is not an object (the hook would refuse it too).
+        std::fs::write(&p, "[1]").unwrap();
+        let e = prepare(&config, &hook(), "c1", d.path(), &p).unwrap_err();
+        assert!(e.to_string().contains("not an object"), "{e}");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "[1]");
     }
 
     #[test]
