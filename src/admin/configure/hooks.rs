@@ -8,13 +8,7 @@ use serde_json::{json, Value};
 /// (migcage reads no driver state for a container that asks for nothing). `config` is migcage's
 /// configuration file when not the default one.
 pub fn hook_json(migcage: &Path, config: Option<&Path>) -> String {
-    let mut hook = json!({
-        "path": migcage.display().to_string(),
-        "args": ["migcage", "hook", "prestart"],
-    });
-    if let Some(c) = config {
-        hook["env"] = json!([format!("{}={}", crate::config::CONFIG_ENV, c.display())]);
-    }
+    let hook = crate::core::edits::Hook::migcage(migcage, "prestart", config);
     let doc = json!({
         "version": "1.0.0",
         "hook": hook,
