@@ -19,7 +19,10 @@ use std::path::Path;
 
 use crate::core::cgroup::program;
 use crate::core::edits::DeviceRule;
-use crate::sys::bpf::{self, BpfError, BPF_F_ALLOW_MULTI, BPF_F_REPLACE};
+use crate::sys::bpf::{Attached, Bpf, BpfError, BpfSyscall, BPF_F_ALLOW_MULTI, BPF_F_REPLACE};
+
+#[cfg(test)]
+mod tests;
 
 /// How the old program(s) went away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,8 +47,9 @@ pub struct Replaced {
 
 /// The ids of the device programs attached directly to `cgroup_dir`.
 pub fn attached_device_programs(cgroup_dir: &Path) -> Result<Vec<u32>, BpfError> {
-    let cg = bpf::open_cgroup(cgroup_dir)?;
-    Ok(bpf::query_device_programs(cg.as_fd(), cgroup_dir)?.ids)
+    let bpf = Bpf::linux();
+    let cg = bpf.open_cgroup(cgroup_dir)?;
+    Ok(bpf.query_device_programs(cg.as_fd(), cgroup_dir)?.ids)
 }
 
 /// Make the program for `rules` the only device program attached to `cgroup_dir`.
@@ -53,62 +57,38 @@ pub fn replace_device_program(
     cgroup_dir: &Path,
     rules: &[DeviceRule],
 ) -> Result<Replaced, BpfError> {
-    let insns = program::emit(rules);
-    let cg = bpf::open_cgroup(cgroup_dir)?;
-    let prog = bpf::load_device_program(&insns, cgroup_dir)?;
-    let prog_id = bpf::program_id(prog.as_fd(), cgroup_dir)?;
+    replace_device_program_on(&crate::sys::bpf::LinuxBpf, cgroup_dir, rules)
+}
 
-    let before = bpf::query_device_programs(cg.as_fd(), cgroup_dir)?;
+/// [`replace_device_program`] through `sys` (the kernel's bpf(2), or the recording double).
+pub fn replace_device_program_on(
+    sys: &dyn BpfSyscall,
+    cgroup_dir: &Path,
+    rules: &[DeviceRule],
+) -> Result<Replaced, BpfError> {
+    let bpf = Bpf::new(sys);
+    let insns = program::emit(rules);
+    let cg = bpf.open_cgroup(cgroup_dir)?;
+    let prog = bpf.load_device_program(&insns, cgroup_dir)?;
+    let prog_id = bpf.program_id(prog.as_fd(), cgroup_dir)?;
+
+    let before = bpf.query_device_programs(cg.as_fd(), cgroup_dir)?;
     let old: Vec<(u32, OwnedFd)> = before
         .ids
         .iter()
-        .map(|&id| bpf::program_fd_by_id(id, cgroup_dir).map(|fd| (id, fd)))
+        .map(|&id| bpf.program_fd_by_id(id, cgroup_dir).map(|fd| (id, fd)))
         .collect::<Result<_, _>>()?;
     let old_ids: Vec<u32> = old.iter().map(|(id, _)| *id).collect();
 
-    let method = if !old.is_empty() && before.flags & BPF_F_ALLOW_MULTI == 0 {
-        // Not multi: the kernel keeps one program and an attach with the same flags swaps it.
-        bpf::attach_device_program(cg.as_fd(), prog.as_fd(), before.flags, None, cgroup_dir)?;
-        Method::Exclusive
-    } else {
-        let swapped = match old.as_slice() {
-            [(_, only)] => match bpf::attach_device_program(
-                cg.as_fd(),
-                prog.as_fd(),
-                BPF_F_ALLOW_MULTI | BPF_F_REPLACE,
-                Some(only.as_fd()),
-                cgroup_dir,
-            ) {
-                Ok(()) => true,
-                // Before Linux 5.5 the flag (and the field) are unknown: EINVAL.
-                Err(e) if e.errno() == Some(libc::EINVAL) => false,
-                Err(e) => return Err(e),
-            },
-            _ => false,
-        };
-        if swapped {
-            Method::Replace
-        } else {
-            bpf::attach_device_program(
-                cg.as_fd(),
-                prog.as_fd(),
-                BPF_F_ALLOW_MULTI,
-                None,
-                cgroup_dir,
-            )?;
-            for (_, fd) in &old {
-                match bpf::detach_device_program(cg.as_fd(), fd.as_fd(), cgroup_dir) {
-                    Ok(()) => {}
-                    // Someone else detached it meanwhile: the goal holds.
-                    Err(e) if e.errno() == Some(libc::ENOENT) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            Method::AttachThenDetach
-        }
+    let swap = Swap {
+        bpf,
+        cg: &cg,
+        prog: &prog,
+        cgroup_dir,
     };
+    let method = swap.run(&before, &old)?;
 
-    let after = bpf::query_device_programs(cg.as_fd(), cgroup_dir)?;
+    let after = bpf.query_device_programs(cg.as_fd(), cgroup_dir)?;
     if after.ids != [prog_id] {
         return Err(BpfError::NotReplaced {
             path: cgroup_dir.to_path_buf(),
@@ -121,4 +101,57 @@ pub fn replace_device_program(
         old_ids,
         method,
     })
+}
+
+/// The attach (and detach) that puts the new program in place of the old ones.
+struct Swap<'a> {
+    bpf: Bpf<'a>,
+    cg: &'a OwnedFd,
+    prog: &'a OwnedFd,
+    cgroup_dir: &'a Path,
+}
+
+impl Swap<'_> {
+    fn run(&self, before: &Attached, old: &[(u32, OwnedFd)]) -> Result<Method, BpfError> {
+        if !old.is_empty() && before.flags & BPF_F_ALLOW_MULTI == 0 {
+            // Not multi: the kernel keeps one program and an attach with the same flags swaps it.
+            self.attach(before.flags, None)?;
+            return Ok(Method::Exclusive);
+        }
+        let swapped = match old {
+            [(_, only)] => match self.attach(BPF_F_ALLOW_MULTI | BPF_F_REPLACE, Some(only)) {
+                Ok(()) => true,
+                // Before Linux 5.5 the flag (and the field) are unknown: EINVAL.
+                Err(e) if e.errno() == Some(libc::EINVAL) => false,
+                Err(e) => return Err(e),
+            },
+            _ => false,
+        };
+        if swapped {
+            return Ok(Method::Replace);
+        }
+        self.attach(BPF_F_ALLOW_MULTI, None)?;
+        for (_, fd) in old {
+            match self
+                .bpf
+                .detach_device_program(self.cg.as_fd(), fd.as_fd(), self.cgroup_dir)
+            {
+                Ok(()) => {}
+                // Someone else detached it meanwhile: the goal holds.
+                Err(e) if e.errno() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Method::AttachThenDetach)
+    }
+
+    fn attach(&self, flags: u32, replace: Option<&OwnedFd>) -> Result<(), BpfError> {
+        self.bpf.attach_device_program(
+            self.cg.as_fd(),
+            self.prog.as_fd(),
+            flags,
+            replace.map(|fd| fd.as_fd()),
+            self.cgroup_dir,
+        )
+    }
 }
