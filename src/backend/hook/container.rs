@@ -8,13 +8,11 @@
 //! [`Rootfs::replace_file`] (temporary name + rename). No binary or library of the image is ever
 //! executed or loaded on the host, and neither is the host's ldconfig.
 
-use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::OFlag;
 use nix::sys::stat::{makedev, umask, Mode};
-use nix::sys::statfs::{fstatfs, PROC_SUPER_MAGIC, TMPFS_MAGIC};
+use nix::sys::statfs::{PROC_SUPER_MAGIC, TMPFS_MAGIC};
 use serde::{Deserialize, Serialize};
 
 use crate::core::edits::{DeviceNode, LdCacheEntry, LibArch, Mount, Symlink};
@@ -102,8 +100,7 @@ fn apply_nodes(root: &Rootfs, work: &ContainerWork) -> Result<usize, String> {
     for n in &work.nodes {
         if work.bind_nodes {
             check_host_node(n)?;
-            if root.exists(&n.path).map_err(|e| e.to_string())? && is_mountpoint_dev(root, &n.path)
-            {
+            if root.exists(&n.path).map_err(|e| e.to_string())? && root.is_char_device(&n.path) {
                 continue;
             }
             root.bind_mount(
@@ -127,27 +124,13 @@ fn apply_nodes(root: &Rootfs, work: &ContainerWork) -> Result<usize, String> {
     Ok(made)
 }
 
-fn is_mountpoint_dev(root: &Rootfs, path: &str) -> bool {
-    root.resolve(path, OFlag::O_PATH)
-        .ok()
-        .and_then(|fd| nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&fd)).ok())
-        .is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFCHR)
-}
-
-fn fs_magic(root: &Rootfs, path: &str) -> Option<nix::sys::statfs::FsType> {
-    let fd = root
-        .resolve(path, OFlag::O_PATH | OFlag::O_DIRECTORY)
-        .ok()?;
-    fstatfs(fd.as_fd()).ok().map(|s| s.filesystem_type())
-}
-
 /// Build the container's /proc/driver/nvidia. On a real host the container's procfs has the
 /// driver's directory and a tmpfs covers it; on a simulated host it does not (the simulated
 /// driver lives in files, not in the kernel), so the tmpfs covers /proc/driver instead and holds
 /// the same `nvidia` tree. Returns false when nothing was done (no procfs at /proc, or already
 /// done by an earlier run).
 fn apply_proc_view(root: &Rootfs, view: &ProcView) -> Result<bool, String> {
-    if fs_magic(root, "/proc") != Some(PROC_SUPER_MAGIC) {
+    if root.fs_type("/proc") != Some(PROC_SUPER_MAGIC) {
         return Ok(false);
     }
     let (mountpoint, dir) = if root
@@ -160,7 +143,7 @@ fn apply_proc_view(root: &Rootfs, view: &ProcView) -> Result<bool, String> {
     } else {
         return Ok(false);
     };
-    if fs_magic(root, mountpoint) == Some(TMPFS_MAGIC) {
+    if root.fs_type(mountpoint) == Some(TMPFS_MAGIC) {
         return Ok(false);
     }
     root.mount_tmpfs(mountpoint, "mode=0555,size=1m,nr_inodes=4096")
@@ -371,7 +354,7 @@ pub fn apply(work: &ContainerWork) -> Result<Applied, String> {
         // is anything else stays read-only to migcage (nodes then only go where the rootfs's own
         // filesystem is, which a host bind mount is not). The hook refuses a spec that binds a
         // host directory on /dev before it gets here.
-        if fs_magic(&root, "/dev") == Some(TMPFS_MAGIC) {
+        if root.fs_type("/dev") == Some(TMPFS_MAGIC) {
             root.allow_writes_in("/dev").map_err(|e| e.to_string())?;
         }
         let nodes_created = apply_nodes(&root, work)?;

@@ -1,0 +1,282 @@
+//! The rootfs operations through the recording double: each errno path, without root.
+
+use nix::errno::Errno;
+use nix::sys::stat::makedev;
+
+use super::test::{Node, RecordingRootfs, RootfsCall};
+use super::*;
+
+const ROOT: &str = "/run/ctr/rootfs";
+
+fn open(double: &RecordingRootfs) -> Rootfs<'_> {
+    Rootfs::open_on(double, Path::new(ROOT)).unwrap()
+}
+
+fn made(double: &RecordingRootfs) -> Vec<RootfsCall> {
+    double
+        .calls()
+        .into_iter()
+        .filter(|c| {
+            matches!(
+                c,
+                RootfsCall::Mkdirat { .. }
+                    | RootfsCall::Mknodat { .. }
+                    | RootfsCall::Openat { .. }
+                    | RootfsCall::Symlinkat { .. }
+                    | RootfsCall::Renameat { .. }
+                    | RootfsCall::Mount { .. }
+            )
+        })
+        .collect()
+}
+
+fn one_line(e: &RootfsError) -> String {
+    let text = e.to_string();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    text
+}
+
+#[test]
+fn mknod_creates_missing_parents_then_the_node() {
+    let double = RecordingRootfs::new();
+    let r = open(&double);
+    assert!(r
+        .mknod_char("/dev/nvidia-caps/nvidia-cap12", 509, 12, 0o444, 0, 0)
+        .unwrap());
+    assert_eq!(
+        made(&double),
+        [
+            RootfsCall::Mkdirat {
+                at: "/".into(),
+                name: "dev".into()
+            },
+            RootfsCall::Mkdirat {
+                at: "/dev".into(),
+                name: "nvidia-caps".into()
+            },
+            RootfsCall::Mknodat {
+                at: "/dev/nvidia-caps".into(),
+                name: "nvidia-cap12".into(),
+                dev: makedev(509, 12)
+            },
+        ]
+    );
+    assert_eq!(
+        double.calls().last(),
+        Some(&RootfsCall::Lchownat {
+            at: "/dev/nvidia-caps".into(),
+            name: "nvidia-cap12".into()
+        })
+    );
+}
+
+#[test]
+fn mknod_eexist_of_the_same_node_is_kept() {
+    let double = RecordingRootfs::new().with("/dev/nvidia0", Node::Char(makedev(195, 0)));
+    let r = open(&double);
+    assert!(!r.mknod_char("/dev/nvidia0", 195, 0, 0o666, 0, 0).unwrap());
+    let log = double.log();
+    let mknod = log
+        .iter()
+        .position(|(c, _)| matches!(c, RootfsCall::Mknodat { .. }))
+        .unwrap();
+    assert_eq!(log[mknod].1, Err(Errno::EEXIST));
+    assert_eq!(
+        log[mknod + 1].0,
+        RootfsCall::Lstatat {
+            at: "/dev".into(),
+            name: "nvidia0".into()
+        }
+    );
+    assert_eq!(
+        double.node("/dev/nvidia0"),
+        Some(Node::Char(makedev(195, 0)))
+    );
+}
+
+#[test]
+fn mknod_eexist_of_another_node_is_a_conflict() {
+    let double = RecordingRootfs::new()
+        .with("/dev/nvidia0", Node::Char(makedev(195, 1)))
+        .with("/dev/nvidia1", Node::File);
+    let r = open(&double);
+    let e = r
+        .mknod_char("/dev/nvidia0", 195, 0, 0o666, 0, 0)
+        .unwrap_err();
+    assert_eq!(
+        one_line(&e),
+        format!("/dev/nvidia0 inside the container rootfs {ROOT} already exists and is device 195:1, not character device 195:0: remove it from the image")
+    );
+    let e = r
+        .mknod_char("/dev/nvidia1", 195, 1, 0o666, 0, 0)
+        .unwrap_err();
+    assert!(
+        one_line(&e).contains("already exists and is a regular file, not character device 195:1"),
+        "{e}"
+    );
+    // Neither was chowned: a conflict stops before anything else is done.
+    assert!(!double
+        .calls()
+        .iter()
+        .any(|c| matches!(c, RootfsCall::Lchownat { .. })));
+}
+
+#[test]
+fn enotdir_when_a_path_component_is_a_file() {
+    let double = RecordingRootfs::new().with("/dev", Node::File);
+    let r = open(&double);
+    let e = r
+        .mknod_char("/dev/nvidia0", 195, 0, 0o666, 0, 0)
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        RootfsError::Op {
+            errno: Errno::ENOTDIR,
+            ..
+        }
+    ));
+    assert_eq!(
+        one_line(&e),
+        format!(
+            "create directory /dev inside the container rootfs {ROOT}: {}",
+            Errno::ENOTDIR
+        )
+    );
+    assert!(made(&double).is_empty(), "{:?}", made(&double));
+    assert_eq!(double.node("/dev"), Some(Node::File));
+}
+
+#[test]
+fn eloop_from_a_symlink_loop_stops_before_anything_is_made() {
+    let double = RecordingRootfs::new().with("/usr/lib64", Node::Link("/usr/lib64".into()));
+    let r = open(&double);
+    let e = r.mkdir_all("/usr/lib64/nvidia", 0o755).unwrap_err();
+    assert_eq!(
+        one_line(&e),
+        format!(
+            "create directory /usr/lib64/nvidia inside the container rootfs {ROOT}: {}",
+            Errno::ELOOP
+        )
+    );
+    assert!(made(&double).is_empty(), "{:?}", made(&double));
+}
+
+#[test]
+fn eloop_from_the_kernel_refusing_a_link_is_an_error_not_a_fallback() {
+    // RESOLVE_NO_MAGICLINKS: the kernel answers ELOOP for a /proc/self/... style link in the
+    // image. The rootfs code passes it on and makes nothing.
+    let double = RecordingRootfs::new()
+        .with("/etc/ld.so.cache", Node::Link("/proc/self/root/etc/passwd".into()))
+        .fail(Errno::ELOOP, |c| {
+            matches!(c, RootfsCall::Openat2 { path, resolve, .. }
+                if path == "etc/ld.so.cache"
+                    && resolve.contains(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS))
+        });
+    let r = open(&double);
+    let e = r.read_file("/etc/ld.so.cache", 1 << 20).unwrap_err();
+    assert_eq!(
+        one_line(&e),
+        format!(
+            "open /etc/ld.so.cache inside the container rootfs {ROOT}: {}",
+            Errno::ELOOP
+        )
+    );
+    assert!(!double
+        .calls()
+        .iter()
+        .any(|c| matches!(c, RootfsCall::Reopen(_))));
+    // Nor is ELOOP taken for "nothing there".
+    assert!(r.exists("/etc/ld.so.cache").is_err());
+}
+
+#[test]
+fn a_symlink_at_a_bind_mount_target_is_refused_and_never_mounted() {
+    let src = Path::new("/usr/lib/x86_64-linux-gnu/libcuda.so.550");
+    let double = RecordingRootfs::new()
+        .with_host(src, Node::File)
+        .with("/lib/libcuda.so.1", Node::Link("/etc/shadow".into()));
+    let r = open(&double);
+    let flags = MountFlags {
+        readonly: true,
+        nodev: true,
+        noexec: false,
+    };
+    let e = r.bind_mount(src, "/lib/libcuda.so.1", flags).unwrap_err();
+    assert!(
+        one_line(&e).contains("already exists and is a symlink, not a file"),
+        "{e}"
+    );
+    assert!(!double
+        .calls()
+        .iter()
+        .any(|c| matches!(c, RootfsCall::Mount { .. })));
+}
+
+#[test]
+fn nothing_is_made_on_a_foreign_mount() {
+    let double = RecordingRootfs::new()
+        .with("/dev", Node::Dir)
+        .with_mount("/dev", 2);
+    let r = open(&double);
+    let e = r
+        .mknod_char("/dev/nvidia0", 195, 0, 0o666, 0, 0)
+        .unwrap_err();
+    assert!(matches!(e, RootfsError::ForeignMount { .. }), "{e}");
+    assert!(made(&double).is_empty());
+    // Once allowed (the runtime's /dev tmpfs), the node is made there.
+    r.allow_writes_in("/dev").unwrap();
+    assert!(r.mknod_char("/dev/nvidia0", 195, 0, 0o666, 0, 0).unwrap());
+}
+
+#[test]
+fn symlink_is_made_under_a_temporary_name_and_renamed() {
+    let double = RecordingRootfs::new().with("/usr/lib/libcuda.so.1", Node::File);
+    let r = open(&double);
+    assert!(r
+        .symlink("/usr/lib/libcuda.so.1", "libcuda.so.550")
+        .unwrap());
+    let tmp = format!(".libcuda.so.1.migcage-{}", std::process::id());
+    assert_eq!(
+        made(&double),
+        [
+            RootfsCall::Symlinkat {
+                target: "libcuda.so.550".into(),
+                at: "/usr/lib".into(),
+                name: tmp.clone()
+            },
+            RootfsCall::Renameat {
+                at: "/usr/lib".into(),
+                from: tmp,
+                to: "libcuda.so.1".into()
+            },
+        ]
+    );
+    assert_eq!(
+        double.node("/usr/lib/libcuda.so.1"),
+        Some(Node::Link("libcuda.so.550".into()))
+    );
+    // The same link again: nothing made.
+    assert!(!r
+        .symlink("/usr/lib/libcuda.so.1", "libcuda.so.550")
+        .unwrap());
+    assert_eq!(made(&double).len(), 2);
+}
+
+#[test]
+fn a_failed_rename_leaves_no_temporary_name() {
+    let double = RecordingRootfs::new()
+        .with("/usr/lib", Node::Dir)
+        .fail(Errno::EROFS, |c| matches!(c, RootfsCall::Renameat { .. }));
+    let r = open(&double);
+    let e = r
+        .symlink("/usr/lib/libcuda.so.1", "libcuda.so.550")
+        .unwrap_err();
+    assert_eq!(
+        one_line(&e),
+        format!(
+            "rename symlink into place at /usr/lib/libcuda.so.1 inside the container rootfs {ROOT}: {}",
+            Errno::EROFS
+        )
+    );
+    assert_eq!(double.paths(), ["/", "/usr", "/usr/lib"]);
+}

@@ -1,0 +1,170 @@
+//! [`LinuxRootfs`]: the real calls behind [`RootfsSyscall`], and the `unsafe` they need.
+
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag};
+use nix::mount::MsFlags;
+use nix::sys::stat::{FileStat, Mode, SFlag};
+use nix::sys::statfs::FsType;
+
+use super::io_errno;
+use super::syscall::{RootfsSyscall, Stat};
+
+/// The kernel's calls.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LinuxRootfs;
+
+fn owned(fd: RawFd) -> OwnedFd {
+    // SAFETY: `fd` was just returned by a successful open call and is owned by nobody else.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+fn fd_path(fd: BorrowedFd<'_>) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+fn stat(st: &FileStat) -> Stat {
+    Stat {
+        mode: st.st_mode,
+        rdev: st.st_rdev,
+        dev: st.st_dev,
+        ino: st.st_ino,
+        size: st.st_size,
+    }
+}
+
+/// The id of the mount `fd` is on (`mnt_id` of /proc/self/fdinfo), which tells two bind mounts
+/// of the same filesystem apart where `st_dev` cannot.
+pub fn mount_id(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
+        .map_err(|e| io_errno(&e))?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("mnt_id:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or(Errno::EINVAL)
+}
+
+impl RootfsSyscall for LinuxRootfs {
+    fn open_root(&self, path: &Path) -> Result<OwnedFd, Errno> {
+        nix::fcntl::open(
+            path,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map(owned)
+    }
+
+    fn mount_id(&self, fd: BorrowedFd<'_>) -> Result<u64, Errno> {
+        mount_id(fd)
+    }
+
+    fn openat2(
+        &self,
+        dir: BorrowedFd<'_>,
+        path: &str,
+        flags: OFlag,
+        resolve: ResolveFlag,
+    ) -> Result<OwnedFd, Errno> {
+        let how = OpenHow::new().flags(flags).resolve(resolve);
+        nix::fcntl::openat2(dir.as_raw_fd(), path, how).map(owned)
+    }
+
+    fn openat(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &str,
+        flags: OFlag,
+        mode: Mode,
+    ) -> Result<OwnedFd, Errno> {
+        nix::fcntl::openat(Some(dir.as_raw_fd()), name, flags, mode).map(owned)
+    }
+
+    fn reopen(&self, fd: BorrowedFd<'_>, flags: OFlag) -> Result<OwnedFd, Errno> {
+        nix::fcntl::open(fd_path(fd).as_str(), flags, Mode::empty()).map(owned)
+    }
+
+    fn mkdirat(&self, dir: BorrowedFd<'_>, name: &str, mode: Mode) -> Result<(), Errno> {
+        nix::sys::stat::mkdirat(Some(dir.as_raw_fd()), name, mode)
+    }
+
+    fn mknodat(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &str,
+        kind: SFlag,
+        mode: Mode,
+        dev: u64,
+    ) -> Result<(), Errno> {
+        nix::sys::stat::mknodat(Some(dir.as_raw_fd()), name, kind, mode, dev)
+    }
+
+    fn lstatat(&self, dir: BorrowedFd<'_>, name: &str) -> Result<Stat, Errno> {
+        nix::sys::stat::fstatat(Some(dir.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map(|st| stat(&st))
+    }
+
+    fn fstat(&self, fd: BorrowedFd<'_>) -> Result<Stat, Errno> {
+        nix::sys::stat::fstat(fd.as_raw_fd()).map(|st| stat(&st))
+    }
+
+    fn fstatfs(&self, fd: BorrowedFd<'_>) -> Result<FsType, Errno> {
+        nix::sys::statfs::fstatfs(fd).map(|s| s.filesystem_type())
+    }
+
+    fn stat_host(&self, path: &Path) -> Result<Stat, Errno> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).map_err(|e| io_errno(&e))?;
+        Ok(Stat {
+            mode: m.mode(),
+            rdev: m.rdev(),
+            dev: m.dev(),
+            ino: m.ino(),
+            size: i64::try_from(m.size()).unwrap_or(i64::MAX),
+        })
+    }
+
+    fn lchownat(&self, dir: BorrowedFd<'_>, name: &str, uid: u32, gid: u32) -> Result<(), Errno> {
+        nix::unistd::fchownat(
+            Some(dir.as_raw_fd()),
+            name,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+    }
+
+    fn readlinkat(&self, dir: BorrowedFd<'_>, name: &str) -> Result<OsString, Errno> {
+        nix::fcntl::readlinkat(Some(dir.as_raw_fd()), name)
+    }
+
+    fn symlinkat(&self, target: &str, dir: BorrowedFd<'_>, name: &str) -> Result<(), Errno> {
+        nix::unistd::symlinkat(target, Some(dir.as_raw_fd()), name)
+    }
+
+    fn renameat(&self, dir: BorrowedFd<'_>, from: &str, to: &str) -> Result<(), Errno> {
+        let raw = dir.as_raw_fd();
+        nix::fcntl::renameat(Some(raw), from, Some(raw), to)
+    }
+
+    fn unlinkat(&self, dir: BorrowedFd<'_>, name: &str) -> Result<(), Errno> {
+        nix::unistd::unlinkat(
+            Some(dir.as_raw_fd()),
+            name,
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        )
+    }
+
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: BorrowedFd<'_>,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> Result<(), Errno> {
+        nix::mount::mount(source, fd_path(target).as_str(), fstype, flags, data)
+    }
+}
