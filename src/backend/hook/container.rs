@@ -11,7 +11,7 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use nix::sys::stat::{makedev, umask, Mode};
+use nix::sys::stat::makedev;
 use nix::sys::statfs::{PROC_SUPER_MAGIC, TMPFS_MAGIC};
 use serde::{Deserialize, Serialize};
 
@@ -347,8 +347,7 @@ pub fn ld_conf(entries: &[LdCacheEntry]) -> String {
 /// Do the work. Must run in the container's mount namespace.
 pub fn apply(work: &ContainerWork) -> Result<Applied, String> {
     // Modes are exactly the planned ones.
-    let old = umask(Mode::empty());
-    let result = (|| {
+    crate::sys::rootfs::with_umask_cleared(|| {
         let root = Rootfs::open(&work.rootfs).map_err(|e| e.to_string())?;
         // The runtime's /dev is a tmpfs made for the container: nodes may go there. A /dev that
         // is anything else stays read-only to migcage (nodes then only go where the rootfs's own
@@ -369,9 +368,7 @@ pub fn apply(work: &ContainerWork) -> Result<Applied, String> {
         };
         apply_driver(&root, work, &mut applied)?;
         Ok(applied)
-    })();
-    umask(old);
-    result
+    })
 }
 
 #[cfg(test)]

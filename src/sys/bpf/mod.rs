@@ -234,6 +234,8 @@ impl<'s> Bpf<'s> {
     }
 }
 
+// The kernel's calls as free functions, for tests/cgroup.rs (which stands in for runc).
+
 /// [`Bpf::open_cgroup`] on the kernel.
 pub fn open_cgroup(path: &Path) -> Result<OwnedFd, BpfError> {
     Bpf::linux().open_cgroup(path)
@@ -242,19 +244,6 @@ pub fn open_cgroup(path: &Path) -> Result<OwnedFd, BpfError> {
 /// [`Bpf::load_device_program`] on the kernel.
 pub fn load_device_program(prog: &[Insn], cgroup: &Path) -> Result<OwnedFd, BpfError> {
     Bpf::linux().load_device_program(prog, cgroup)
-}
-
-/// [`Bpf::query_device_programs`] on the kernel.
-pub fn query_device_programs(
-    cgroup_fd: BorrowedFd<'_>,
-    cgroup: &Path,
-) -> Result<Attached, BpfError> {
-    Bpf::linux().query_device_programs(cgroup_fd, cgroup)
-}
-
-/// [`Bpf::program_fd_by_id`] on the kernel.
-pub fn program_fd_by_id(id: u32, cgroup: &Path) -> Result<OwnedFd, BpfError> {
-    Bpf::linux().program_fd_by_id(id, cgroup)
 }
 
 /// [`Bpf::program_id`] on the kernel.
@@ -271,15 +260,6 @@ pub fn attach_device_program(
     cgroup: &Path,
 ) -> Result<(), BpfError> {
     Bpf::linux().attach_device_program(cgroup_fd, prog, flags, replace, cgroup)
-}
-
-/// [`Bpf::detach_device_program`] on the kernel.
-pub fn detach_device_program(
-    cgroup_fd: BorrowedFd<'_>,
-    prog: BorrowedFd<'_>,
-    cgroup: &Path,
-) -> Result<(), BpfError> {
-    Bpf::linux().detach_device_program(cgroup_fd, prog, cgroup)
 }
 
 #[cfg(test)]

@@ -5,10 +5,11 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use super::{Attached, BpfSyscall, BPF_F_ALLOW_MULTI, BPF_F_REPLACE};
+use crate::sys::double::{Handles, Recorder};
 
 /// One call the code under test made, with its arguments as the double understood them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,25 +41,21 @@ enum Object {
     Prog(u32),
 }
 
-type Matcher = Box<dyn Fn(&BpfCall) -> bool>;
-
 #[derive(Default)]
 struct State {
-    log: Vec<(BpfCall, Result<(), i32>)>,
-    /// The fds handed out (real fds of anonymous temporary files, so the numbers are unique).
-    objects: HashMap<RawFd, Object>,
     cgroups: HashMap<PathBuf, Attached>,
     /// Each cgroup's attached ids, after every change.
     history: HashMap<PathBuf, Vec<Vec<u32>>>,
     known: Vec<u32>,
     next_id: u32,
-    faults: Vec<(Matcher, i32)>,
     detached_meanwhile: Vec<u32>,
 }
 
 /// The recording double of [`BpfSyscall`].
 pub struct RecordingBpf {
     state: RefCell<State>,
+    rec: RefCell<Recorder<BpfCall, i32>>,
+    fds: Handles<Object>,
 }
 
 impl Default for RecordingBpf {
@@ -79,6 +76,8 @@ impl RecordingBpf {
                 next_id: 100,
                 ..State::default()
             }),
+            rec: RefCell::default(),
+            fds: Handles::default(),
         }
     }
 
@@ -101,7 +100,7 @@ impl RecordingBpf {
 
     /// Every call `when` matches fails with `errno` (and changes nothing).
     pub fn fail(self, errno: i32, when: impl Fn(&BpfCall) -> bool + 'static) -> RecordingBpf {
-        self.state.borrow_mut().faults.push((Box::new(when), errno));
+        self.rec.borrow_mut().fail(errno, when);
         self
     }
 
@@ -113,17 +112,12 @@ impl RecordingBpf {
 
     /// Every call made, in order, failed ones included.
     pub fn calls(&self) -> Vec<BpfCall> {
-        self.state
-            .borrow()
-            .log
-            .iter()
-            .map(|(c, _)| c.clone())
-            .collect()
+        self.rec.borrow().calls()
     }
 
     /// Every call made with its outcome (`Err(errno)` for the failed ones).
     pub fn log(&self) -> Vec<(BpfCall, Result<(), i32>)> {
-        self.state.borrow().log.clone()
+        self.rec.borrow().log()
     }
 
     /// The programs attached to `cgroup` now.
@@ -141,36 +135,18 @@ impl RecordingBpf {
         s.history.get(cgroup).cloned().unwrap_or_default()
     }
 
-    fn object(&self, fd: BorrowedFd<'_>) -> Object {
-        self.state
-            .borrow()
-            .objects
-            .get(&fd.as_raw_fd())
-            .cloned()
-            .expect("an fd the double handed out")
-    }
-
     fn cgroup_of(&self, fd: BorrowedFd<'_>) -> PathBuf {
-        match self.object(fd) {
+        match self.fds.get(fd) {
             Object::Cgroup(p) => p,
             other => panic!("not a cgroup fd: {other:?}"),
         }
     }
 
     fn prog_of(&self, fd: BorrowedFd<'_>) -> u32 {
-        match self.object(fd) {
+        match self.fds.get(fd) {
             Object::Prog(id) => id,
             other => panic!("not a program fd: {other:?}"),
         }
-    }
-
-    fn hand_out(&self, object: Object) -> OwnedFd {
-        let fd = OwnedFd::from(tempfile::tempfile().expect("an anonymous temporary file"));
-        self.state
-            .borrow_mut()
-            .objects
-            .insert(fd.as_raw_fd(), object);
-        fd
     }
 
     /// Record `call`; fail it when a fault matches, else run `op` on the model.
@@ -179,15 +155,10 @@ impl RecordingBpf {
         call: BpfCall,
         op: impl FnOnce(&mut State) -> Result<T, i32>,
     ) -> io::Result<T> {
-        let mut s = self.state.borrow_mut();
-        let fault = s.faults.iter().find(|(m, _)| m(&call)).map(|(_, e)| *e);
-        let result = match fault {
-            Some(e) => Err(e),
-            None => op(&mut s),
-        };
-        s.log
-            .push((call, result.as_ref().map(|_| ()).map_err(|e| *e)));
-        result.map_err(errno)
+        self.rec
+            .borrow_mut()
+            .run(call, || op(&mut self.state.borrow_mut()))
+            .map_err(errno)
     }
 }
 
@@ -275,7 +246,7 @@ impl State {
 impl BpfSyscall for RecordingBpf {
     fn open_cgroup(&self, path: &Path) -> io::Result<OwnedFd> {
         self.call(BpfCall::OpenCgroup(path.to_path_buf()), |_| Ok(()))?;
-        Ok(self.hand_out(Object::Cgroup(path.to_path_buf())))
+        Ok(self.fds.hand_out(Object::Cgroup(path.to_path_buf())))
     }
 
     fn prog_load(&self, _insns: &[u8], _count: u32, log: Option<&mut [u8]>) -> io::Result<OwnedFd> {
@@ -285,7 +256,7 @@ impl BpfSyscall for RecordingBpf {
             s.known.push(id);
             Ok(id)
         })?;
-        Ok(self.hand_out(Object::Prog(id)))
+        Ok(self.fds.hand_out(Object::Prog(id)))
     }
 
     fn prog_query(&self, cgroup: BorrowedFd<'_>) -> io::Result<Attached> {
@@ -306,7 +277,7 @@ impl BpfSyscall for RecordingBpf {
                 Err(libc::ENOENT)
             }
         })?;
-        Ok(self.hand_out(Object::Prog(id)))
+        Ok(self.fds.hand_out(Object::Prog(id)))
     }
 
     fn prog_id(&self, prog: BorrowedFd<'_>) -> io::Result<u32> {

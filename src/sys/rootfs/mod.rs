@@ -87,6 +87,15 @@ pub fn mount_id(fd: &OwnedFd) -> Result<u64, Errno> {
     linux::mount_id(fd.as_fd())
 }
 
+/// Run `f` with the process's umask at 0, so that what it creates has exactly the modes asked
+/// for; the umask is restored after.
+pub fn with_umask_cleared<T>(f: impl FnOnce() -> T) -> T {
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    let result = f();
+    nix::sys::stat::umask(old);
+    result
+}
+
 /// What to do with a mount once it is made (`nosuid` always).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MountFlags {

@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ffi::OsString;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -16,6 +16,7 @@ use nix::sys::stat::{Mode, SFlag};
 use nix::sys::statfs::FsType;
 
 use super::syscall::{RootfsSyscall, Stat};
+use crate::sys::double::{Handles, Recorder};
 
 /// An object in the modelled tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,22 +106,20 @@ pub enum RootfsCall {
     },
 }
 
-type Matcher = Box<dyn Fn(&RootfsCall) -> bool>;
-
 #[derive(Default)]
 struct State {
     nodes: BTreeMap<String, Node>,
-    objects: HashMap<RawFd, String>,
     /// Mount points and their ids; a path is on the longest one it is under (default id 1).
     mounts: Vec<(String, u64)>,
     host: HashMap<PathBuf, Node>,
-    log: Vec<(RootfsCall, Result<(), Errno>)>,
-    faults: Vec<(Matcher, Errno)>,
 }
 
 /// The recording double of [`RootfsSyscall`]; the rootfs starts as an empty directory `/`.
 pub struct RecordingRootfs {
     state: RefCell<State>,
+    rec: RefCell<Recorder<RootfsCall, Errno>>,
+    /// The container path each descriptor names.
+    fds: Handles<String>,
 }
 
 impl Default for RecordingRootfs {
@@ -154,6 +153,8 @@ impl RecordingRootfs {
                 nodes,
                 ..State::default()
             }),
+            rec: RefCell::default(),
+            fds: Handles::default(),
         }
     }
 
@@ -192,23 +193,18 @@ impl RecordingRootfs {
         errno: Errno,
         when: impl Fn(&RootfsCall) -> bool + 'static,
     ) -> RecordingRootfs {
-        self.state.borrow_mut().faults.push((Box::new(when), errno));
+        self.rec.borrow_mut().fail(errno, when);
         self
     }
 
     /// Every call made, in order, failed ones included.
     pub fn calls(&self) -> Vec<RootfsCall> {
-        self.state
-            .borrow()
-            .log
-            .iter()
-            .map(|(c, _)| c.clone())
-            .collect()
+        self.rec.borrow().calls()
     }
 
     /// Every call made with its outcome.
     pub fn log(&self) -> Vec<(RootfsCall, Result<(), Errno>)> {
-        self.state.borrow().log.clone()
+        self.rec.borrow().log()
     }
 
     /// What is at `path` now.
@@ -222,18 +218,11 @@ impl RecordingRootfs {
     }
 
     fn at(&self, fd: BorrowedFd<'_>) -> String {
-        self.state
-            .borrow()
-            .objects
-            .get(&fd.as_raw_fd())
-            .cloned()
-            .expect("an fd the double handed out")
+        self.fds.get(fd)
     }
 
     fn hand_out(&self, path: String) -> OwnedFd {
-        let fd = OwnedFd::from(tempfile::tempfile().expect("an anonymous temporary file"));
-        self.state.borrow_mut().objects.insert(fd.as_raw_fd(), path);
-        fd
+        self.fds.hand_out(path)
     }
 
     /// Record `call`; fail it when a fault matches, else run `op` on the model.
@@ -242,15 +231,9 @@ impl RecordingRootfs {
         call: RootfsCall,
         op: impl FnOnce(&mut State) -> Result<T, Errno>,
     ) -> Result<T, Errno> {
-        let mut s = self.state.borrow_mut();
-        let fault = s.faults.iter().find(|(m, _)| m(&call)).map(|(_, e)| *e);
-        let result = match fault {
-            Some(e) => Err(e),
-            None => op(&mut s),
-        };
-        s.log
-            .push((call, result.as_ref().map(|_| ()).map_err(|e| *e)));
-        result
+        self.rec
+            .borrow_mut()
+            .run(call, || op(&mut self.state.borrow_mut()))
     }
 }
 
