@@ -77,7 +77,7 @@ impl std::fmt::Debug for Rootfs<'_> {
             .field("root", &self.root)
             .field("path", &self.path)
             .field("writable", &self.writable)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 

@@ -1,0 +1,96 @@
+//! [`RecordingNs`]: a double of [`NsSyscall`] for unit tests. It records every call, fails the
+//! ones a test names, and runs the child's part of a fork inline, in the test process.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+
+use super::{Child, NsError, NsSyscall};
+use crate::sys::double::{Handles, Recorder};
+
+/// One call the code under test made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NsCall {
+    NsIdentity(String),
+    OpenNs(String),
+    /// `setns` of the namespace file opened at this path.
+    SetnsMount(String),
+    Fork,
+}
+
+/// The recording double of [`NsSyscall`].
+#[derive(Default)]
+pub struct RecordingNs {
+    /// Namespace identities by path; a path not here has the identity (1, 1).
+    ids: HashMap<String, (u64, u64)>,
+    killed: Option<Signal>,
+    rec: RefCell<Recorder<NsCall, Errno>>,
+    fds: Handles<String>,
+}
+
+impl RecordingNs {
+    pub fn new() -> RecordingNs {
+        RecordingNs::default()
+    }
+
+    /// Process `pid` is in a mount namespace of its own.
+    pub fn elsewhere(mut self, pid: i32) -> RecordingNs {
+        self.ids.insert(format!("/proc/{pid}/ns/mnt"), (1, 2));
+        self
+    }
+
+    /// Every call `when` matches fails with `errno`.
+    pub fn fail(self, errno: Errno, when: impl Fn(&NsCall) -> bool + 'static) -> RecordingNs {
+        self.rec.borrow_mut().fail(errno, when);
+        self
+    }
+
+    /// The forked child is killed by `signal` before it does anything.
+    pub fn child_killed(mut self, signal: Signal) -> RecordingNs {
+        self.killed = Some(signal);
+        self
+    }
+
+    /// Every call made, in order, failed ones included.
+    pub fn calls(&self) -> Vec<NsCall> {
+        self.rec.borrow().calls()
+    }
+}
+
+impl NsSyscall for RecordingNs {
+    fn ns_identity(&self, path: &str) -> std::io::Result<(u64, u64)> {
+        let id = self.ids.get(path).copied().unwrap_or((1, 1));
+        let call = NsCall::NsIdentity(path.to_string());
+        Ok(self.rec.borrow_mut().run(call, || Ok(id))?)
+    }
+
+    fn open_ns(&self, path: &str) -> std::io::Result<OwnedFd> {
+        self.rec
+            .borrow_mut()
+            .run(NsCall::OpenNs(path.to_string()), || Ok(()))?;
+        Ok(self.fds.hand_out(path.to_string()))
+    }
+
+    fn setns_mount(&self, ns: BorrowedFd<'_>) -> Result<(), Errno> {
+        let call = NsCall::SetnsMount(self.fds.get(ns));
+        self.rec.borrow_mut().run(call, || Ok(()))
+    }
+
+    fn fork_run(&self, child: Child<'_>) -> Result<(WaitStatus, String), NsError> {
+        self.rec
+            .borrow_mut()
+            .run(NsCall::Fork, || Ok(()))
+            .map_err(NsError::Fork)?;
+        let pid = Pid::from_raw(4242);
+        if let Some(signal) = self.killed {
+            return Ok((WaitStatus::Signaled(pid, signal, false), String::new()));
+        }
+        let (code, report) = child();
+        Ok((WaitStatus::Exited(pid, code), report))
+    }
+}
