@@ -42,7 +42,7 @@ pub fn hit(step: &'static str) {
     debug_assert!(STEPS.contains(&step), "unknown fault point {step}");
     #[cfg(debug_assertions)]
     if asked_for(step) {
-        die();
+        crate::sys::signal::die_hard();
     }
 }
 
@@ -55,14 +55,9 @@ pub fn hit_in_helper(step: &'static str, hook_pid: u32) {
     #[cfg(debug_assertions)]
     if asked_for(step) {
         if std::process::id() != hook_pid {
-            if let Ok(pid) = i32::try_from(hook_pid) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+            crate::sys::signal::kill_hard(hook_pid);
         }
-        die();
+        crate::sys::signal::die_hard();
     }
     #[cfg(not(debug_assertions))]
     let _ = hook_pid;
@@ -71,13 +66,6 @@ pub fn hit_in_helper(step: &'static str, hook_pid: u32) {
 #[cfg(debug_assertions)]
 fn asked_for(step: &str) -> bool {
     std::env::var_os(KILL_AT_ENV).is_some_and(|v| v == step)
-}
-
-#[cfg(debug_assertions)]
-fn die() -> ! {
-    let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
-    // SIGKILL cannot be blocked or caught: raise does not return. Should it ever, stop anyway.
-    std::process::abort()
 }
 
 #[cfg(test)]
