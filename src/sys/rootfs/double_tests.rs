@@ -61,6 +61,15 @@ fn mknod_creates_missing_parents_then_the_node() {
             },
         ]
     );
+    // Every lookup stays inside the root and refuses magic links.
+    for c in double.calls() {
+        if let RootfsCall::Openat2 { resolve, .. } = c {
+            assert_eq!(
+                resolve,
+                ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS
+            );
+        }
+    }
     assert_eq!(
         double.calls().last(),
         Some(&RootfsCall::Lchownat {
