@@ -299,11 +299,7 @@ fn prepare_and_exec(
             );
         }
     }
-    use std::os::unix::process::CommandExt;
-    let source = std::process::Command::new(&runtime)
-        .arg0(config.runtime.as_os_str())
-        .args(args)
-        .exec();
+    let source = crate::sys::exec::exec(&runtime, config.runtime.as_os_str(), args);
     Err(RuntimeError::Exec {
         path: runtime,
         source,
