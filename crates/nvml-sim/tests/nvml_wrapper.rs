@@ -1,6 +1,6 @@
-//! nvml-wrapper 0.11, unmodified, against the simulated library: what migcage's inventory
-//! calls, plus the raw MIG calls it has to make through nvml-wrapper-sys (nvml-wrapper 0.11 has
-//! no MIG device API and no public `Nvml::lib()`).
+//! nvml-wrapper 0.13, unmodified, against the simulated library: what migcage's inventory
+//! calls, MIG devices included, plus the raw MIG call it has to make through `Nvml::lib()`
+//! (nvml-wrapper 0.13 has no wrapper for `nvmlDeviceGetGpuInstanceId`).
 //!
 //! One test function: the library state and MIGCAGE_SIM_TOPOLOGY are process-wide.
 
@@ -9,9 +9,7 @@ mod common;
 use std::ffi::CStr;
 
 use migcage_topology::Topology;
-use nvml_wrapper::Device;
 use nvml_wrapper::Nvml;
-use nvml_wrapper_sys::bindings::{nvmlDevice_t, NvmlLib};
 
 #[test]
 fn nvml_wrapper_enumerates_every_shipped_topology() {
@@ -39,9 +37,7 @@ fn nvml_wrapper_enumerates_every_shipped_topology() {
             t.cuda_driver_version
         );
         assert_eq!(nvml.device_count().unwrap(), t.gpus.len() as u32);
-        // SAFETY: loading the same library again returns the instance nvml-wrapper loaded, so
-        // its handles are valid in these raw calls.
-        let raw = unsafe { NvmlLib::new(so.as_os_str()) }.unwrap();
+        let raw = nvml.lib();
         for g in &t.gpus {
             let dev = nvml.device_by_index(g.index).unwrap();
             assert_eq!(dev.uuid().unwrap(), g.uuid);
@@ -59,13 +55,9 @@ fn nvml_wrapper_enumerates_every_shipped_topology() {
             );
 
             for m in g.mig_devices() {
-                let mut handle: nvmlDevice_t = std::ptr::null_mut();
-                let sym = raw.nvmlDeviceGetMigDeviceHandleByIndex.as_ref().unwrap();
-                // SAFETY: the parent handle came from nvml-wrapper; `handle` is a valid out-pointer.
-                let rc = unsafe { sym(dev.handle(), m.index, &mut handle) };
-                assert_eq!(rc, 0, "{name} gpu {} mig {}", g.index, m.index);
-                // SAFETY: a handle the library just returned, used with the Nvml it belongs to.
-                let mig = unsafe { Device::new(handle, &nvml) };
+                let mig = dev
+                    .mig_device_by_index(m.index)
+                    .unwrap_or_else(|e| panic!("{name} gpu {} mig {}: {e}", g.index, m.index));
                 assert_eq!(mig.uuid().unwrap(), m.ci.uuid);
                 assert_eq!(mig.name().unwrap(), m.name());
                 assert_eq!(
@@ -74,6 +66,8 @@ fn nvml_wrapper_enumerates_every_shipped_topology() {
                 );
                 let mut gi = 0;
                 let sym = raw.nvmlDeviceGetGpuInstanceId.as_ref().unwrap();
+                // SAFETY: `handle` copies out the pointer of a live MIG device of this session.
+                let handle = unsafe { mig.handle() };
                 // SAFETY: a live MIG handle and a valid out-pointer.
                 assert_eq!(unsafe { sym(handle, &mut gi) }, 0);
                 assert_eq!(gi, m.gi.id);

@@ -1,17 +1,18 @@
 //! Reading GPUs and MIG devices through NVML.
 //!
-//! nvml-wrapper does the work where it has a wrapper. For the MIG calls it lacks
-//! (`nvmlDeviceGetMaxMigDeviceCount`, `nvmlDeviceGetMigDeviceHandleByIndex`,
-//! `nvmlDeviceGetGpuInstanceId`, `nvmlDeviceGetComputeInstanceId`) this module loads the same
-//! library a second time through nvml-wrapper-sys's `NvmlLib` (the dynamic linker hands back the
-//! handle it already has, so both talk to the one initialized NVML) and calls the symbols
-//! directly. Every `unsafe` of the inventory lives in this file, one call per block.
+//! nvml-wrapper does the work where it has a wrapper, MIG device enumeration included. The two
+//! MIG calls it lacks (`nvmlDeviceGetGpuInstanceId`, `nvmlDeviceGetComputeInstanceId`) are made
+//! through the symbol table nvml-wrapper has already loaded ([`Nvml::lib`]), so both talk to
+//! the one initialized NVML. Every `unsafe` of the inventory lives in this file, one call per
+//! block (sys: these two calls belong behind a safe function in src/sys/).
+//!
+//! [`NvmlInfo`] is NVML's raw answer, before it is cross-checked against procfs and joined with
+//! the caps minors: the checked, assembled view is [`super::Inventory`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nvml_wrapper::error::{nvml_sym, nvml_try, NvmlError};
 use nvml_wrapper::{Device, Nvml};
-use nvml_wrapper_sys::bindings::{nvmlDevice_t, NvmlLib, NVML_DEVICE_MIG_ENABLE};
 
 use super::InventoryError;
 
@@ -66,6 +67,9 @@ pub fn profile_from_name(name: &str) -> Option<&str> {
     (!profile.is_empty() && !profile.contains(char::is_whitespace)).then_some(profile)
 }
 
+/// `NVML_DEVICE_MIG_ENABLE` of nvml.h: MIG mode on.
+const NVML_DEVICE_MIG_ENABLE: u32 = 1;
+
 /// Initialize NVML from `library` and read every GPU and MIG device.
 pub fn read(library: &Path) -> Result<NvmlInfo, InventoryError> {
     let nvml = Nvml::builder()
@@ -75,7 +79,6 @@ pub fn read(library: &Path) -> Result<NvmlInfo, InventoryError> {
             library: library.to_path_buf(),
             message: e.to_string(),
         })?;
-    let raw = RawNvml::load(library)?;
     let lib = library.to_path_buf();
     let sys = || "the system".to_string();
     let driver_version =
@@ -91,52 +94,7 @@ pub fn read(library: &Path) -> Result<NvmlInfo, InventoryError> {
         .map_err(call_error(&lib, "nvmlDeviceGetCount_v2", sys))?;
     let mut gpus = Vec::with_capacity(count as usize);
     for index in 0..count {
-        let at = || format!("GPU {index}");
-        let device = nvml.device_by_index(index).map_err(call_error(
-            &lib,
-            "nvmlDeviceGetHandleByIndex_v2",
-            at,
-        ))?;
-        let uuid = device
-            .uuid()
-            .map_err(call_error(&lib, "nvmlDeviceGetUUID", at))?;
-        let at = || format!("GPU {index} ({uuid})");
-        let name = device
-            .name()
-            .map_err(call_error(&lib, "nvmlDeviceGetName", at))?;
-        let pci_bus_id = device
-            .pci_info()
-            .map_err(call_error(&lib, "nvmlDeviceGetPciInfo_v3", at))?
-            .bus_id;
-        let minor =
-            device
-                .minor_number()
-                .map_err(call_error(&lib, "nvmlDeviceGetMinorNumber", at))?;
-        let memory_mib = device
-            .memory_info()
-            .map_err(call_error(&lib, "nvmlDeviceGetMemoryInfo_v2", at))?
-            .total
-            / MIB;
-        let mig_enabled = match device.mig_mode() {
-            Ok(mode) => mode.current == NVML_DEVICE_MIG_ENABLE,
-            Err(NvmlError::NotSupported) => false,
-            Err(e) => return Err(call_error(&lib, "nvmlDeviceGetMigMode", at)(e)),
-        };
-        let mig_devices = if mig_enabled {
-            read_mig_devices(&nvml, &raw, &device, &at())?
-        } else {
-            Vec::new()
-        };
-        gpus.push(NvmlGpu {
-            index,
-            minor,
-            uuid,
-            name,
-            pci_bus_id,
-            mig_enabled,
-            memory_mib,
-            mig_devices,
-        });
+        gpus.push(read_gpu(&nvml, &lib, index)?);
     }
     Ok(NvmlInfo {
         driver_version,
@@ -145,21 +103,66 @@ pub fn read(library: &Path) -> Result<NvmlInfo, InventoryError> {
     })
 }
 
+/// The GPU at NVML index `index`, with its MIG devices when MIG is on.
+fn read_gpu(nvml: &Nvml, lib: &Path, index: u32) -> Result<NvmlGpu, InventoryError> {
+    let at = || format!("GPU {index}");
+    let device = nvml.device_by_index(index).map_err(call_error(
+        lib,
+        "nvmlDeviceGetHandleByIndex_v2",
+        at,
+    ))?;
+    let uuid = device
+        .uuid()
+        .map_err(call_error(lib, "nvmlDeviceGetUUID", at))?;
+    let at = || format!("GPU {index} ({uuid})");
+    let name = device
+        .name()
+        .map_err(call_error(lib, "nvmlDeviceGetName", at))?;
+    let pci_bus_id = device
+        .pci_info()
+        .map_err(call_error(lib, "nvmlDeviceGetPciInfo_v3", at))?
+        .bus_id;
+    let minor = device
+        .minor_number()
+        .map_err(call_error(lib, "nvmlDeviceGetMinorNumber", at))?;
+    let memory_mib = device
+        .memory_info()
+        .map_err(call_error(lib, "nvmlDeviceGetMemoryInfo_v2", at))?
+        .total
+        / MIB;
+    let mig_enabled = match device.mig_mode() {
+        Ok(mode) => mode.current == NVML_DEVICE_MIG_ENABLE,
+        Err(NvmlError::NotSupported) => false,
+        Err(e) => return Err(call_error(lib, "nvmlDeviceGetMigMode", at)(e)),
+    };
+    let mig_devices = if mig_enabled {
+        read_mig_devices(nvml, lib, &device, &at())?
+    } else {
+        Vec::new()
+    };
+    Ok(NvmlGpu {
+        index,
+        minor,
+        uuid,
+        name,
+        pci_bus_id,
+        mig_enabled,
+        memory_mib,
+        mig_devices,
+    })
+}
+
 /// The MIG devices of one GPU, in index order. Indexes without a device (NVML answers
 /// `NOT_FOUND`) are skipped: after instances are destroyed the populated indexes need not be
 /// contiguous.
 fn read_mig_devices(
     nvml: &Nvml,
-    raw: &RawNvml,
+    lib: &Path,
     gpu: &Device<'_>,
     at: &str,
 ) -> Result<Vec<NvmlMigDevice>, InventoryError> {
-    let lib = &raw.library;
     let gpu_at = || at.to_string();
-    // SAFETY: `handle` only copies the raw pointer out; it is used below only while `nvml` (and
-    // so the NVML session the handle belongs to) is alive.
-    let gpu_handle = unsafe { gpu.handle() };
-    let max = raw.max_mig_device_count(gpu_handle).map_err(call_error(
+    let max = gpu.mig_device_count().map_err(call_error(
         lib,
         "nvmlDeviceGetMaxMigDeviceCount",
         gpu_at,
@@ -167,58 +170,69 @@ fn read_mig_devices(
     let mut out = Vec::new();
     for index in 0..max {
         let mig_at = || format!("MIG device {index} of {at}");
-        let Some(handle) = raw
-            .mig_device_handle(gpu_handle, index)
-            .map_err(call_error(
-                lib,
-                "nvmlDeviceGetMigDeviceHandleByIndex",
-                mig_at,
-            ))?
-        else {
+        let device = match gpu.mig_device_by_index(index) {
+            Ok(device) => device,
+            Err(NvmlError::NotFound) => continue,
+            Err(e) => {
+                return Err(call_error(
+                    lib,
+                    "nvmlDeviceGetMigDeviceHandleByIndex",
+                    mig_at,
+                )(e))
+            }
+        };
+        let Some(ids) = MigIds::of(nvml, &device) else {
             continue;
         };
-        // SAFETY: `handle` was just returned by a successful nvmlDeviceGetMigDeviceHandleByIndex
-        // of this NVML session, and the `Device` cannot outlive `nvml` (it borrows it).
-        let device = unsafe { Device::new(handle, nvml) };
-        let uuid = device
-            .uuid()
-            .map_err(call_error(lib, "nvmlDeviceGetUUID", mig_at))?;
-        let mig_at = || format!("{uuid} (MIG device {index} of {at})");
-        let name = device
-            .name()
-            .map_err(call_error(lib, "nvmlDeviceGetName", mig_at))?;
-        let memory_mib = device
-            .memory_info()
-            .map_err(call_error(lib, "nvmlDeviceGetMemoryInfo_v2", mig_at))?
-            .total
-            / MIB;
-        let gpu_instance_id = raw.gpu_instance_id(handle).map_err(call_error(
-            lib,
-            "nvmlDeviceGetGpuInstanceId",
-            mig_at,
-        ))?;
-        let compute_instance_id = raw.compute_instance_id(handle).map_err(call_error(
-            lib,
-            "nvmlDeviceGetComputeInstanceId",
-            mig_at,
-        ))?;
-        let profile = profile_from_name(&name)
-            .ok_or_else(|| InventoryError::MigName {
-                uuid: uuid.clone(),
-                name: name.clone(),
-            })?
-            .to_string();
-        out.push(NvmlMigDevice {
-            index,
-            uuid,
-            name,
-            profile,
-            gpu_instance_id,
-            compute_instance_id,
-            memory_mib,
-        });
+        out.push(read_mig_device(lib, &device, &ids, index, at)?);
     }
     Ok(out)
+}
+
+/// One MIG device's UUID, name, profile, memory and instance ids.
+fn read_mig_device(
+    lib: &Path,
+    device: &Device<'_>,
+    ids: &MigIds<'_, '_>,
+    index: u32,
+    at: &str,
+) -> Result<NvmlMigDevice, InventoryError> {
+    let mig_at = || format!("MIG device {index} of {at}");
+    let uuid = device
+        .uuid()
+        .map_err(call_error(lib, "nvmlDeviceGetUUID", mig_at))?;
+    let mig_at = || format!("{uuid} (MIG device {index} of {at})");
+    let name = device
+        .name()
+        .map_err(call_error(lib, "nvmlDeviceGetName", mig_at))?;
+    let memory_mib = device
+        .memory_info()
+        .map_err(call_error(lib, "nvmlDeviceGetMemoryInfo_v2", mig_at))?
+        .total
+        / MIB;
+    let gpu_instance_id =
+        ids.gpu_instance_id()
+            .map_err(call_error(lib, "nvmlDeviceGetGpuInstanceId", mig_at))?;
+    let compute_instance_id = ids.compute_instance_id().map_err(call_error(
+        lib,
+        "nvmlDeviceGetComputeInstanceId",
+        mig_at,
+    ))?;
+    let profile = profile_from_name(&name)
+        .ok_or_else(|| InventoryError::MigName {
+            uuid: uuid.clone(),
+            name: name.clone(),
+        })?
+        .to_string();
+    Ok(NvmlMigDevice {
+        index,
+        uuid,
+        name,
+        profile,
+        gpu_instance_id,
+        compute_instance_id,
+        memory_mib,
+    })
 }
 
 /// Turn an NVML error of one call into an [`InventoryError`] naming the call and its target.
@@ -235,68 +249,41 @@ fn call_error<'a, F: FnOnce() -> String + 'a>(
     }
 }
 
-/// The raw NVML symbols nvml-wrapper does not wrap.
-struct RawNvml {
-    library: PathBuf,
-    lib: NvmlLib,
+/// The two MIG calls nvml-wrapper does not wrap, for one MIG device, made through the symbols
+/// nvml-wrapper loaded.
+struct MigIds<'d, 'n> {
+    nvml: &'n Nvml,
+    device: &'d Device<'n>,
 }
 
-impl RawNvml {
-    fn load(library: &Path) -> Result<RawNvml, InventoryError> {
-        // SAFETY: this is the library nvml-wrapper has just loaded and initialized from the same
-        // path, so dlopen returns the handle already open and runs no initializer again; the
-        // symbols are looked up with the signatures bindgen generated from nvml.h.
-        let lib = unsafe { NvmlLib::new(library) }.map_err(|e| InventoryError::NvmlInit {
-            library: library.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        Ok(RawNvml {
-            library: library.to_path_buf(),
-            lib,
-        })
+impl<'d, 'n> MigIds<'d, 'n> {
+    /// `None` where NVML answered with a null handle: no MIG device at that index.
+    fn of(nvml: &'n Nvml, device: &'d Device<'n>) -> Option<MigIds<'d, 'n>> {
+        // SAFETY: `handle` only copies the raw pointer out to compare it with null.
+        let handle = unsafe { device.handle() };
+        (!handle.is_null()).then_some(MigIds { nvml, device })
     }
 
-    fn max_mig_device_count(&self, gpu: nvmlDevice_t) -> Result<u32, NvmlError> {
-        let sym = nvml_sym(self.lib.nvmlDeviceGetMaxMigDeviceCount.as_ref())?;
-        let mut count = 0;
-        // SAFETY: `gpu` is a live handle of the initialized NVML session; `count` is a valid
-        // out-pointer for the duration of the call.
-        nvml_try(unsafe { sym(gpu, &mut count) })?;
-        Ok(count)
-    }
-
-    /// `None` where NVML has no MIG device at this index.
-    fn mig_device_handle(
-        &self,
-        gpu: nvmlDevice_t,
-        index: u32,
-    ) -> Result<Option<nvmlDevice_t>, NvmlError> {
-        let sym = nvml_sym(self.lib.nvmlDeviceGetMigDeviceHandleByIndex.as_ref())?;
-        let mut handle: nvmlDevice_t = std::ptr::null_mut();
-        // SAFETY: `gpu` is a live handle of the initialized NVML session; `handle` is a valid
-        // out-pointer for the duration of the call.
-        match nvml_try(unsafe { sym(gpu, index, &mut handle) }) {
-            Ok(()) if !handle.is_null() => Ok(Some(handle)),
-            Ok(()) | Err(NvmlError::NotFound) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn gpu_instance_id(&self, mig: nvmlDevice_t) -> Result<u32, NvmlError> {
-        let sym = nvml_sym(self.lib.nvmlDeviceGetGpuInstanceId.as_ref())?;
+    fn gpu_instance_id(&self) -> Result<u32, NvmlError> {
+        let sym = nvml_sym(self.nvml.lib().nvmlDeviceGetGpuInstanceId.as_ref())?;
         let mut id = 0;
-        // SAFETY: `mig` is a live MIG device handle of the initialized NVML session; `id` is a
-        // valid out-pointer for the duration of the call.
-        nvml_try(unsafe { sym(mig, &mut id) })?;
+        // SAFETY: `handle` only copies the raw pointer out; `device` borrows `nvml`, so the NVML
+        // session the handle belongs to is alive for the call below.
+        let handle = unsafe { self.device.handle() };
+        // SAFETY: `handle` is a live MIG device handle of the initialized NVML session; `id` is
+        // a valid out-pointer for the duration of the call.
+        nvml_try(unsafe { sym(handle, &mut id) })?;
         Ok(id)
     }
 
-    fn compute_instance_id(&self, mig: nvmlDevice_t) -> Result<u32, NvmlError> {
-        let sym = nvml_sym(self.lib.nvmlDeviceGetComputeInstanceId.as_ref())?;
+    fn compute_instance_id(&self) -> Result<u32, NvmlError> {
+        let sym = nvml_sym(self.nvml.lib().nvmlDeviceGetComputeInstanceId.as_ref())?;
         let mut id = 0;
-        // SAFETY: `mig` is a live MIG device handle of the initialized NVML session; `id` is a
-        // valid out-pointer for the duration of the call.
-        nvml_try(unsafe { sym(mig, &mut id) })?;
+        // SAFETY: as in `gpu_instance_id`.
+        let handle = unsafe { self.device.handle() };
+        // SAFETY: `handle` is a live MIG device handle of the initialized NVML session; `id` is
+        // a valid out-pointer for the duration of the call.
+        nvml_try(unsafe { sym(handle, &mut id) })?;
         Ok(id)
     }
 }
@@ -304,6 +291,7 @@ impl RawNvml {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn profile_is_the_part_after_mig() {
