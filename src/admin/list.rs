@@ -5,11 +5,12 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::ser::SerializeStruct as _;
+use serde::{Serialize, Serializer};
 
 use crate::core::edits::DeviceNode;
 use crate::core::plan::nodes::{common_nodes, device_nodes, Target};
-use crate::host::inventory::Inventory;
+use crate::host::inventory::{Gpu, Inventory, MigDevice};
 use crate::host::lease::{format_time, Lease, LeaseKind};
 
 /// A device node as listed.
@@ -32,18 +33,13 @@ impl From<&DeviceNode> for NodeView {
     }
 }
 
-/// One MIG device as listed.
-#[derive(Debug, Serialize)]
-pub struct MigView {
+/// One MIG device as listed: the inventory's own [`MigDevice`] with what a request for it
+/// gets. Serialized with the device's fields first, then the listing's.
+#[derive(Debug)]
+pub struct MigView<'a> {
+    pub mig: &'a MigDevice,
     /// `0:1`
     pub index: String,
-    pub uuid: String,
-    pub profile: String,
-    pub gpu_instance_id: u32,
-    pub compute_instance_id: u32,
-    pub memory_mib: u64,
-    pub gi_caps_minor: u32,
-    pub ci_caps_minor: u32,
     /// Every name a request may use for it.
     pub names: Vec<String>,
     /// The device-specific nodes (plus the common nodes listed once at the top).
@@ -53,6 +49,26 @@ pub struct MigView {
     pub leases: Vec<LeaseView>,
     /// Held by more than one live container.
     pub shared: bool,
+}
+
+impl Serialize for MigView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let m = self.mig;
+        let mut s = serializer.serialize_struct("MigView", 12)?;
+        s.serialize_field("index", &self.index)?;
+        s.serialize_field("uuid", &m.uuid)?;
+        s.serialize_field("profile", &m.profile)?;
+        s.serialize_field("gpu_instance_id", &m.gpu_instance_id)?;
+        s.serialize_field("compute_instance_id", &m.compute_instance_id)?;
+        s.serialize_field("memory_mib", &m.memory_mib)?;
+        s.serialize_field("gi_caps_minor", &m.gi_caps_minor)?;
+        s.serialize_field("ci_caps_minor", &m.ci_caps_minor)?;
+        s.serialize_field("names", &self.names)?;
+        s.serialize_field("nodes", &self.nodes)?;
+        s.serialize_field("leases", &self.leases)?;
+        s.serialize_field("shared", &self.shared)?;
+        s.end()
+    }
 }
 
 /// One container's hold on a MIG device.
@@ -91,35 +107,47 @@ impl LeaseView {
     }
 }
 
-/// One GPU as listed.
-#[derive(Debug, Serialize)]
-pub struct GpuView {
-    pub index: u32,
-    pub minor: u32,
-    pub uuid: String,
-    pub name: String,
-    pub pci_bus_id: String,
-    pub mig_enabled: bool,
-    pub memory_mib: u64,
+/// One GPU as listed: the inventory's own [`Gpu`] with what a request for it gets.
+#[derive(Debug)]
+pub struct GpuView<'a> {
+    pub gpu: &'a Gpu,
     pub names: Vec<String>,
     pub nodes: Vec<NodeView>,
-    pub mig_devices: Vec<MigView>,
+    pub mig_devices: Vec<MigView<'a>>,
+}
+
+impl Serialize for GpuView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let g = self.gpu;
+        let mut s = serializer.serialize_struct("GpuView", 10)?;
+        s.serialize_field("index", &g.index)?;
+        s.serialize_field("minor", &g.minor)?;
+        s.serialize_field("uuid", &g.uuid)?;
+        s.serialize_field("name", &g.name)?;
+        s.serialize_field("pci_bus_id", &g.pci_bus_id)?;
+        s.serialize_field("mig_enabled", &g.mig_enabled)?;
+        s.serialize_field("memory_mib", &g.memory_mib)?;
+        s.serialize_field("names", &self.names)?;
+        s.serialize_field("nodes", &self.nodes)?;
+        s.serialize_field("mig_devices", &self.mig_devices)?;
+        s.end()
+    }
 }
 
 /// The whole listing (`--json`).
 #[derive(Debug, Serialize)]
-pub struct Listing {
+pub struct Listing<'a> {
     pub driver_version: String,
     pub cuda_driver_version: String,
     /// Nodes every container with a device gets.
     pub common_nodes: Vec<NodeView>,
-    pub gpus: Vec<GpuView>,
+    pub gpus: Vec<GpuView<'a>>,
     /// Leases on MIG devices this host no longer has (destroyed or re-created instances).
     pub unknown_leases: Vec<LeaseView>,
 }
 
 /// Build the listing.
-pub fn listing(inv: &Inventory, dev_root: &Path) -> Listing {
+pub fn listing<'a>(inv: &'a Inventory, dev_root: &Path) -> Listing<'a> {
     let views = |nodes: Option<Vec<DeviceNode>>| -> Vec<NodeView> {
         nodes
             .unwrap_or_default()
@@ -131,13 +159,7 @@ pub fn listing(inv: &Inventory, dev_root: &Path) -> Listing {
         .gpus
         .iter()
         .map(|g| GpuView {
-            index: g.index,
-            minor: g.minor,
-            uuid: g.uuid.clone(),
-            name: g.name.clone(),
-            pci_bus_id: g.pci_bus_id.clone(),
-            mig_enabled: g.mig_enabled,
-            memory_mib: g.memory_mib,
+            gpu: g,
             names: vec![g.index.to_string(), g.uuid.clone()],
             nodes: views(device_nodes(&Target::Gpu(g), inv, dev_root)),
             mig_devices: g
@@ -146,14 +168,8 @@ pub fn listing(inv: &Inventory, dev_root: &Path) -> Listing {
                 .map(|m| {
                     let t = Target::Mig { gpu: g, mig: m };
                     MigView {
+                        mig: m,
                         index: t.index_name(),
-                        uuid: m.uuid.clone(),
-                        profile: m.profile.clone(),
-                        gpu_instance_id: m.gpu_instance_id,
-                        compute_instance_id: m.compute_instance_id,
-                        memory_mib: m.memory_mib,
-                        gi_caps_minor: m.gi_caps_minor,
-                        ci_caps_minor: m.ci_caps_minor,
                         names: vec![t.index_name(), m.uuid.clone()],
                         nodes: views(device_nodes(&t, inv, dev_root)),
                         leases: Vec::new(),
@@ -188,7 +204,7 @@ pub fn attach_leases(listing: &mut Listing, leases: &[(Lease, bool)]) {
             .gpus
             .iter_mut()
             .flat_map(|g| g.mig_devices.iter_mut())
-            .find(|m| m.uuid.eq_ignore_ascii_case(&l.uuid));
+            .find(|m| m.mig.uuid.eq_ignore_ascii_case(&l.uuid));
         match device {
             Some(m) => m.leases.push(view),
             None => listing.unknown_leases.push(view),
@@ -245,6 +261,7 @@ pub fn render_table(l: &Listing) -> String {
     );
     for g in &l.gpus {
         let _ = writeln!(s);
+        let (nodes, mig_devices, g) = (&g.nodes, &g.mig_devices, g.gpu);
         let mode = if g.mig_enabled {
             "MIG enabled"
         } else {
@@ -255,27 +272,28 @@ pub fn render_table(l: &Listing) -> String {
             "GPU {}  {}  {}  {}  {}",
             g.index, g.name, g.uuid, g.pci_bus_id, mode
         );
-        let _ = writeln!(s, "  whole GPU -> {}", node_list(&g.nodes));
-        if g.mig_enabled && g.mig_devices.is_empty() {
+        let _ = writeln!(s, "  whole GPU -> {}", node_list(nodes));
+        if g.mig_enabled && mig_devices.is_empty() {
             let _ = writeln!(
                 s,
                 "  no MIG devices: create some with nvidia-smi mig -cgi <profiles> -C"
             );
         }
-        for m in &g.mig_devices {
+        for v in mig_devices {
+            let m = v.mig;
             let _ = writeln!(
                 s,
                 "  {:<5} {}  {:<10} GI {:<2} CI {}  {:>6} MiB -> {}",
-                m.index,
+                v.index,
                 m.uuid,
                 m.profile,
                 m.gpu_instance_id,
                 m.compute_instance_id,
                 m.memory_mib,
-                node_list(&m.nodes[1..])
+                node_list(&v.nodes[1..])
             );
-            for lease in &m.leases {
-                let _ = writeln!(s, "        {}", lease_line(lease, m.shared));
+            for lease in &v.leases {
+                let _ = writeln!(s, "        {}", lease_line(lease, v.shared));
             }
         }
     }
