@@ -25,7 +25,15 @@ fn mode(m: u32) -> String {
 /// The explanation for people.
 pub fn render(e: &Explanation) -> String {
     let mut s = String::new();
-    let r = &e.request;
+    render_request(&mut s, &e.request);
+    if let Some(plan) = &e.plan {
+        render_plan(&mut s, plan, e.container.as_ref());
+    }
+    s
+}
+
+/// What was asked for, and by which sources.
+fn render_request(s: &mut String, r: &Request) {
     let sources: Vec<String> = r.sources.iter().map(ToString::to_string).collect();
     match &r.devices {
         Devices::Untouched => {
@@ -60,7 +68,10 @@ pub fn render(e: &Explanation) -> String {
     for note in &r.notes {
         let _ = writeln!(s, "Note: {note}");
     }
-    let Some(plan) = &e.plan else { return s };
+}
+
+/// What the request resolved to: devices, nodes, cgroup rules, the container's view and files.
+fn render_plan(s: &mut String, plan: &Plan, container: Option<&ContainerWork>) {
     let _ = writeln!(s, "Resolved to:");
     if plan.devices.is_empty() {
         let _ = writeln!(s, "  no device");
@@ -85,7 +96,7 @@ pub fn render(e: &Explanation) -> String {
         let num = |v: Option<u32>| v.map_or("*".to_string(), |n| n.to_string());
         let _ = writeln!(s, "  c {}:{} {}", num(r.major), num(r.minor), r.access);
     }
-    if let Some(view) = e.container.as_ref().and_then(|c| c.proc_view.as_ref()) {
+    if let Some(view) = container.and_then(|c| c.proc_view.as_ref()) {
         let _ = writeln!(s, "/proc/driver/nvidia in the container: tmpfs with params (ModifyDeviceFiles: 0), version, registry, and:");
         for g in &view.gpus {
             let _ = writeln!(s, "  gpus/{g} (read-only bind)");
@@ -120,7 +131,6 @@ pub fn render(e: &Explanation) -> String {
             plan.edits.env.join(" ")
         );
     }
-    s
 }
 
 #[cfg(test)]

@@ -18,7 +18,9 @@ use super::InventoryError;
 
 const MIB: u64 = 1024 * 1024;
 
-/// What NVML says about the host.
+/// What NVML says about the host: its raw answer, before the cross-check against procfs and the
+/// caps minors that make an [`super::Inventory`]. Kept apart because it is a different thing: it
+/// exists where the cross-check fails (doctor reports both), and its GPUs carry no caps minors.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NvmlInfo {
     /// `nvmlSystemGetDriverVersion`, `550.54.15`.
