@@ -291,6 +291,43 @@ impl<'d, 'n> MigIds<'d, 'n> {
 }
 
 #[cfg(test)]
+impl NvmlInfo {
+    /// What NVML answers for a simulated topology (the simulator's own naming), for tests.
+    pub(crate) fn simulated(t: &migcage_topology::Topology) -> NvmlInfo {
+        NvmlInfo {
+            driver_version: t.driver_version.clone(),
+            cuda_driver_version: t.cuda_driver_version,
+            gpus: t
+                .gpus
+                .iter()
+                .map(|g| NvmlGpu {
+                    index: g.index,
+                    minor: g.minor,
+                    uuid: g.uuid.clone(),
+                    name: g.model.name.to_string(),
+                    pci_bus_id: g.pci_bus_id.clone(),
+                    mig_enabled: g.mig,
+                    memory_mib: g.model.memory_mib,
+                    mig_devices: g
+                        .mig_devices()
+                        .iter()
+                        .map(|m| NvmlMigDevice {
+                            index: m.index,
+                            uuid: m.ci.uuid.clone(),
+                            name: m.name(),
+                            profile: m.profile_name(),
+                            gpu_instance_id: m.gi.id,
+                            compute_instance_id: m.ci.id,
+                            memory_mib: m.gi.profile.memory_mib,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::path::PathBuf;

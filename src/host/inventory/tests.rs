@@ -1,6 +1,6 @@
 //! Tests of discovery and the cross-check on procfs fixtures in the driver's formats.
 
-use super::nvml::{NvmlGpu, NvmlInfo, NvmlMigDevice};
+use super::nvml::NvmlInfo;
 use super::*;
 use crate::config::Config;
 use migcage_topology::Topology;
@@ -50,7 +50,6 @@ fn fixture(name: &str) -> Fixture {
     );
     write(mig_cap_path(&config, "config"), &access(1));
     write(mig_cap_path(&config, "monitor"), &access(2));
-    let mut gpus = Vec::new();
     for g in &topo.gpus {
         write(
             gpu_information_path(&config, &g.proc_bus_id()),
@@ -62,7 +61,6 @@ fn fixture(name: &str) -> Fixture {
                 g.minor
             ),
         );
-        let mut mig_devices = Vec::new();
         for m in g.mig_devices() {
             let gi = m.gi.id;
             let ci = m.ci.id;
@@ -74,32 +72,9 @@ fn fixture(name: &str) -> Fixture {
                 ci_access_path(&config, g.minor, gi, ci),
                 &access(migcage_topology::ci_access_minor(g.minor, gi, ci)),
             );
-            mig_devices.push(NvmlMigDevice {
-                index: m.index,
-                uuid: m.ci.uuid.clone(),
-                name: m.name(),
-                profile: m.profile_name(),
-                gpu_instance_id: gi,
-                compute_instance_id: ci,
-                memory_mib: m.gi.profile.memory_mib,
-            });
         }
-        gpus.push(NvmlGpu {
-            index: g.index,
-            minor: g.minor,
-            uuid: g.uuid.clone(),
-            name: g.model.name.to_string(),
-            pci_bus_id: g.pci_bus_id.clone(),
-            mig_enabled: g.mig,
-            memory_mib: g.model.memory_mib,
-            mig_devices,
-        });
     }
-    let nvml = NvmlInfo {
-        driver_version: topo.driver_version.clone(),
-        cuda_driver_version: topo.cuda_driver_version,
-        gpus,
-    };
+    let nvml = NvmlInfo::simulated(&topo);
     Fixture {
         _dir: dir,
         config,

@@ -1,6 +1,6 @@
 //! Tests of the snapshot: trust, staleness and round trips on a simulated procfs.
 
-use super::super::nvml::{NvmlGpu, NvmlInfo, NvmlMigDevice};
+use super::super::nvml::NvmlInfo;
 use super::*;
 use migcage_topology::Topology;
 
@@ -39,37 +39,7 @@ impl Host {
 
     /// What NVML would say about the topology.
     fn nvml(&self) -> NvmlInfo {
-        let t = &self.topology;
-        NvmlInfo {
-            driver_version: t.driver_version.clone(),
-            cuda_driver_version: t.cuda_driver_version,
-            gpus: t
-                .gpus
-                .iter()
-                .map(|g| NvmlGpu {
-                    index: g.index,
-                    minor: g.minor,
-                    uuid: g.uuid.clone(),
-                    name: g.model.name.to_string(),
-                    pci_bus_id: g.pci_bus_id.clone(),
-                    mig_enabled: g.mig,
-                    memory_mib: g.model.memory_mib,
-                    mig_devices: g
-                        .mig_devices()
-                        .iter()
-                        .map(|m| NvmlMigDevice {
-                            index: m.index,
-                            uuid: m.ci.uuid.clone(),
-                            name: m.name(),
-                            profile: m.profile_name(),
-                            gpu_instance_id: m.gi.id,
-                            compute_instance_id: m.ci.id,
-                            memory_mib: m.gi.profile.memory_mib,
-                        })
-                        .collect(),
-                })
-                .collect(),
-        }
+        NvmlInfo::simulated(&self.topology)
     }
 
     /// Discover as `discover_and_save` does, with NVML's answer given.
