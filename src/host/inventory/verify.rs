@@ -15,7 +15,7 @@ use crate::config::Config;
 /// files, whose `DeviceFileMinor` equals both mig-minors' entry and the inventory's caps minor.
 ///
 /// `discover` runs this on what it has just read; a cached inventory snapshot can be checked the
-/// same way with a fresh [`read_procfs`], without NVML.
+/// same way with a fresh [`super::read_procfs`], without NVML.
 pub fn verify(
     config: &Config,
     inventory: &Inventory,
