@@ -11,5 +11,6 @@ pub mod dirfd;
 pub mod double;
 pub mod exec;
 pub mod nsenter;
+pub mod nvml;
 pub mod rootfs;
 pub mod signal;

@@ -2,19 +2,19 @@
 //!
 //! nvml-wrapper does the work where it has a wrapper, MIG device enumeration included. The two
 //! MIG calls it lacks (`nvmlDeviceGetGpuInstanceId`, `nvmlDeviceGetComputeInstanceId`) are made
-//! through the symbol table nvml-wrapper has already loaded ([`Nvml::lib`]), so both talk to
-//! the one initialized NVML. Every `unsafe` of the inventory lives in this file, one call per
-//! block (sys: these two calls belong behind a safe function in src/sys/).
+//! through the symbol table nvml-wrapper has already loaded, so both talk to the one
+//! initialized NVML; their `unsafe` lives in [`crate::sys::nvml`].
 //!
 //! [`NvmlInfo`] is NVML's raw answer, before it is cross-checked against procfs and joined with
 //! the caps minors: the checked, assembled view is [`super::Inventory`].
 
 use std::path::Path;
 
-use nvml_wrapper::error::{nvml_sym, nvml_try, NvmlError};
+use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::{Device, Nvml};
 
 use super::InventoryError;
+use crate::sys::nvml::MigIds;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -248,45 +248,6 @@ fn call_error<'a, F: FnOnce() -> String + 'a>(
         call,
         target: target(),
         message: e.to_string(),
-    }
-}
-
-/// The two MIG calls nvml-wrapper does not wrap, for one MIG device, made through the symbols
-/// nvml-wrapper loaded.
-struct MigIds<'d, 'n> {
-    nvml: &'n Nvml,
-    device: &'d Device<'n>,
-}
-
-impl<'d, 'n> MigIds<'d, 'n> {
-    /// `None` where NVML answered with a null handle: no MIG device at that index.
-    fn of(nvml: &'n Nvml, device: &'d Device<'n>) -> Option<MigIds<'d, 'n>> {
-        // SAFETY: `handle` only copies the raw pointer out to compare it with null.
-        let handle = unsafe { device.handle() };
-        (!handle.is_null()).then_some(MigIds { nvml, device })
-    }
-
-    fn gpu_instance_id(&self) -> Result<u32, NvmlError> {
-        let sym = nvml_sym(self.nvml.lib().nvmlDeviceGetGpuInstanceId.as_ref())?;
-        let mut id = 0;
-        // SAFETY: `handle` only copies the raw pointer out; `device` borrows `nvml`, so the NVML
-        // session the handle belongs to is alive for the call below.
-        let handle = unsafe { self.device.handle() };
-        // SAFETY: `handle` is a live MIG device handle of the initialized NVML session; `id` is
-        // a valid out-pointer for the duration of the call.
-        nvml_try(unsafe { sym(handle, &mut id) })?;
-        Ok(id)
-    }
-
-    fn compute_instance_id(&self) -> Result<u32, NvmlError> {
-        let sym = nvml_sym(self.nvml.lib().nvmlDeviceGetComputeInstanceId.as_ref())?;
-        let mut id = 0;
-        // SAFETY: as in `gpu_instance_id`.
-        let handle = unsafe { self.device.handle() };
-        // SAFETY: `handle` is a live MIG device handle of the initialized NVML session; `id` is
-        // a valid out-pointer for the duration of the call.
-        nvml_try(unsafe { sym(handle, &mut id) })?;
-        Ok(id)
     }
 }
 

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -122,39 +123,22 @@ pub fn caps_tree(config: &Config) -> Result<BTreeMap<String, Identity>, Inventor
 }
 
 /// A directory opened for lookups relative to it only (`O_PATH`); `None` when it does not exist.
-// sys: the O_PATH open (libc flags) and `identity_at`'s fstatat belong behind a safe function in
-// src/sys/.
 fn open_dir(path: &Path) -> io::Result<Option<std::fs::File>> {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-    {
-        Ok(f) => Ok(Some(f)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
+    Ok(crate::sys::dirfd::open_dir_path(path)?.map(std::fs::File::from))
 }
 
 /// The identity of `rel` under the open directory `dir` (not following a final symlink).
 // `st_nlink` is a u64 on x86_64 and a u32 on other Linux targets.
 #[allow(clippy::useless_conversion)]
 fn identity_at(dir: &std::fs::File, rel: &str) -> io::Result<Option<Identity>> {
-    use std::os::fd::AsRawFd;
-    match nix::sys::stat::fstatat(
-        Some(dir.as_raw_fd()),
-        rel,
-        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-    ) {
-        Ok(st) => Ok(Some(Identity {
+    Ok(
+        crate::sys::dirfd::lstat_at(dir.as_fd(), rel)?.map(|st| Identity {
             ino: st.st_ino,
             ctime: st.st_ctime,
             ctime_nsec: st.st_ctime_nsec,
             nlink: u64::from(st.st_nlink),
-        })),
-        Err(nix::errno::Errno::ENOENT) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+        }),
+    )
 }
 
 /// Compare the recorded capability tree with what is there now, entry by entry (one `fstatat`
