@@ -24,9 +24,9 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ExplicitPolicy;
+use crate::core::inventory::{Gpu, Inventory, MigDevice};
 use crate::core::plan::{self, PlanError};
 use crate::core::request::DeviceSelector;
-use crate::host::inventory::{Gpu, Inventory, MigDevice};
 
 /// The most instances an error message lists one by one.
 const MAX_LISTED: usize = 16;

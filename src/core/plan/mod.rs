@@ -12,8 +12,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::core::edits::{Access, ContainerEdits, DeviceNode};
+use crate::core::inventory::Inventory;
 use crate::core::request::{Devices, Request, Source, SourceSelection};
-use crate::host::inventory::Inventory;
 use nodes::{allow_rules, common_nodes, device_nodes, mig_admin_node, push_unique, Target};
 use targets::{admin_gpus, find_targets};
 

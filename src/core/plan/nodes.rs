@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::core::edits::{Access, DeviceNode, DeviceRule, DeviceType};
-use crate::host::inventory::{Gpu, Inventory, MigDevice};
+use crate::core::inventory::{Gpu, Inventory, MigDevice};
 
 /// Minor of /dev/nvidiactl on the frontend major.
 pub const NVIDIACTL_MINOR: u32 = 255;
@@ -158,7 +158,7 @@ pub fn push_unique(out: &mut Vec<DeviceNode>, nodes: impl IntoIterator<Item = De
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::host::inventory::Majors;
+    use crate::core::inventory::Majors;
 
     /// A small inventory: GPU 0 in MIG mode with two MIG devices, GPU 1 whole.
     pub(crate) fn inventory() -> Inventory {

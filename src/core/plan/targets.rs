@@ -1,8 +1,8 @@
 //! What a selector names on this host: the GPUs and MIG devices it resolves to, and the
 //! candidates of a request by profile.
 
+use crate::core::inventory::{Gpu, Inventory, MigDevice};
 use crate::core::request::DeviceSelector;
-use crate::host::inventory::{Gpu, Inventory, MigDevice};
 
 use super::nodes::Target;
 use super::PlanError;

@@ -2,8 +2,8 @@
 //!
 //! Everything that touches NVML or the driver's procfs lives in this module and nowhere else.
 //! `discover` reads NVML (through nvml-wrapper, with the configured library) and procfs (through
-//! the configured roots), cross-checks the two, and returns one [`Inventory`] value that the pure
-//! planning code works on.
+//! the configured roots), cross-checks the two, and returns one [`Inventory`] value (its types are
+//! [`crate::core::inventory`]'s) that the pure planning code works on.
 
 mod discover;
 mod error;
@@ -12,8 +12,6 @@ pub mod procfs;
 mod read;
 pub mod snapshot;
 mod verify;
-
-use serde::{Deserialize, Serialize};
 
 #[cfg(test)]
 use discover::assemble;
@@ -26,77 +24,8 @@ pub use read::{
 };
 pub use verify::{verify, verify_with, AccessFiles};
 
-/// One host's GPUs as migcage sees them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Inventory {
-    /// Driver version, `550.54.15`, from /proc/driver/nvidia/version (checked against NVML).
-    pub driver_version: String,
-    /// CUDA driver version as NVML encodes it (12040 = 12.4).
-    pub cuda_driver_version: i32,
-    pub majors: Majors,
-    /// GPUs in NVML index order.
-    pub gpus: Vec<Gpu>,
-    /// Caps minors of `mig/config` and `mig/monitor`, when the driver has them.
-    pub mig_config_minor: Option<u32>,
-    pub mig_monitor_minor: Option<u32>,
-}
-
-/// Character device majors from /proc/devices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Majors {
-    /// `nvidia-frontend` (195): /dev/nvidia<minor>, /dev/nvidiactl (255), /dev/nvidia-modeset (254).
-    pub frontend: u32,
-    /// `nvidia-uvm`: /dev/nvidia-uvm (0) and /dev/nvidia-uvm-tools (1).
-    pub uvm: Option<u32>,
-    /// `nvidia-caps`: /dev/nvidia-caps/nvidia-cap<minor>.
-    pub caps: Option<u32>,
-}
-
-/// A physical GPU.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Gpu {
-    /// NVML index.
-    pub index: u32,
-    /// Device minor: /dev/nvidia<minor>, and the `gpu<minor>` of the caps paths.
-    pub minor: u32,
-    /// `GPU-...`
-    pub uuid: String,
-    pub name: String,
-    /// NVML form, `00000000:07:00.0`.
-    pub pci_bus_id: String,
-    /// Current MIG mode.
-    pub mig_enabled: bool,
-    pub memory_mib: u64,
-    /// MIG devices in NVML order (empty when MIG is off).
-    pub mig_devices: Vec<MigDevice>,
-}
-
-/// A MIG device (one compute instance of one GPU instance).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MigDevice {
-    /// Index among its GPU's MIG devices (the `1` of `0:1`).
-    pub index: u32,
-    /// NVML index of the parent GPU.
-    pub gpu_index: u32,
-    /// `MIG-...`
-    pub uuid: String,
-    pub gpu_instance_id: u32,
-    pub compute_instance_id: u32,
-    /// Profile as nvidia-smi prints it, `1g.5gb`.
-    pub profile: String,
-    pub memory_mib: u64,
-    /// Caps minor of `gpu<minor>/gi<G>/access`.
-    pub gi_caps_minor: u32,
-    /// Caps minor of `gpu<minor>/gi<G>/ci<C>/access`.
-    pub ci_caps_minor: u32,
-}
-
-impl Gpu {
-    /// `/proc/driver/nvidia/gpus/<dir>`: the bus id with a 4-digit domain, lower case.
-    pub fn proc_bus_id(&self) -> String {
-        migcage_topology::proc_bus_id(&self.pci_bus_id)
-    }
-}
+// The inventory's data model is pure and lives in core, where the plan uses it.
+pub use crate::core::inventory::{Gpu, Inventory, Majors, MigDevice};
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! Allocation's tests, and the inventory and lease helpers the lease store's tests share.
 
 use super::*;
-use crate::host::inventory::Majors;
+use crate::core::inventory::Majors;
 
 const P1: &str = "1g.5gb";
 
