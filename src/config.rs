@@ -119,6 +119,10 @@ pub struct Config {
     /// runtime with runc's command line; a name looked up on PATH (then /usr/local/sbin,
     /// /usr/local/bin, /usr/sbin, /usr/bin, /sbin, /bin) or an absolute path.
     pub runtime: PathBuf,
+    /// `driver_root` is a tree made by `migcage simulate`: discovery then also hands containers
+    /// the simulator's own files (`SIM_ONLY_FILES`: the topology the simulated NVML reads inside a
+    /// container). Off by default; only the config that `migcage simulate` writes turns it on.
+    pub simulated_driver: bool,
     pub requests: RequestPolicy,
     pub log: LogConfig,
     pub leases: LeaseConfig,
@@ -134,6 +138,7 @@ impl Default for Config {
             state_dir: "/run/migcage".into(),
             nvml_timeout_ms: DEFAULT_NVML_TIMEOUT_MS,
             runtime: "runc".into(),
+            simulated_driver: false,
             requests: RequestPolicy::default(),
             log: LogConfig::default(),
             leases: LeaseConfig::default(),
@@ -266,6 +271,31 @@ mod tests {
             assert!(!s.contains(['\n', '\r']), "{s:?}");
             assert!(s.starts_with("config file c.toml: "), "{s:?}");
         }
+    }
+
+    /// `migcage simulate` writes its config.toml itself (it does not depend on migcage): the text
+    /// is exactly this config's, every key in migcage's layout, so scripts and tests that rewrite
+    /// one line of it find the line.
+    #[test]
+    fn the_simulators_config_is_this_config() {
+        let root = Path::new("/sim");
+        let text = migcage_simulate::config_text(root).unwrap();
+        let want = Config {
+            driver_root: root.into(),
+            dev_root: "/sim/dev".into(),
+            proc_root: "/sim/proc".into(),
+            nvml_library: "/sim/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1".into(),
+            state_dir: "/sim/run/migcage".into(),
+            simulated_driver: true,
+            log: LogConfig {
+                file: "/sim/migcage.log".into(),
+                ..LogConfig::default()
+            },
+            ..Config::default()
+        };
+        assert_eq!(Config::parse(&text, Path::new("c.toml")).unwrap(), want);
+        assert_eq!(text, toml::to_string_pretty(&want).unwrap());
+        assert!(!Config::default().simulated_driver);
     }
 
     #[test]

@@ -20,5 +20,6 @@ pub mod core;
 pub mod faultpoint;
 pub mod host;
 pub mod logging;
-pub mod simulate;
+/// `migcage simulate`: the driver-tree builder, its own crate (`crates/simulate`).
+pub use migcage_simulate as simulate;
 pub mod sys;

@@ -226,12 +226,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             root,
             sim_artifacts,
         } => {
-            let opts = migcage::simulate::SimulateOptions {
+            let opts = migcage_simulate::SimulateOptions {
                 topology,
                 root,
                 sim_artifacts,
             };
-            println!("{}", migcage::simulate::simulate(&opts)?);
+            println!("{}", migcage_simulate::simulate(&opts)?);
             return Ok(());
         }
         // Doctor reports a broken configuration file instead of stopping at it.

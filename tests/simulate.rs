@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use migcage::core::driver_files::{driver_files, FileKind};
-use migcage::simulate::elf::read_soname;
+use migcage_simulate::elf::read_soname;
 use migcage_topology::{builtin_names, Topology};
 
 const BIN: &str = env!("CARGO_BIN_EXE_migcage");

@@ -91,7 +91,7 @@ impl Setup {
             .dir
             .path()
             .join(migcage::core::driver_files::LIBRARY_DIR.trim_start_matches('/'))
-            .join(migcage::simulate::libs::SIM_TOPOLOGY_FILE)
+            .join(migcage_simulate::libs::SIM_TOPOLOGY_FILE)
     }
 
     /// Inject NVML faults without touching procfs: edit only the simulated NVML's topology.

@@ -22,10 +22,10 @@ impl Host {
             state_dir: dir.path().join("run"),
             ..Config::default()
         };
-        for d in crate::simulate::procfs::empty_dirs(&topology) {
+        for d in migcage_simulate::procfs::empty_dirs(&topology) {
             std::fs::create_dir_all(config.proc_path(&d)).unwrap();
         }
-        for f in crate::simulate::procfs::files(&topology) {
+        for f in migcage_simulate::procfs::files(&topology) {
             let p = config.proc_path(&f.path);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, f.text).unwrap();

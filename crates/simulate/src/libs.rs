@@ -1,5 +1,5 @@
 //! The driver's user-space files in the simulated tree: every entry of
-//! [`crate::core::driver_files::DRIVER_FILES`] materialized, the simulated NVML and nvidia-smi copied in,
+//! [`migcage_driver_files::DRIVER_FILES`] materialized, the simulated NVML and nvidia-smi copied in,
 //! and an ld cache made by the system's `ldconfig`.
 
 use std::os::unix::fs::PermissionsExt;
@@ -9,7 +9,7 @@ use std::process::Command;
 use migcage_topology::Topology;
 
 use super::{elf, io, SimulateError};
-use crate::core::driver_files::{dev_link_name, driver_files, FileKind, LIBRARY_DIR};
+use migcage_driver_files::{dev_link_name, driver_files, FileKind, LIBRARY_DIR};
 
 /// The file name of the simulated NVML cdylib (crates/nvml-sim).
 pub const NVML_SIM_LIB: &str = "libnvidia_ml_sim.so";

@@ -9,6 +9,7 @@
 //! It never fakes a device node with a regular file: without CAP_MKNOD it refuses. It only ever
 //! replaces a directory that is empty or that it made itself (marked by [`MARKER`]).
 
+pub mod config;
 pub mod devfs;
 pub mod elf;
 pub mod libs;
@@ -17,12 +18,15 @@ pub mod procfs;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use migcage_driver_files::{LIBRARY_DIR, SIM_ONLY_FILES};
 use migcage_topology::{Topology, TopologyError};
 
-use crate::config::{Config, LogConfig};
+pub use config::config_text;
 pub use libs::SimArtifacts;
 
-/// The file that marks a directory as made by `migcage simulate`.
+/// The file that marks a directory as made by `migcage simulate`. Only the simulator reads it, to
+/// know which directory it may replace; migcage never looks for it (what a simulated tree needs
+/// differently, the config it writes says: `simulated_driver = true`).
 pub const MARKER: &str = ".migcage-sim";
 
 /// An error of `migcage simulate`; each renders as one line naming the path involved.
@@ -103,24 +107,6 @@ impl fmt::Display for Summary {
     }
 }
 
-/// The configuration that points migcage at a simulated tree under `root`.
-pub fn config_for(root: &Path) -> Config {
-    Config {
-        driver_root: root.to_path_buf(),
-        dev_root: root.join("dev"),
-        proc_root: root.join("proc"),
-        nvml_library: root
-            .join(crate::core::driver_files::LIBRARY_DIR.trim_start_matches('/'))
-            .join(libs::NVML_SONAME),
-        state_dir: root.join("run/migcage"),
-        log: LogConfig {
-            file: root.join("migcage.log").display().to_string(),
-            ..LogConfig::default()
-        },
-        ..Config::default()
-    }
-}
-
 /// Map an I/O error on `path` to [`SimulateError::Io`].
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SimulateError + 'a {
     move |source| SimulateError::Io {
@@ -187,7 +173,7 @@ fn prepare_root(root: &Path) -> Result<(), SimulateError> {
 }
 
 /// The simulated NVML's topology as a container must see it (sim-only, see
-/// [`crate::core::driver_files::SIM_ONLY_FILES`]): only the devices whose nodes under the container's
+/// [`SIM_ONLY_FILES`]): only the devices whose nodes under the container's
 /// `/dev` open, which is the real driver's rule. The hook mounts it next to the injected
 /// `libnvidia-ml.so.1`; the host's copy (every device) stays where it is.
 pub fn container_topology(host: &Topology) -> Topology {
@@ -198,7 +184,7 @@ pub fn container_topology(host: &Topology) -> Topology {
 }
 
 fn write_container_topology(root: &Path, host: &Topology) -> Result<(), SimulateError> {
-    for f in crate::core::driver_files::SIM_ONLY_FILES {
+    for f in SIM_ONLY_FILES {
         if f.container_name == libs::SIM_TOPOLOGY_FILE {
             let path = root.join(f.host_path.trim_start_matches('/'));
             let text = format!(
@@ -244,7 +230,7 @@ pub fn simulate(opts: &SimulateOptions) -> Result<Summary, SimulateError> {
     libs::write_driver_files(&root, &topology, &artifacts)?;
     topology.dev_root = Some(dev.display().to_string());
     let topology_toml = topology.to_toml();
-    let lib_dir = root.join(crate::core::driver_files::LIBRARY_DIR.trim_start_matches('/'));
+    let lib_dir = root.join(LIBRARY_DIR.trim_start_matches('/'));
     libs::write_file(
         &lib_dir.join(libs::SIM_TOPOLOGY_FILE),
         topology_toml.as_bytes(),
@@ -254,13 +240,9 @@ pub fn simulate(opts: &SimulateOptions) -> Result<Summary, SimulateError> {
     write_container_topology(&root, &topology)?;
     libs::build_ld_cache(&root, &ldconfig)?;
 
-    let config = config_for(&root);
-    let state_dir = &config.state_dir;
-    std::fs::create_dir_all(state_dir).map_err(io("create directory", state_dir))?;
-    let text = toml::to_string_pretty(&config).map_err(|e| SimulateError::Serialize {
-        what: "config.toml",
-        message: e.to_string(),
-    })?;
+    let state_dir = config::state_dir(&root);
+    std::fs::create_dir_all(&state_dir).map_err(io("create directory", &state_dir))?;
+    let text = config_text(&root)?;
     let config_path = root.join("config.toml");
     libs::write_file(&config_path, text.as_bytes(), 0o644)?;
 
@@ -300,22 +282,6 @@ mod tests {
             root: root.into(),
             sim_artifacts: Some(artifacts.into()),
         }
-    }
-
-    #[test]
-    fn config_points_at_the_tree() {
-        let c = config_for(Path::new("/sim"));
-        assert_eq!(c.driver_root, Path::new("/sim"));
-        assert_eq!(c.dev_root, Path::new("/sim/dev"));
-        assert_eq!(c.proc_root, Path::new("/sim/proc"));
-        assert_eq!(
-            c.nvml_library,
-            Path::new("/sim/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1")
-        );
-        assert_eq!(c.state_dir, Path::new("/sim/run/migcage"));
-        assert_eq!(c.log.file, "/sim/migcage.log");
-        let text = toml::to_string_pretty(&c).unwrap();
-        assert_eq!(Config::parse(&text, Path::new("c.toml")).unwrap(), c);
     }
 
     #[test]
@@ -395,14 +361,15 @@ mod tests {
             .file_type()
             .is_char_device());
 
-        let config = Config::parse(
-            &std::fs::read_to_string(&summary.config).unwrap(),
-            &summary.config,
-        )
-        .unwrap();
-        assert_eq!(config, config_for(&root));
-        assert!(config.nvml_library.exists());
-        let nvml = std::fs::read(&config.nvml_library).unwrap();
+        let text = std::fs::read_to_string(&summary.config).unwrap();
+        assert_eq!(text, config_text(&root).unwrap());
+        let nvml_library = root.join("usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1");
+        assert!(text.contains(&format!(
+            "nvml_library = {:?}",
+            nvml_library.display().to_string()
+        )));
+        assert!(nvml_library.exists());
+        let nvml = std::fs::read(&nvml_library).unwrap();
         assert_eq!(
             elf::read_soname(&nvml).as_deref(),
             Some("libnvidia-ml.so.1")
@@ -418,11 +385,7 @@ mod tests {
             .join(libs::SIM_TOPOLOGY_FILE);
         assert_eq!(Topology::from_path(&beside_lib).unwrap(), topo);
         // The containers' copy: the same devices, filtered by what /dev in the container opens.
-        let for_containers = root.join(
-            crate::core::driver_files::SIM_ONLY_FILES[0]
-                .host_path
-                .trim_start_matches('/'),
-        );
+        let for_containers = root.join(SIM_ONLY_FILES[0].host_path.trim_start_matches('/'));
         let ct = Topology::from_path(&for_containers).unwrap();
         assert_eq!(ct.visibility, migcage_topology::Visibility::DeviceNodes);
         assert_eq!(ct.dev_root.as_deref(), Some("/dev"));

@@ -59,7 +59,7 @@ pub struct HostFile {
     /// Where it goes in the container: its path on a real host (`/usr/bin/nvidia-smi`).
     pub path: String,
     pub library: Option<Library>,
-    /// A file of the simulated tree only ([`SIM_ONLY_FILES`]).
+    /// A file of the simulated tree only ([`SIM_ONLY_FILES`], with `simulated_driver = true`).
     pub sim_only: bool,
 }
 
@@ -333,7 +333,9 @@ pub fn discover(config: &Config, driver_version: &str) -> Result<DriverFiles, Di
             }
         }
     }
-    files.extend(sim_only_files(&root, &files));
+    if config.simulated_driver {
+        files.extend(sim_only_files(&root, &files));
+    }
     if !finder.missing.is_empty() {
         tracing::info!(
             driver_root = %root.display(),
@@ -348,12 +350,9 @@ pub fn discover(config: &Config, driver_version: &str) -> Result<DriverFiles, Di
     })
 }
 
-/// The [`SIM_ONLY_FILES`] of a simulated tree: only under a root that carries the simulator's
-/// marker, and only next to a library that was found.
+/// The [`SIM_ONLY_FILES`] of a simulated tree (the config says `simulated_driver = true`): each
+/// one the tree has, next to a library that was found.
 fn sim_only_files(root: &Path, found: &[HostFile]) -> Vec<HostFile> {
-    if !root.join(crate::simulate::MARKER).is_file() {
-        return Vec::new();
-    }
     let mut out = Vec::new();
     for s in SIM_ONLY_FILES {
         let host = root.join(s.host_path.trim_start_matches('/'));
@@ -380,225 +379,4 @@ fn sim_only_files(root: &Path, found: &[HostFile]) -> Vec<HostFile> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::core::ldcache::Entry;
-    use crate::simulate::elf::tiny_shared_object;
-    use std::os::unix::fs::symlink;
-
-    const VER: &str = "550.54.15";
-
-    fn write(path: &Path, bytes: &[u8]) {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, bytes).unwrap();
-    }
-
-    fn config(root: &Path) -> Config {
-        Config {
-            driver_root: root.to_path_buf(),
-            ..Config::default()
-        }
-    }
-
-    fn find<'a>(d: &'a DriverFiles, path: &str) -> Option<&'a HostFile> {
-        d.files.iter().find(|f| f.path == path)
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("*nvidia*.json", "10_nvidia_wayland.json"));
-        assert!(glob_match("*nvidia*.json", "nvidia.json"));
-        assert!(!glob_match("*nvidia*.json", "10_mesa.json"));
-        assert!(!glob_match("*nvidia*.json", "nvidia.json.bak"));
-        assert!(glob_match("gsp*.bin", "gsp_ga10x.bin"));
-        assert!(glob_match("exact", "exact"));
-        assert!(!glob_match("a*a", "a"));
-    }
-
-    /// A host whose ld cache (in the old format, by hand) names libcuda in a non-default
-    /// directory, with a stale libnvidia-ml of another version in the default one.
-    #[test]
-    fn cache_first_then_directories_and_only_this_version() {
-        let d = tempfile::tempdir().unwrap();
-        let root = d.path();
-        let elf = |soname: &str| tiny_shared_object(soname, &[]);
-        write(
-            &root.join(format!("opt/nv/lib/libcuda.so.{VER}")),
-            &elf("libcuda.so.1"),
-        );
-        symlink(
-            format!("libcuda.so.{VER}"),
-            root.join("opt/nv/lib/libcuda.so.1"),
-        )
-        .unwrap();
-        // libnvidia-ml: the cache points at an old version; the right one is in /usr/lib64.
-        write(
-            &root.join("usr/lib/x86_64-linux-gnu/libnvidia-ml.so.535.104.05"),
-            &elf("libnvidia-ml.so.1"),
-        );
-        symlink(
-            "libnvidia-ml.so.535.104.05",
-            root.join("usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1"),
-        )
-        .unwrap();
-        write(
-            &root.join(format!("usr/lib64/libnvidia-ml.so.{VER}")),
-            &elf("libnvidia-ml.so.1"),
-        );
-        // libnvidia-opencl: only an old version.
-        write(
-            &root.join("usr/lib/x86_64-linux-gnu/libnvidia-opencl.so.535.104.05"),
-            &elf("libnvidia-opencl.so.1"),
-        );
-        symlink(
-            "libnvidia-opencl.so.535.104.05",
-            root.join("usr/lib/x86_64-linux-gnu/libnvidia-opencl.so.1"),
-        )
-        .unwrap();
-        // libnvidia-cfg: right name, but not an ELF object.
-        write(
-            &root.join(format!("usr/lib/x86_64-linux-gnu/libnvidia-cfg.so.{VER}")),
-            b"not elf",
-        );
-        // A binary and a socket-less run dir, firmware, a config glob.
-        write(&root.join("usr/sbin/nvidia-persistenced"), b"#!/bin/sh\n");
-        write(
-            &root.join(format!("lib/firmware/nvidia/{VER}/gsp_ga10x.bin")),
-            b"fw",
-        );
-        write(
-            &root.join("usr/share/egl/egl_external_platform.d/15_nvidia_gbm.json"),
-            b"{}",
-        );
-        write(
-            &root.join("usr/share/egl/egl_external_platform.d/50_mesa.json"),
-            b"{}",
-        );
-        write(
-            &root.join("etc/ld.so.cache"),
-            &crate::core::ldcache::tests::old_format(&[
-                ("libcuda.so.1", "/opt/nv/lib/libcuda.so.1", FLAGS_X86_64),
-                (
-                    "libnvidia-ml.so.1",
-                    "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1",
-                    FLAGS_X86_64,
-                ),
-                (
-                    "libnvidia-opencl.so.1",
-                    "/usr/lib/x86_64-linux-gnu/libnvidia-opencl.so.1",
-                    FLAGS_X86_64,
-                ),
-            ]),
-        );
-        let found = discover(&config(root), VER).unwrap();
-        let cuda = find(&found, &format!("/opt/nv/lib/libcuda.so.{VER}")).expect("libcuda");
-        assert_eq!(
-            cuda.library,
-            Some(Library {
-                soname: "libcuda.so.1".into(),
-                arch: LibArch::X86_64,
-                dev_link: Some("libcuda.so".into()),
-                in_ld_cache: true,
-            })
-        );
-        assert_eq!(cuda.caps, Caps::COMPUTE);
-        assert!(cuda
-            .host_path
-            .starts_with(std::fs::canonicalize(root).unwrap()));
-        assert!(find(&found, &format!("/usr/lib64/libnvidia-ml.so.{VER}")).is_some());
-        assert!(
-            !found.files.iter().any(|f| f.path.contains("535")),
-            "the stale library is never taken"
-        );
-        assert!(!found.files.iter().any(|f| f.path.contains("libnvidia-cfg")));
-        assert!(find(&found, "/usr/sbin/nvidia-persistenced").is_some());
-        assert!(find(&found, &format!("/lib/firmware/nvidia/{VER}/gsp_ga10x.bin")).is_some());
-        assert!(find(
-            &found,
-            "/usr/share/egl/egl_external_platform.d/15_nvidia_gbm.json"
-        )
-        .is_some());
-        assert!(!found.files.iter().any(|f| f.path.contains("mesa")));
-        let missing = found.missing.join("\n");
-        assert!(
-            missing.contains(&format!("libnvidia-opencl.so.{VER} (x86-64): /usr/lib/x86_64-linux-gnu/libnvidia-opencl.so.1 is libnvidia-opencl.so.535.104.05, not the running driver's {VER}")),
-            "{missing}"
-        );
-        assert!(
-            missing.contains(&format!("libnvidia-cfg.so.{VER} (x86-64): /usr/lib/x86_64-linux-gnu/libnvidia-cfg.so.{VER} is not an x86-64 ELF object")),
-            "{missing}"
-        );
-        assert!(!missing.contains("libnvidia-ml"), "{missing}");
-        assert!(missing.contains("nvidia-smi: not found"), "{missing}");
-        // No sim-only file on a root without the simulator's marker.
-        assert!(!found.files.iter().any(|f| f.sim_only));
-    }
-
-    #[test]
-    fn a_symlink_out_of_the_driver_root_is_not_taken() {
-        let d = tempfile::tempdir().unwrap();
-        let outside = tempfile::tempdir().unwrap();
-        write(
-            &outside.path().join(format!("libcuda.so.{VER}")),
-            &tiny_shared_object("libcuda.so.1", &[]),
-        );
-        std::fs::create_dir_all(d.path().join("usr/lib/x86_64-linux-gnu")).unwrap();
-        symlink(
-            outside.path().join(format!("libcuda.so.{VER}")),
-            d.path()
-                .join(format!("usr/lib/x86_64-linux-gnu/libcuda.so.{VER}")),
-        )
-        .unwrap();
-        let found = discover(&config(d.path()), VER).unwrap();
-        assert!(!found.files.iter().any(|f| f.path.contains("libcuda")));
-    }
-
-    #[test]
-    fn no_cache_and_a_broken_cache_fall_back_to_directories() {
-        let d = tempfile::tempdir().unwrap();
-        write(
-            &d.path()
-                .join(format!("usr/lib/x86_64-linux-gnu/libcuda.so.{VER}")),
-            &tiny_shared_object("libcuda.so.1", &[]),
-        );
-        let found = discover(&config(d.path()), VER).unwrap();
-        assert!(find(
-            &found,
-            &format!("/usr/lib/x86_64-linux-gnu/libcuda.so.{VER}")
-        )
-        .is_some());
-        write(&d.path().join("etc/ld.so.cache"), b"garbage");
-        let found = discover(&config(d.path()), VER).unwrap();
-        assert!(find(
-            &found,
-            &format!("/usr/lib/x86_64-linux-gnu/libcuda.so.{VER}")
-        )
-        .is_some());
-        assert!(
-            found.missing[0].contains("not an ld.so cache"),
-            "{:?}",
-            found.missing
-        );
-        // A new-format cache written by us works the same.
-        let mut c = LdCache::default();
-        c.entries.push(Entry::new(
-            "libcuda.so.1",
-            "/usr/lib/x86_64-linux-gnu/libcuda.so.1",
-            FLAGS_X86_64,
-        ));
-        write(&d.path().join("etc/ld.so.cache"), &c.to_bytes("t"));
-        let found = discover(&config(d.path()), VER).unwrap();
-        assert!(found.missing.iter().all(|m| !m.contains("ld.so.cache")));
-    }
-
-    #[test]
-    fn a_missing_root_is_one_clear_line() {
-        let e = discover(&config(Path::new("/nonexistent/driver")), VER).unwrap_err();
-        let s = e.to_string();
-        assert!(
-            s.contains("/nonexistent/driver") && s.contains("driver_root"),
-            "{s}"
-        );
-        assert!(!s.contains('\n'));
-    }
-}
+mod tests;
