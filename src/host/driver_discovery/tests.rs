@@ -34,12 +34,10 @@ fn globs() {
     assert!(!glob_match("a*a", "a"));
 }
 
-/// A host whose ld cache (in the old format, by hand) names libcuda in a non-default
-/// directory, with a stale libnvidia-ml of another version in the default one.
-#[test]
-fn cache_first_then_directories_and_only_this_version() {
-    let d = tempfile::tempdir().unwrap();
-    let root = d.path();
+/// Lay out the host of the test below: libcuda where only the ld cache says, a stale
+/// libnvidia-ml where the cache points and the current one elsewhere, an old libnvidia-opencl
+/// only, a libnvidia-cfg that is not ELF, a binary, firmware and a config glob.
+fn stale_and_current_host(root: &Path) {
     let elf = |soname: &str| tiny_shared_object(soname, &[]);
     write(
         &root.join(format!("opt/nv/lib/libcuda.so.{VER}")),
@@ -109,6 +107,15 @@ fn cache_first_then_directories_and_only_this_version() {
             ),
         ]),
     );
+}
+
+/// A host whose ld cache (in the old format, by hand) names libcuda in a non-default
+/// directory, with a stale libnvidia-ml of another version in the default one.
+#[test]
+fn cache_first_then_directories_and_only_this_version() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    stale_and_current_host(root);
     let found = discover(&config(root), VER).unwrap();
     let cuda = find(&found, &format!("/opt/nv/lib/libcuda.so.{VER}")).expect("libcuda");
     assert_eq!(

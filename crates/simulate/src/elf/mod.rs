@@ -160,6 +160,70 @@ impl StrTab {
     }
 }
 
+/// Where everything of one object goes: file offsets, sizes and the dynamic section's address.
+struct Layout {
+    nsyms: usize,
+    nbucket: usize,
+    hash_off: usize,
+    hash_size: usize,
+    dynsym_off: usize,
+    dynsym_size: usize,
+    dynstr_off: usize,
+    dynstr_size: usize,
+    text_off: usize,
+    text_size: usize,
+    seg1_end: usize,
+    dyn_off: usize,
+    dyn_size: usize,
+    dyn_addr: u64,
+    shstr_off: usize,
+    shdr_off: usize,
+}
+
+impl Layout {
+    fn new(nsymbols: usize, dynstr_size: usize, shstr_size: usize) -> Layout {
+        let nsyms = nsymbols + 1;
+        let nbucket = nsymbols.max(1);
+        // First segment: headers, then the allocated read-only sections and the code.
+        let hash_off = EHDR_SIZE + PHDR_SIZE * usize::from(PHDR_COUNT);
+        let hash_size = 4 * (2 + nbucket + nsyms);
+        let dynsym_off = align(hash_off + hash_size, 8);
+        let dynsym_size = SYM_SIZE * nsyms;
+        let dynstr_off = dynsym_off + dynsym_size;
+        let text_off = align(dynstr_off + dynstr_size, 16);
+        let text_size = STUB.len() * nsymbols.max(1);
+        let seg1_end = text_off + text_size;
+        // Second segment: the dynamic section, at an address on a later page but congruent to
+        // its file offset modulo the page size, as the loader requires.
+        let dyn_off = align(seg1_end, 8);
+        let dyn_size = DYN_SIZE * DYN_COUNT;
+        let dyn_addr = align(seg1_end, PAGE as usize) as u64 + (dyn_off as u64 % PAGE);
+        let shstr_off = dyn_off + dyn_size;
+        let shdr_off = align(shstr_off + shstr_size, 8);
+        Layout {
+            nsyms,
+            nbucket,
+            hash_off,
+            hash_size,
+            dynsym_off,
+            dynsym_size,
+            dynstr_off,
+            dynstr_size,
+            text_off,
+            text_size,
+            seg1_end,
+            dyn_off,
+            dyn_size,
+            dyn_addr,
+            shstr_off,
+            shdr_off,
+        }
+    }
+}
+
+/// Entries of the dynamic section.
+const DYN_COUNT: usize = 7;
+
 /// Build an x86-64 ELF shared object whose DT_SONAME is `soname` and which exports `symbols` as
 /// functions returning 0. Pure: the same input always gives the same bytes.
 ///
@@ -174,26 +238,6 @@ pub fn tiny_shared_object(soname: &str, symbols: &[&str]) -> Vec<u8> {
     let mut dynstr = StrTab::new();
     let soname_at = dynstr.add(soname);
     let sym_names: Vec<u32> = symbols.iter().map(|s| dynstr.add(s)).collect();
-    let nsyms = symbols.len() + 1;
-    let nbucket = symbols.len().max(1);
-
-    // First segment: headers, then the allocated read-only sections and the code.
-    let hash_off = EHDR_SIZE + PHDR_SIZE * usize::from(PHDR_COUNT);
-    let hash_size = 4 * (2 + nbucket + nsyms);
-    let dynsym_off = align(hash_off + hash_size, 8);
-    let dynsym_size = SYM_SIZE * nsyms;
-    let dynstr_off = dynsym_off + dynsym_size;
-    let dynstr_size = dynstr.0.len();
-    let text_off = align(dynstr_off + dynstr_size, 16);
-    let text_size = STUB.len() * symbols.len().max(1);
-    let seg1_end = text_off + text_size;
-
-    // Second segment: the dynamic section, at an address on a later page but congruent to its
-    // file offset modulo the page size, as the loader requires.
-    let dyn_off = align(seg1_end, 8);
-    let dyn_count = 7;
-    let dyn_size = DYN_SIZE * dyn_count;
-    let dyn_addr = align(seg1_end, PAGE as usize) as u64 + (dyn_off as u64 % PAGE);
 
     let mut shstr = StrTab::new();
     let sh_names = [
@@ -204,14 +248,59 @@ pub fn tiny_shared_object(soname: &str, symbols: &[&str]) -> Vec<u8> {
         shstr.add(".dynamic"),
         shstr.add(".shstrtab"),
     ];
-    let shstr_off = dyn_off + dyn_size;
-    let shdr_off = align(shstr_off + shstr.0.len(), 8);
+    let l = Layout::new(symbols.len(), dynstr.0.len(), shstr.0.len());
 
     let mut o = Out(Vec::with_capacity(
-        shdr_off + SHDR_SIZE * usize::from(SECTION_COUNT),
+        l.shdr_off + SHDR_SIZE * usize::from(SECTION_COUNT),
     ));
+    elf_header(&mut o, &l);
+    program_headers(&mut o, &l);
+    hash_table(&mut o, &l, symbols);
 
-    // ELF header.
+    // .dynsym: the null symbol, then one global function per name.
+    o.pad_to(l.dynsym_off);
+    o.0.extend_from_slice(&[0; SYM_SIZE]);
+    for (i, &name) in sym_names.iter().enumerate() {
+        o.u32(name);
+        o.u8((STB_GLOBAL << 4) | STT_FUNC);
+        o.u8(0); // STV_DEFAULT
+        o.u16(SEC_TEXT);
+        o.u64((l.text_off + i * STUB.len()) as u64);
+        o.u64(STUB_LEN);
+    }
+
+    // .dynstr and .text.
+    o.pad_to(l.dynstr_off);
+    o.0.extend_from_slice(&dynstr.0);
+    o.pad_to(l.text_off);
+    for _ in 0..symbols.len().max(1) {
+        o.0.extend_from_slice(&STUB);
+    }
+
+    // .dynamic.
+    o.pad_to(l.dyn_off);
+    for (tag, val) in [
+        (DT_SONAME, u64::from(soname_at)),
+        (DT_HASH, l.hash_off as u64),
+        (DT_STRTAB, l.dynstr_off as u64),
+        (DT_SYMTAB, l.dynsym_off as u64),
+        (DT_STRSZ, l.dynstr_size as u64),
+        (DT_SYMENT, SYM_SIZE as u64),
+        (DT_NULL, 0),
+    ] {
+        o.u64(tag);
+        o.u64(val);
+    }
+
+    // .shstrtab and the section headers.
+    o.pad_to(l.shstr_off);
+    o.0.extend_from_slice(&shstr.0);
+    section_headers(&mut o, &l, &sh_names, shstr.0.len());
+    o.0
+}
+
+/// The ELF header.
+fn elf_header(o: &mut Out, l: &Layout) {
     o.0.extend_from_slice(&[
         0x7f, b'E', b'L', b'F', 2, /* 64-bit */
         1, /* LE */
@@ -224,7 +313,7 @@ pub fn tiny_shared_object(soname: &str, symbols: &[&str]) -> Vec<u8> {
     o.u32(1); // EV_CURRENT
     o.u64(0); // e_entry
     o.u64(EHDR_SIZE as u64); // e_phoff
-    o.u64(shdr_off as u64); // e_shoff
+    o.u64(l.shdr_off as u64); // e_shoff
     o.u32(0); // e_flags
     o.u16(EHDR_SIZE as u16);
     o.u16(PHDR_SIZE as u16);
@@ -232,168 +321,129 @@ pub fn tiny_shared_object(soname: &str, symbols: &[&str]) -> Vec<u8> {
     o.u16(SHDR_SIZE as u16);
     o.u16(SECTION_COUNT);
     o.u16(SEC_SHSTRTAB);
+}
 
-    // Program headers.
-    let seg1 = seg1_end as u64;
+/// The program headers: the two PT_LOAD segments, PT_DYNAMIC and PT_GNU_STACK.
+fn program_headers(o: &mut Out, l: &Layout) {
+    let seg1 = l.seg1_end as u64;
     o.phdr(PT_LOAD, PF_R | PF_X, 0, 0, seg1, seg1, PAGE);
-    let dsz = dyn_size as u64;
-    o.phdr(
-        PT_LOAD,
-        PF_R | PF_W,
-        dyn_off as u64,
-        dyn_addr,
-        dsz,
-        dsz,
-        PAGE,
-    );
-    o.phdr(
-        PT_DYNAMIC,
-        PF_R | PF_W,
-        dyn_off as u64,
-        dyn_addr,
-        dsz,
-        dsz,
-        8,
-    );
+    let dsz = l.dyn_size as u64;
+    let doff = l.dyn_off as u64;
+    o.phdr(PT_LOAD, PF_R | PF_W, doff, l.dyn_addr, dsz, dsz, PAGE);
+    o.phdr(PT_DYNAMIC, PF_R | PF_W, doff, l.dyn_addr, dsz, dsz, 8);
     o.phdr(PT_GNU_STACK, PF_R | PF_W, 0, 0, 0, 0, 16);
+}
 
-    // .hash: nbucket, nchain, buckets, chains. Symbol i (1-based) goes into bucket hash % nbucket,
-    // chained in front of the previous head.
-    o.pad_to(hash_off);
-    let mut buckets = vec![0u32; nbucket];
-    let mut chains = vec![0u32; nsyms];
+/// .hash: nbucket, nchain, buckets, chains. Symbol i (1-based) goes into bucket hash % nbucket,
+/// chained in front of the previous head.
+fn hash_table(o: &mut Out, l: &Layout, symbols: &[&str]) {
+    o.pad_to(l.hash_off);
+    let mut buckets = vec![0u32; l.nbucket];
+    let mut chains = vec![0u32; l.nsyms];
     for (i, name) in symbols.iter().enumerate() {
         let index = (i + 1) as u32;
-        let b = (sysv_hash(name.as_bytes()) as usize) % nbucket;
+        let b = (sysv_hash(name.as_bytes()) as usize) % l.nbucket;
         chains[index as usize] = buckets[b];
         buckets[b] = index;
     }
-    o.u32(nbucket as u32);
-    o.u32(nsyms as u32);
+    o.u32(l.nbucket as u32);
+    o.u32(l.nsyms as u32);
     buckets.iter().for_each(|&b| o.u32(b));
     chains.iter().for_each(|&c| o.u32(c));
+}
 
-    // .dynsym: the null symbol, then one global function per name.
-    o.pad_to(dynsym_off);
-    o.0.extend_from_slice(&[0; SYM_SIZE]);
-    for (i, &name) in sym_names.iter().enumerate() {
-        o.u32(name);
-        o.u8((STB_GLOBAL << 4) | STT_FUNC);
-        o.u8(0); // STV_DEFAULT
-        o.u16(SEC_TEXT);
-        o.u64((text_off + i * STUB.len()) as u64);
-        o.u64(STUB_LEN);
-    }
-
-    // .dynstr and .text.
-    o.pad_to(dynstr_off);
-    o.0.extend_from_slice(&dynstr.0);
-    o.pad_to(text_off);
-    for _ in 0..symbols.len().max(1) {
-        o.0.extend_from_slice(&STUB);
-    }
-
-    // .dynamic.
-    o.pad_to(dyn_off);
-    for (tag, val) in [
-        (DT_SONAME, u64::from(soname_at)),
-        (DT_HASH, hash_off as u64),
-        (DT_STRTAB, dynstr_off as u64),
-        (DT_SYMTAB, dynsym_off as u64),
-        (DT_STRSZ, dynstr_size as u64),
-        (DT_SYMENT, SYM_SIZE as u64),
-        (DT_NULL, 0),
-    ] {
-        o.u64(tag);
-        o.u64(val);
-    }
-
-    // .shstrtab and the section headers.
-    o.pad_to(shstr_off);
-    o.0.extend_from_slice(&shstr.0);
-    o.pad_to(shdr_off);
+/// The section header table: the null section, then one header per section.
+fn section_headers(o: &mut Out, l: &Layout, sh_names: &[u32; 6], shstr_size: usize) {
+    o.pad_to(l.shdr_off);
     o.0.extend_from_slice(&[0; SHDR_SIZE]);
     let (h, s, d, t) = (
-        hash_off as u64,
-        dynsym_off as u64,
-        dynstr_off as u64,
-        text_off as u64,
+        l.hash_off as u64,
+        l.dynsym_off as u64,
+        l.dynstr_off as u64,
+        l.text_off as u64,
     );
+    let dynsym = u32::from(SEC_DYNSYM);
+    let dynstr = u32::from(SEC_DYNSTR);
+    let alloc = SHF_ALLOC;
+    let hash_size = l.hash_size as u64;
     o.shdr(
         sh_names[0],
         SHT_HASH,
-        SHF_ALLOC,
+        alloc,
         h,
         h,
-        hash_size as u64,
-        u32::from(SEC_DYNSYM),
+        hash_size,
+        dynsym,
         0,
         8,
         4,
     );
-    let dynsym_size = dynsym_size as u64;
+    let (dynsym_size, sym_size) = (l.dynsym_size as u64, SYM_SIZE as u64);
     o.shdr(
         sh_names[1],
         SHT_DYNSYM,
-        SHF_ALLOC,
+        alloc,
         s,
         s,
         dynsym_size,
-        u32::from(SEC_DYNSTR),
+        dynstr,
         1,
         8,
-        SYM_SIZE as u64,
+        sym_size,
     );
+    let dynstr_size = l.dynstr_size as u64;
     o.shdr(
         sh_names[2],
         SHT_STRTAB,
-        SHF_ALLOC,
+        alloc,
         d,
         d,
-        dynstr_size as u64,
+        dynstr_size,
         0,
         0,
         1,
         0,
     );
+    let code = SHF_ALLOC | SHF_EXECINSTR;
     o.shdr(
         sh_names[3],
         SHT_PROGBITS,
-        SHF_ALLOC | SHF_EXECINSTR,
+        code,
         t,
         t,
-        text_size as u64,
+        l.text_size as u64,
         0,
         0,
         16,
         0,
     );
-    let flags = SHF_ALLOC | SHF_WRITE;
+    let (flags, dsz, dyn_size) = (SHF_ALLOC | SHF_WRITE, l.dyn_size as u64, DYN_SIZE as u64);
+    let (addr, off) = (l.dyn_addr, l.dyn_off as u64);
     o.shdr(
         sh_names[4],
         SHT_DYNAMIC,
         flags,
-        dyn_addr,
-        dyn_off as u64,
+        addr,
+        off,
         dsz,
-        u32::from(SEC_DYNSTR),
+        dynstr,
         0,
         8,
-        DYN_SIZE as u64,
+        dyn_size,
     );
+    let (shstr_off, shstr_size) = (l.shstr_off as u64, shstr_size as u64);
     o.shdr(
         sh_names[5],
         SHT_STRTAB,
         0,
         0,
-        shstr_off as u64,
-        shstr.0.len() as u64,
+        shstr_off,
+        shstr_size,
         0,
         0,
         1,
         0,
     );
-    o.0
 }
 
 /// Read the DT_SONAME of a 64-bit little-endian ELF file (any producer, not only ours): follow
@@ -461,139 +511,4 @@ pub fn read_soname(elf: &[u8]) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::ffi::CString;
-    use std::io::Write;
-
-    fn write_temp(bytes: &[u8], name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(name);
-        std::fs::File::create(&path)
-            .unwrap()
-            .write_all(bytes)
-            .unwrap();
-        (dir, path)
-    }
-
-    #[test]
-    fn sysv_hash_known_values() {
-        // Known values of the System V ABI's hash function.
-        assert_eq!(sysv_hash(b""), 0);
-        assert_eq!(sysv_hash(b"printf"), 0x077905a6);
-        assert_eq!(sysv_hash(b"exit"), 0x0006cf04);
-    }
-
-    #[test]
-    fn header_and_soname() {
-        let elf = tiny_shared_object("libcuda.so.1", &["cuInit"]);
-        assert_eq!(&elf[..4], b"\x7fELF");
-        assert_eq!(u16::from_le_bytes([elf[16], elf[17]]), 3, "ET_DYN");
-        assert_eq!(u16::from_le_bytes([elf[18], elf[19]]), 62, "EM_X86_64");
-        assert_eq!(read_soname(&elf).as_deref(), Some("libcuda.so.1"));
-        assert_eq!(
-            tiny_shared_object("libcuda.so.1", &["cuInit"]),
-            elf,
-            "deterministic"
-        );
-        assert_eq!(read_soname(b"not an elf"), None);
-    }
-
-    /// Load the object with glibc and call the exported function.
-    fn dlopen_and_call(path: &std::path::Path, symbol: &str) -> i32 {
-        let cpath = CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: cpath is a valid NUL-terminated string; the object has no constructors.
-        let handle = unsafe { libc::dlopen(cpath.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
-        if handle.is_null() {
-            // SAFETY: dlerror returns a valid C string after a failed dlopen.
-            let msg = unsafe { std::ffi::CStr::from_ptr(libc::dlerror()) };
-            panic!("dlopen {}: {}", path.display(), msg.to_string_lossy());
-        }
-        let csym = CString::new(symbol).unwrap();
-        // SAFETY: handle came from a successful dlopen; csym is NUL-terminated.
-        let f = unsafe { libc::dlsym(handle, csym.as_ptr()) };
-        assert!(!f.is_null(), "dlsym {symbol} found nothing");
-        // SAFETY: the symbol points at `xor eax, eax; ret`, a function of no arguments returning
-        // an int, which is what this type says.
-        let f: extern "C" fn() -> i32 = unsafe { std::mem::transmute(f) };
-        let ret = f();
-        let missing = CString::new("noSuchSymbol").unwrap();
-        // SAFETY: as above.
-        assert!(unsafe { libc::dlsym(handle, missing.as_ptr()) }.is_null());
-        // SAFETY: handle came from dlopen and no pointer into the object outlives this call.
-        assert_eq!(unsafe { libc::dlclose(handle) }, 0);
-        ret
-    }
-
-    #[test]
-    fn glibc_loads_it_and_finds_the_symbol() {
-        let elf = tiny_shared_object(
-            "libcuda.so.1",
-            &["cuInit", "cuDriverGetVersion", "cuDeviceGet"],
-        );
-        let (_dir, path) = write_temp(&elf, "libcuda.so.550.54.15");
-        for sym in ["cuInit", "cuDriverGetVersion", "cuDeviceGet"] {
-            assert_eq!(dlopen_and_call(&path, sym), 0, "{sym}");
-        }
-    }
-
-    #[test]
-    fn many_symbols_hash_correctly() {
-        let names: Vec<String> = (0..200).map(|i| format!("sym_{i}")).collect();
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let elf = tiny_shared_object("libmany.so.1", &refs);
-        assert!(
-            elf.len() > 4096,
-            "spills over a page: the second segment must move"
-        );
-        let (_dir, path) = write_temp(&elf, "libmany.so.1");
-        assert_eq!(dlopen_and_call(&path, "sym_0"), 0);
-        assert_eq!(dlopen_and_call(&path, "sym_199"), 0);
-    }
-
-    #[test]
-    fn no_symbols_still_loads() {
-        let elf = tiny_shared_object("libnvidia-cfg.so.1", &[]);
-        let (_dir, path) = write_temp(&elf, "libnvidia-cfg.so.550.54.15");
-        let cpath = CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: valid C string; the object has no constructors.
-        let handle = unsafe { libc::dlopen(cpath.as_ptr(), libc::RTLD_NOW) };
-        assert!(!handle.is_null());
-        // SAFETY: handle from a successful dlopen.
-        assert_eq!(unsafe { libc::dlclose(handle) }, 0);
-    }
-
-    #[test]
-    fn readelf_agrees() {
-        let Ok(out) = std::process::Command::new("readelf")
-            .arg("--version")
-            .output()
-        else {
-            eprintln!("readelf not installed; skipping");
-            return;
-        };
-        assert!(out.status.success());
-        let elf = tiny_shared_object("libnvidia-glcore.so.550.54.15", &["glcore_entry"]);
-        let (_dir, path) = write_temp(&elf, "libnvidia-glcore.so.550.54.15");
-        let out = std::process::Command::new("readelf")
-            .args(["-W", "-d", "-S", "--dyn-syms"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{err}");
-        assert!(err.trim().is_empty(), "readelf complains: {err}");
-        assert!(
-            text.contains("(SONAME)             Library soname: [libnvidia-glcore.so.550.54.15]"),
-            "{text}"
-        );
-        assert!(
-            text.contains("FUNC    GLOBAL DEFAULT    4 glcore_entry"),
-            "{text}"
-        );
-        for section in [".hash", ".dynsym", ".dynstr", ".text", ".dynamic"] {
-            assert!(text.contains(section), "{section} missing: {text}");
-        }
-    }
-}
+mod tests;
