@@ -13,9 +13,9 @@
 //!   comes with any request (the driver needs it whatever the container does).
 
 use crate::core::driver_files::{Capability, Caps, FileKind, WRITABLE_IPC};
+use crate::core::driver_files::{DriverFiles, HostFile};
 use crate::core::edits::{LdCacheEntry, LibArch, Mount, Symlink};
 use crate::core::request::DriverCapabilities;
-use crate::host::driver_discovery::{DriverFiles, HostFile};
 
 use super::Plan;
 
@@ -115,7 +115,7 @@ pub fn add(plan: &mut Plan, requested: DriverCapabilities, files: &DriverFiles) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::driver_discovery::Library;
+    use crate::core::driver_files::Library;
     use std::path::PathBuf;
 
     const VER: &str = "550.54.15";

@@ -127,7 +127,7 @@ fn cache_first_then_directories_and_only_this_version() {
             in_ld_cache: true,
         })
     );
-    assert_eq!(cuda.caps, Caps::COMPUTE);
+    assert_eq!(cuda.caps, crate::core::driver_files::Caps::COMPUTE);
     assert!(cuda
         .host_path
         .starts_with(std::fs::canonicalize(root).unwrap()));
