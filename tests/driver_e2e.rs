@@ -35,7 +35,7 @@ const fn lib(stem: &'static str, soname: Option<&'static str>, cap: &'static str
 }
 
 /// The driver's libraries and which capability brings each (the spec this test checks the
-/// hook against, written out independently of src/driver_files.rs).
+/// hook against, written out independently of crates/driver-files).
 const LIBS: &[Lib] = &[
     Lib {
         dev_link: true,

@@ -1,4 +1,4 @@
-//! CDI specs (src/cdi.rs) as `cdi list` reads them from /etc/cdi and /var/run/cdi: errors are
+//! CDI specs (src/backend/cdi/) as `cdi list` reads them from /etc/cdi and /var/run/cdi: errors are
 //! one line; a spec that parses is written (JSON and YAML) and reads back to itself; the checks
 //! run on a parsed spec never panic. The first byte picks the file name (JSON or YAML).
 #![no_main]

@@ -1,4 +1,4 @@
-//! The cgroup finder's parsers (src/cgroup/find.rs): `/proc/<pid>/cgroup` and mountinfo, then
+//! The cgroup finder's parsers (src/host/cgroup.rs): `/proc/<pid>/cgroup` and mountinfo, then
 //! the decision which directory governs device access. Input: the cgroup file, a NUL byte, the
 //! mountinfo file. A directory found is always under a mount point of the mountinfo, and never
 //! climbs out of it.

@@ -1,4 +1,4 @@
-//! `linux.resources.devices` of a config.json (src/cgroup/rules.rs) through the cgroup v2
+//! `linux.resources.devices` of a config.json (src/core/cgroup/rules.rs) through the cgroup v2
 //! program emitter: the emitted eBPF, run in rbpf's interpreter, decides every probe exactly as
 //! the documented semantics do (the last matching rule wins; an allow rule needs every requested
 //! access bit; no match denies). Probes use the rules' own numbers and their neighbours.

@@ -1,4 +1,4 @@
-//! `ld.so.cache` (src/ldcache.rs: the old, compat and new formats), read from the container
+//! `ld.so.cache` (src/core/ldcache/: the old, compat and new formats), read from the container
 //! image: errors are one line; a cache that parses is written back (new format) and reads back
 //! to the same entries, and writing is stable; a merged library is what a lookup finds.
 #![no_main]

@@ -1,4 +1,4 @@
-//! The driver's procfs files (src/inventory/procfs.rs): /proc/devices, driver/nvidia/version,
+//! The driver's procfs files (src/host/inventory/procfs.rs): /proc/devices, driver/nvidia/version,
 //! gpus/<bus>/information, nvidia-caps/mig-minors, capabilities/.../access. The first byte picks
 //! the parser.
 #![no_main]
