@@ -7,7 +7,7 @@
 use std::path::{Component, Path};
 
 use libfuzzer_sys::fuzz_target;
-use migcage::host::cgroup::{self, DeviceCgroup};
+use migcage::host::cgroup::{self as find, DeviceCgroup};
 use migcage_fuzz::assert_one_line;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use migcage::backend::hook::cgroup::{program, rules};
+use migcage::core::cgroup::{program, rules};
 use migcage::core::edits::{DeviceRule, DeviceType};
 use migcage_fuzz::assert_one_line;
 
