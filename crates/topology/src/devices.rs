@@ -1,0 +1,51 @@
+//! The driver's device numbers: character device majors and the MIG caps minors of
+//! `/proc/driver/nvidia-caps/mig-minors`.
+
+/// Default character device majors the simulator uses for the dynamically numbered drivers.
+pub const DEFAULT_UVM_MAJOR: u32 = 510;
+pub const DEFAULT_CAPS_MAJOR: u32 = 509;
+/// The nvidia frontend major is fixed by the driver.
+pub const FRONTEND_MAJOR: u32 = 195;
+
+/// Caps minors of `/proc/driver/nvidia-caps/mig-minors`.
+pub const MIG_CONFIG_MINOR: u32 = 1;
+pub const MIG_MONITOR_MINOR: u32 = 2;
+/// The driver reserves this many GPUs, GPU instances per GPU and compute instances per GPU
+/// instance in mig-minors.
+pub const MAX_GPUS: u32 = 32;
+pub const MAX_GPU_INSTANCES: u32 = 15;
+pub const MAX_COMPUTE_INSTANCES: u32 = 8;
+
+/// Caps minor of `gpu<gpu_minor>/gi<gi>/access`.
+pub fn gi_access_minor(gpu_minor: u32, gi: u32) -> u32 {
+    3 + gpu_minor * MAX_GPU_INSTANCES * (1 + MAX_COMPUTE_INSTANCES)
+        + gi * (1 + MAX_COMPUTE_INSTANCES)
+}
+
+/// Caps minor of `gpu<gpu_minor>/gi<gi>/ci<ci>/access`.
+pub fn ci_access_minor(gpu_minor: u32, gi: u32, ci: u32) -> u32 {
+    gi_access_minor(gpu_minor, gi) + 1 + ci
+}
+
+/// The whole text of `/proc/driver/nvidia-caps/mig-minors` as the driver writes it.
+pub fn mig_minors_file() -> String {
+    let mut s = String::with_capacity(128 * 1024);
+    s.push_str(&format!(
+        "config {MIG_CONFIG_MINOR}\nmonitor {MIG_MONITOR_MINOR}\n"
+    ));
+    for g in 0..MAX_GPUS {
+        for gi in 0..MAX_GPU_INSTANCES {
+            s.push_str(&format!(
+                "gpu{g}/gi{gi}/access {}\n",
+                gi_access_minor(g, gi)
+            ));
+            for ci in 0..MAX_COMPUTE_INSTANCES {
+                s.push_str(&format!(
+                    "gpu{g}/gi{gi}/ci{ci}/access {}\n",
+                    ci_access_minor(g, gi, ci)
+                ));
+            }
+        }
+    }
+    s
+}
