@@ -4,14 +4,18 @@
 //! A handle is the address of a small heap object owned by the [`Sim`]; it stays put for as long
 //! as the state lives. Every handle a caller passes in is looked up in a table of live handles,
 //! so a stale, foreign or NULL pointer is never dereferenced: it is `INVALID_ARGUMENT`.
+//!
+//! This file holds what the state is and how a handle a caller passes in is looked up; the
+//! `build` module makes the state at init (call faults, nvidiactl, the views and their handles).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use migcage_topology::{ComputeInstance, Gpu, GpuInstance, MigDeviceRef, Topology, Visibility};
+use migcage_topology::{ComputeInstance, Gpu, GpuInstance, MigDeviceRef, Topology};
 
 use crate::describe::PciAddr;
 use crate::errors::{self, NvResult, Ret};
-use crate::visibility::{Access, DevNodes, Node};
+
+mod build;
 
 /// What a handle stands for. Indexes are into [`Sim`]'s visible lists, not the topology's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,117 +107,6 @@ pub struct Sim {
 }
 
 impl Sim {
-    /// Build the state for a topology, probing device nodes with `probe` when the topology asks
-    /// for [`Visibility::DeviceNodes`]. Does not apply `faults.init_error` / `init_delay_ms`:
-    /// those belong to `nvmlInit` itself.
-    pub fn build(topo: Topology, probe: &dyn Fn(&Node) -> Access) -> Result<Sim, InitError> {
-        let mut call_faults = BTreeMap::new();
-        for (name, error) in &topo.faults.calls {
-            let code = errors::code_from_name(error).ok_or_else(|| InitError {
-                code: errors::DRIVER_NOT_LOADED,
-                message: Some(format!(
-                    "topology {}: faults.calls.{name} = {error:?} is not an NVML error name such as UNKNOWN or GPU_IS_LOST",
-                    topo.name
-                )),
-            })?;
-            // nvmlErrorString returns a string, not a code: it cannot be made to fail.
-            if !crate::ffi::EXPORTED.contains(&name.as_str()) || name == "nvmlErrorString" {
-                return Err(InitError {
-                    code: errors::DRIVER_NOT_LOADED,
-                    message: Some(format!("topology {}: faults.calls names {name:?}, which this library does not export as a function returning nvmlReturn_t", topo.name)),
-                });
-            }
-            call_faults.insert(name.clone(), code);
-        }
-        let nodes = DevNodes::new(topo.dev_root.as_deref(), topo.majors.caps);
-        let filter = topo.visibility == Visibility::DeviceNodes;
-        if filter {
-            // The real library opens nvidiactl first; what that open says decides init.
-            match probe(&nodes.ctl()) {
-                Access::Accessible => {}
-                Access::Missing => {
-                    return Err(InitError {
-                        code: errors::DRIVER_NOT_LOADED,
-                        message: None,
-                    })
-                }
-                Access::NoPermission => {
-                    return Err(InitError {
-                        code: errors::NO_PERMISSION,
-                        message: None,
-                    })
-                }
-                // EPERM from the device cgroup is the famous "Failed to initialize NVML: Unknown Error".
-                Access::Denied | Access::WrongDevice | Access::Other => {
-                    return Err(InitError {
-                        code: errors::UNKNOWN,
-                        message: None,
-                    })
-                }
-            }
-        }
-        let visible = |node: &Node| !filter || probe(node).ok();
-
-        let mut gpus = Vec::new();
-        let mut handles = HashMap::new();
-        for (topo_pos, gpu) in topo.gpus.iter().enumerate() {
-            if !visible(&nodes.gpu(gpu.minor)) {
-                continue;
-            }
-            let g = gpus.len();
-            let mut view = GpuView {
-                topo: topo_pos,
-                slot: slot(),
-                gis: Vec::new(),
-                migs: Vec::new(),
-            };
-            handles.insert(addr(&view.slot), Target::Gpu(g));
-            if gpu.mig {
-                for (gi_pos, gi) in gpu.gpu_instances.iter().enumerate() {
-                    if !visible(&nodes.gi(gpu.minor, gi.id)) {
-                        continue;
-                    }
-                    let gi_index = view.gis.len();
-                    let mut gi_view = GiView {
-                        pos: gi_pos,
-                        slot: slot(),
-                        cis: Vec::new(),
-                    };
-                    handles.insert(addr(&gi_view.slot), Target::Gi(g, gi_index));
-                    for (ci_pos, ci) in gi.compute_instances.iter().enumerate() {
-                        if !visible(&nodes.ci(gpu.minor, gi.id, ci.id)) {
-                            continue;
-                        }
-                        let ci_index = gi_view.cis.len();
-                        let ci_view = CiView {
-                            pos: ci_pos,
-                            slot: slot(),
-                        };
-                        handles.insert(addr(&ci_view.slot), Target::Ci(g, gi_index, ci_index));
-                        gi_view.cis.push(ci_view);
-                        let mig = MigView {
-                            gi: gi_index,
-                            ci: ci_index,
-                            slot: slot(),
-                        };
-                        handles.insert(addr(&mig.slot), Target::Mig(g, view.migs.len()));
-                        view.migs.push(mig);
-                    }
-                    view.gis.push(gi_view);
-                }
-            }
-            gpus.push(view);
-        }
-        let lost = topo.faults.lost_gpus.iter().copied().collect();
-        Ok(Sim {
-            topo,
-            gpus,
-            handles,
-            call_faults,
-            lost,
-        })
-    }
-
     pub fn topology(&self) -> &Topology {
         &self.topo
     }

@@ -1,8 +1,10 @@
 //! Unit tests of the simulated state: handles, lookups, lost GPUs, call faults and device-node
 //! visibility.
 
+use migcage_topology::Visibility;
+
 use super::*;
-use crate::visibility::probe;
+use crate::visibility::{probe, Access, Node};
 
 fn sim(name: &str) -> Sim {
     Sim::build(Topology::load(name).unwrap(), &probe).unwrap()
