@@ -3,6 +3,7 @@
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
+use std::sync::OnceLock;
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag};
@@ -47,7 +48,14 @@ pub fn mount_id(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
         .ok_or(Errno::EINVAL)
 }
 
+/// Whether this kernel (and this process's seccomp filter) lets openat2 through: decided once.
+static OPENAT2: OnceLock<bool> = OnceLock::new();
+
 impl RootfsSyscall for LinuxRootfs {
+    fn openat2_verdict(&self) -> &OnceLock<bool> {
+        &OPENAT2
+    }
+
     fn open_root(&self, path: &Path) -> Result<OwnedFd, Errno> {
         nix::fcntl::open(
             path,

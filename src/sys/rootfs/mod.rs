@@ -2,7 +2,9 @@
 //!
 //! Every path is resolved through a file descriptor of the root with `openat2(RESOLVE_IN_ROOT |
 //! RESOLVE_NO_MAGICLINKS)`: a symlink in the image (absolute or `../..`) is resolved as if the
-//! rootfs were `/`, so it can never lead out of it. Objects are created with the `*at` calls
+//! rootfs were `/`, so it can never lead out of it. Where openat2 is missing (kernels before 5.6)
+//! or a seccomp filter refuses it, `walk.rs` does the same lookup one `O_PATH | O_NOFOLLOW`
+//! component at a time; which one a process uses is decided once, on its first lookup. Objects are created with the `*at` calls
 //! relative to a resolved parent directory and a single-component name, and mounts target the
 //! resolved descriptor (`/proc/self/fd/N`), never a joined path string that was checked and then
 //! used.
@@ -23,6 +25,9 @@ mod syscall;
 pub mod test;
 #[cfg(test)]
 mod tests;
+mod walk;
+#[cfg(test)]
+mod walk_tests;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -69,6 +74,8 @@ pub struct Rootfs<'s> {
     /// and [`Rootfs::mount_tmpfs`] add. A directory on any other mount (a host directory the spec
     /// bind-mounts into the container) is never written to.
     writable: std::cell::RefCell<Vec<u64>>,
+    /// Tests only: walk in userspace even where openat2 works.
+    force_walk: bool,
 }
 
 impl std::fmt::Debug for Rootfs<'_> {
@@ -157,7 +164,15 @@ impl<'s> Rootfs<'s> {
             root,
             path: path.to_path_buf(),
             writable: std::cell::RefCell::new(vec![id]),
+            force_walk: false,
         })
+    }
+
+    /// Tests only: resolve every path with the userspace walk, as on a kernel without openat2.
+    #[cfg(test)]
+    pub fn force_walk(mut self) -> Self {
+        self.force_walk = true;
+        self
     }
 
     /// Allow creating files on the mount that holds the directory `path` (the container's /dev
@@ -231,10 +246,43 @@ impl<'s> Rootfs<'s> {
         } else {
             OFlag::O_CLOEXEC | OFlag::O_NOCTTY
         };
-        let resolve = ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS;
+        let verdict = self.sys.openat2_verdict();
+        if self.force_walk || verdict.get() == Some(&false) {
+            return walk::walk(self.sys, self.root.as_fd(), rel, flags | extra);
+        }
         let target = if rel.is_empty() { "." } else { rel };
-        self.sys
-            .openat2(self.root.as_fd(), target, flags | extra, resolve)
+        match self.openat2(target, flags | extra) {
+            Err(e @ (Errno::ENOSYS | Errno::EPERM)) if verdict.get().is_none() => {
+                if e == Errno::EPERM && !self.openat2_refused() {
+                    let _ = verdict.set(true);
+                    return Err(e);
+                }
+                let _ = verdict.set(false);
+                tracing::debug!(errno = %e, "openat2 is not usable here: rootfs paths are resolved one component at a time instead");
+                walk::walk(self.sys, self.root.as_fd(), rel, flags | extra)
+            }
+            Ok(fd) => {
+                let _ = verdict.set(true);
+                Ok(fd)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn openat2(&self, target: &str, flags: OFlag) -> Result<OwnedFd, Errno> {
+        let resolve = ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS;
+        self.sys.openat2(self.root.as_fd(), target, flags, resolve)
+    }
+
+    /// Is an EPERM from openat2 the syscall itself being refused (a seccomp filter that returns
+    /// EPERM for what it does not know, as older Docker and libseccomp profiles do) rather than
+    /// the file's own answer (an immutable file opened for writing)? An `O_PATH` open of the
+    /// root itself cannot be refused for the file's sake, so if that fails too, it is the call.
+    fn openat2_refused(&self) -> bool {
+        matches!(
+            self.openat2(".", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC),
+            Err(Errno::EPERM | Errno::ENOSYS)
+        )
     }
 
     /// Does `path` exist inside the rootfs (following in-root symlinks)?

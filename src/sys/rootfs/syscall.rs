@@ -4,6 +4,7 @@
 use std::ffi::OsString;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::sync::OnceLock;
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, ResolveFlag};
@@ -40,6 +41,10 @@ impl Stat {
 /// [`RootfsSyscall::openat2`] or [`RootfsSyscall::open_root`]; `name` arguments are a single
 /// path component. Errors are the bare errno.
 pub trait RootfsSyscall {
+    /// Where the verdict on openat2 is kept once the first lookup has decided it (true: it works;
+    /// false: missing or refused, so paths are walked in userspace). The kernel's is one per
+    /// process; each double has its own.
+    fn openat2_verdict(&self) -> &OnceLock<bool>;
     /// `open(path, O_PATH | O_DIRECTORY | O_CLOEXEC)` of a host directory.
     fn open_root(&self, path: &Path) -> Result<OwnedFd, Errno>;
     /// The id of the mount `fd` is on (`mnt_id` of /proc/self/fdinfo).

@@ -2,18 +2,21 @@
 //! container paths (directories, files, device nodes, symlinks resolved as `RESOLVE_IN_ROOT`
 //! does), records every call with its outcome, and fails the calls a test names with the errno it
 //! names. No root, nothing on disk but the anonymous files that stand in for descriptors.
+//! Filesystem types are modelled for `fstatfs` (ext4 unless [`RecordingRootfs::with_fs`] says
+//! otherwise); a symlink on procfs is a magic link, which `RESOLVE_NO_MAGICLINKS` refuses.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ffi::OsString;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, ResolveFlag};
 use nix::mount::MsFlags;
 use nix::sys::stat::{Mode, SFlag};
-use nix::sys::statfs::FsType;
+use nix::sys::statfs::{FsType, EXT4_SUPER_MAGIC, PROC_SUPER_MAGIC};
 
 use super::syscall::{RootfsSyscall, Stat};
 use crate::sys::double::{Handles, Recorder};
@@ -111,6 +114,8 @@ struct State {
     nodes: BTreeMap<String, Node>,
     /// Mount points and their ids; a path is on the longest one it is under (default id 1).
     mounts: Vec<(String, u64)>,
+    /// Paths with a filesystem type of their own; a path has the longest one it is under.
+    fs: Vec<(String, FsType)>,
     host: HashMap<PathBuf, Node>,
 }
 
@@ -120,6 +125,7 @@ pub struct RecordingRootfs {
     rec: RefCell<Recorder<RootfsCall, Errno>>,
     /// The container path each descriptor names.
     fds: Handles<String>,
+    openat2: OnceLock<bool>,
 }
 
 impl Default for RecordingRootfs {
@@ -128,9 +134,11 @@ impl Default for RecordingRootfs {
     }
 }
 
-/// `at/name` as a container path.
+/// `at/name` as a container path (`at` itself for `.` or an empty name).
 fn join(at: &str, name: &str) -> String {
-    if at == "/" {
+    if name.is_empty() || name == "." {
+        at.to_string()
+    } else if at == "/" {
         format!("/{name}")
     } else {
         format!("{at}/{name}")
@@ -155,6 +163,7 @@ impl RecordingRootfs {
             }),
             rec: RefCell::default(),
             fds: Handles::default(),
+            openat2: OnceLock::new(),
         }
     }
 
@@ -176,6 +185,18 @@ impl RecordingRootfs {
     pub fn with_mount(self, path: &str, id: u64) -> RecordingRootfs {
         self.state.borrow_mut().mounts.push((path.to_string(), id));
         self
+    }
+
+    /// The filesystem under `path` (a mount point) is of type `fs` (`PROC_SUPER_MAGIC`, ...).
+    pub fn with_fs(self, path: &str, fs: FsType) -> RecordingRootfs {
+        self.state.borrow_mut().fs.push((path.to_string(), fs));
+        self
+    }
+
+    /// The container path a descriptor the double handed out names.
+    pub fn path_of(&self, fd: &OwnedFd) -> String {
+        use std::os::fd::AsFd;
+        self.fds.get(fd.as_fd())
     }
 
     /// The host has `node` at `path` (a bind mount's source).
@@ -270,7 +291,9 @@ impl State {
             match self.get(&next)? {
                 Node::Link(target) if !last || !flags.contains(OFlag::O_NOFOLLOW) => {
                     links += 1;
-                    if resolve.contains(ResolveFlag::RESOLVE_NO_SYMLINKS) || links > 40 {
+                    let magic = self.fs_type(&next) == PROC_SUPER_MAGIC
+                        && resolve.contains(ResolveFlag::RESOLVE_NO_MAGICLINKS);
+                    if resolve.contains(ResolveFlag::RESOLVE_NO_SYMLINKS) || links > 40 || magic {
                         return Err(Errno::ELOOP);
                     }
                     if target.starts_with('/') {
@@ -289,6 +312,14 @@ impl State {
         Ok(cur)
     }
 
+    fn fs_type(&self, path: &str) -> FsType {
+        self.fs
+            .iter()
+            .filter(|(m, _)| path == m || path.starts_with(&format!("{m}/")) || m == "/")
+            .max_by_key(|(m, _)| m.len())
+            .map_or(EXT4_SUPER_MAGIC, |(_, fs)| *fs)
+    }
+
     fn mount_id(&self, path: &str) -> u64 {
         self.mounts
             .iter()
@@ -299,6 +330,10 @@ impl State {
 }
 
 impl RootfsSyscall for RecordingRootfs {
+    fn openat2_verdict(&self) -> &OnceLock<bool> {
+        &self.openat2
+    }
+
     fn open_root(&self, path: &Path) -> Result<OwnedFd, Errno> {
         self.call(RootfsCall::OpenRoot(path.to_path_buf()), |_| Ok(()))?;
         Ok(self.hand_out("/".into()))
@@ -342,7 +377,14 @@ impl RootfsSyscall for RecordingRootfs {
         };
         self.call(call, |s| match s.nodes.get(&path) {
             Some(_) if flags.contains(OFlag::O_CREAT | OFlag::O_EXCL) => Err(Errno::EEXIST),
-            Some(Node::Link(_)) if flags.contains(OFlag::O_NOFOLLOW) => Err(Errno::ELOOP),
+            // O_PATH | O_NOFOLLOW names the link itself; anything else refuses it.
+            Some(Node::Link(_))
+                if flags.contains(OFlag::O_NOFOLLOW) && !flags.contains(OFlag::O_PATH) =>
+            {
+                Err(Errno::ELOOP)
+            }
+            Some(Node::Dir) => Ok(()),
+            Some(_) if flags.contains(OFlag::O_DIRECTORY) => Err(Errno::ENOTDIR),
             Some(_) => Ok(()),
             None if flags.contains(OFlag::O_CREAT) => s.create(path.clone(), Node::File),
             None => Err(Errno::ENOENT),
@@ -403,7 +445,7 @@ impl RootfsSyscall for RecordingRootfs {
 
     fn fstatfs(&self, fd: BorrowedFd<'_>) -> Result<FsType, Errno> {
         let at = self.at(fd);
-        self.call(RootfsCall::Fstatfs(at), |_| Err(Errno::ENOSYS))
+        self.call(RootfsCall::Fstatfs(at.clone()), |s| Ok(s.fs_type(&at)))
     }
 
     fn stat_host(&self, path: &Path) -> Result<Stat, Errno> {
