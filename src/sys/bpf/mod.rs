@@ -37,11 +37,13 @@ pub const BPF_F_REPLACE: u32 = 4;
 pub enum BpfError {
     #[error("cannot open cgroup directory {path}: {source}")]
     OpenCgroup { path: PathBuf, source: io::Error },
-    #[error("bpf({op}) for cgroup {path}: {source}")]
+    #[error("bpf({op}) for cgroup {path}: {source}{hint}")]
     Syscall {
         op: &'static str,
         path: PathBuf,
         source: io::Error,
+        /// What to do, where the errno says more than itself (EPERM: see [`refused_hint`]).
+        hint: &'static str,
     },
     #[error("loading the device program for cgroup {path}: {source}{detail}")]
     Load {
@@ -118,10 +120,23 @@ impl Bpf<'static> {
     }
 }
 
+/// What an EPERM from the calls that read or change a cgroup's device programs means: the hook
+/// lacks CAP_SYS_ADMIN in the host's user namespace (a nested container, a rootless runtime) or
+/// an LSM refuses bpf(2). migcage then changes nothing: the container keeps the runtime's own
+/// program, never one that allows everything, so its GPU nodes stay denied.
+pub fn refused_hint(errno: Option<i32>) -> &'static str {
+    if errno == Some(libc::EPERM) {
+        " (the hook needs CAP_SYS_ADMIN in the host's user namespace and bpf(2) allowed by any LSM; in a nested container or a rootless runtime it has neither: the container keeps the runtime's device program and gets no GPU node; run the hook from the host's runtime, or use migcage's runtime mode)"
+    } else {
+        ""
+    }
+}
+
 fn sys_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> BpfError + 'a {
     move |source| BpfError::Syscall {
         op,
         path: path.to_path_buf(),
+        hint: refused_hint(source.raw_os_error()),
         source,
     }
 }

@@ -124,9 +124,14 @@ fn query_refused_with_eperm_fails_closed_and_attaches_nothing() {
     assert_eq!(
         text,
         format!(
-            "bpf(BPF_PROG_QUERY) for cgroup {CG}: {}",
-            std::io::Error::from_raw_os_error(libc::EPERM)
+            "bpf(BPF_PROG_QUERY) for cgroup {CG}: {}{}",
+            std::io::Error::from_raw_os_error(libc::EPERM),
+            crate::sys::bpf::refused_hint(Some(libc::EPERM))
         )
+    );
+    assert!(
+        text.contains("keeps the runtime's device program"),
+        "{text}"
     );
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(!double
@@ -200,4 +205,50 @@ fn a_load_refused_with_eperm_says_what_it_needs_and_touches_nothing() {
             BpfCall::ProgLoad { log: false }
         ]
     );
+}
+
+#[test]
+fn program_fd_by_id_refused_with_eperm_changes_nothing() {
+    let double = RecordingBpf::new()
+        .with_attached(cg(), BPF_F_ALLOW_MULTI, &[RUNC])
+        .fail(libc::EPERM, |c| matches!(c, BpfCall::ProgFdById(_)));
+    let e = replace_device_program_on(&double, cg(), &rules()).unwrap_err();
+    let text = e.to_string();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.starts_with("bpf(BPF_PROG_GET_FD_BY_ID) for cgroup "),
+        "{text}"
+    );
+    assert!(text.contains("CAP_SYS_ADMIN"), "{text}");
+    assert_eq!(double.history(cg()), [vec![RUNC]]);
+}
+
+#[test]
+fn replace_refused_then_attach_refused_leaves_the_runtime_program_alone() {
+    let double = RecordingBpf::new()
+        .with_attached(cg(), BPF_F_ALLOW_MULTI, &[RUNC])
+        .fail(libc::EINVAL, is_replace_attach)
+        .fail(libc::EPERM, |c| matches!(c, BpfCall::Attach { .. }));
+    let e = replace_device_program_on(&double, cg(), &rules()).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("bpf(BPF_PROG_ATTACH) for cgroup "),
+        "{e}"
+    );
+    assert_eq!(double.history(cg()), [vec![RUNC]]);
+    assert!(!double
+        .calls()
+        .iter()
+        .any(|c| matches!(c, BpfCall::Detach { .. })));
+}
+
+#[test]
+fn replace_refused_with_several_old_programs_is_never_tried_and_never_wider() {
+    // Several programs (runc's and systemd's): BPF_F_REPLACE swaps one, so it is not used.
+    let double = RecordingBpf::new().with_attached(cg(), BPF_F_ALLOW_MULTI, &[RUNC, 8]);
+    let r = replace_device_program_on(&double, cg(), &rules()).unwrap();
+    assert_eq!(r.method, Method::AttachThenDetach);
+    assert!(!double.calls().iter().any(is_replace_attach));
+    assert_never_wider(&double, &[RUNC, 8], 100);
+    assert_eq!(double.attached(cg()), [100]);
 }
