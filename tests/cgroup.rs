@@ -257,7 +257,8 @@ fn v1_devices_allow_grants_exactly_our_nodes() {
     let mut child = sleeper(&cg.procs());
     let found = cgroup::find_device_cgroup(Path::new("/proc"), child.id());
     let spec: serde_json::Value = serde_json::from_str(RUNC_SPEC).unwrap();
-    let granted = cgroup::grant_devices(Path::new("/proc"), child.id(), &spec, &ours());
+    let runtime = cgroup::Runtime::RUNC_1_1;
+    let granted = cgroup::grant_devices(Path::new("/proc"), child.id(), &spec, runtime, &ours());
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(found.unwrap(), DeviceCgroup::V1(cg.0.clone()));

@@ -226,6 +226,7 @@ fn apply_plan(
                 Path::new(PROCESS_PROC),
                 pid as u32,
                 spec,
+                crate::host::runtime::detect_parent(),
                 &plan.edits.device_rules,
             )
             .map_err(|source| HookError::Cgroup { id, source })?;

@@ -1,4 +1,6 @@
-//! The full device rule list runc 1.1 puts in its cgroup v2 program, rebuilt from config.json.
+//! The full device rule list a runtime puts in its cgroup v2 program, rebuilt from config.json
+//! (the implicit rules per runtime and version are in [`super::defaults`]; what follows is
+//! runc 1.1's behaviour, which crun shares but for the path rule of step 2).
 //!
 //! On cgroup v2 a hook grants access by replacing the runtime's program, so the replacement must
 //! carry everything the runtime's did. runc 1.1 (`libcontainer/specconv`) builds:
@@ -33,87 +35,11 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> RulesError {
     }
 }
 
-/// A default of runc's `AllowedDevices`: the rule, and the device path it belongs to (which a
-/// `linux.devices` entry of the same path removes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DefaultDevice {
-    pub path: Option<&'static str>,
-    pub rule: DeviceRule,
-}
+pub use super::defaults::DefaultDevice;
+use super::defaults::{implicit_rules, Runtime};
 
-const fn allow(
-    kind: DeviceType,
-    major: Option<u32>,
-    minor: Option<u32>,
-    access: Access,
-) -> DeviceRule {
-    DeviceRule {
-        allow: true,
-        kind,
-        major,
-        minor,
-        access,
-    }
-}
-
-const MKNOD: Access = Access {
-    read: false,
-    write: false,
-    mknod: true,
-};
-
-/// runc 1.1's `specconv.AllowedDevices`, in its order (confirmed against the `devices.list` of a
-/// runc 1.1.5 container: `c *:* m`, `b *:* m`, 1:3, 1:8, 1:7, 5:0, 1:5, 1:9, 136:*, 5:2 and
-/// the tun/tap 10:200 that runc 1.2.0-rc1 dropped and later releases restored).
-pub const RUNC_1_1_ALLOWED_DEVICES: [DefaultDevice; 11] = [
-    DefaultDevice {
-        path: None,
-        rule: allow(DeviceType::Char, None, None, MKNOD),
-    },
-    DefaultDevice {
-        path: None,
-        rule: allow(DeviceType::Block, None, None, MKNOD),
-    },
-    DefaultDevice {
-        path: Some("/dev/null"),
-        rule: allow(DeviceType::Char, Some(1), Some(3), Access::ALL),
-    },
-    DefaultDevice {
-        path: Some("/dev/random"),
-        rule: allow(DeviceType::Char, Some(1), Some(8), Access::ALL),
-    },
-    DefaultDevice {
-        path: Some("/dev/full"),
-        rule: allow(DeviceType::Char, Some(1), Some(7), Access::ALL),
-    },
-    DefaultDevice {
-        path: Some("/dev/tty"),
-        rule: allow(DeviceType::Char, Some(5), Some(0), Access::ALL),
-    },
-    DefaultDevice {
-        path: Some("/dev/zero"),
-        rule: allow(DeviceType::Char, Some(1), Some(5), Access::ALL),
-    },
-    DefaultDevice {
-        path: Some("/dev/urandom"),
-        rule: allow(DeviceType::Char, Some(1), Some(9), Access::ALL),
-    },
-    // /dev/pts/*
-    DefaultDevice {
-        path: None,
-        rule: allow(DeviceType::Char, Some(136), None, Access::ALL),
-    },
-    // /dev/ptmx
-    DefaultDevice {
-        path: None,
-        rule: allow(DeviceType::Char, Some(5), Some(2), Access::ALL),
-    },
-    // tun/tap
-    DefaultDevice {
-        path: None,
-        rule: allow(DeviceType::Char, Some(10), Some(200), Access::ALL),
-    },
-];
+/// runc 1.1's `specconv.AllowedDevices`, in its order (see [`super::defaults::RUNC`]).
+pub const RUNC_1_1_ALLOWED_DEVICES: [DefaultDevice; 11] = super::defaults::RUNC;
 
 /// Parse an OCI access string the way runc accepts it: any of `r`, `w`, `m`, in any order
 /// (repeats are harmless); anything else, or nothing, is an error.
@@ -234,14 +160,16 @@ fn spec_device_paths(spec: &Value) -> Result<Vec<&str>, RulesError> {
 
 /// The full rule list runc 1.1 built for its own program from `spec` (config.json).
 pub fn effective_rules(spec: &Value) -> Result<Vec<DeviceRule>, RulesError> {
+    effective_rules_for(spec, Runtime::RUNC_1_1)
+}
+
+/// The full rule list `runtime` built for its own program from `spec`: the spec's rules, then the
+/// runtime's implicit ones ([`implicit_rules`]: for an unknown version or runtime, only those
+/// every candidate adds).
+pub fn effective_rules_for(spec: &Value, runtime: Runtime) -> Result<Vec<DeviceRule>, RulesError> {
     let mut rules = spec_rules(spec)?;
     let paths = spec_device_paths(spec)?;
-    rules.extend(
-        RUNC_1_1_ALLOWED_DEVICES
-            .iter()
-            .filter(|d| !matches!(d.path, Some(p) if paths.contains(&p)))
-            .map(|d| d.rule),
-    );
+    rules.extend(implicit_rules(runtime, &paths));
     Ok(rules)
 }
 
@@ -250,7 +178,16 @@ pub fn effective_rules_with(
     spec: &Value,
     ours: &[DeviceRule],
 ) -> Result<Vec<DeviceRule>, RulesError> {
-    let mut rules = effective_rules(spec)?;
+    effective_rules_for_with(spec, Runtime::RUNC_1_1, ours)
+}
+
+/// [`effective_rules_for`] followed by migcage's own allow rules (which, coming last, win).
+pub fn effective_rules_for_with(
+    spec: &Value,
+    runtime: Runtime,
+    ours: &[DeviceRule],
+) -> Result<Vec<DeviceRule>, RulesError> {
+    let mut rules = effective_rules_for(spec, runtime)?;
     rules.extend_from_slice(ours);
     Ok(rules)
 }

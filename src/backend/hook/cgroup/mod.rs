@@ -5,8 +5,10 @@
 //!   governs the container's devices and where its cgroup directory is.
 //! - [`v1`] appends allow rules to `devices.allow`.
 //! - On cgroup v2 more than one attached device program only ever *restricts*, so access is
-//!   granted by *replacing* the runtime's program: [`crate::core::cgroup::rules`] rebuilds the full rule list runc 1.1
-//!   put in its program (from config.json plus runc's implicit defaults), [`crate::core::cgroup::program`] turns a rule
+//!   granted by *replacing* the runtime's program: [`crate::core::cgroup::rules`] rebuilds the full rule list the
+//!   runtime put in its program (from config.json plus that runtime's implicit defaults, per
+//!   [`crate::core::cgroup::defaults`]; the runtime is told by [`crate::host::runtime`], and
+//!   when it is not known the defaults are those every known runtime adds), [`crate::core::cgroup::program`] turns a rule
 //!   list into eBPF bytecode (pure), [`crate::sys::bpf`] holds every `bpf(2)` call, and [`v2`] attaches the
 //!   new program and detaches the old ones (the window in between is the intersection).
 //!
@@ -17,6 +19,7 @@ pub mod v2;
 
 use std::path::{Path, PathBuf};
 
+pub use crate::core::cgroup::defaults::Runtime;
 use crate::core::edits::DeviceRule;
 
 pub use crate::core::cgroup::rules::{self, RulesError};
@@ -42,21 +45,27 @@ pub enum CgroupError {
 pub enum Granted {
     /// Rules appended to `<dir>/devices.allow`.
     V1 { dir: PathBuf, rules: usize },
-    /// The device program of the cgroup v2 directory `dir` was replaced.
-    V2 { dir: PathBuf, replaced: Replaced },
+    /// The device program of the cgroup v2 directory `dir` was replaced; `runtime` is whose
+    /// implicit rules the new program carries.
+    V2 {
+        dir: PathBuf,
+        runtime: Runtime,
+        replaced: Replaced,
+    },
 }
 
 /// Grant `ours` (allow rules for exactly migcage's device nodes) to the container whose init
 /// process is `pid`, on whichever cgroup version governs its devices.
 ///
 /// `spec` is the bundle's config.json: on cgroup v2 the runtime's program is rebuilt from it (the
-/// spec's `linux.resources.devices` plus runc's implicit defaults) with `ours` appended, and
+/// spec's `linux.resources.devices` plus `runtime`'s implicit defaults) with `ours` appended, and
 /// replaces the runtime's program. On v1, `ours` is appended to `devices.allow` and `spec` is not
 /// needed (the runtime's rules stay in place).
 pub fn grant_devices(
     proc_root: &Path,
     pid: u32,
     spec: &serde_json::Value,
+    runtime: Runtime,
     ours: &[DeviceRule],
 ) -> Result<Granted, CgroupError> {
     match find_device_cgroup(proc_root, pid)? {
@@ -68,9 +77,13 @@ pub fn grant_devices(
             })
         }
         DeviceCgroup::V2(dir) => {
-            let full = rules::effective_rules_with(spec, ours)?;
+            let full = rules::effective_rules_for_with(spec, runtime, ours)?;
             let replaced = v2::replace_device_program(&dir, &full)?;
-            Ok(Granted::V2 { dir, replaced })
+            Ok(Granted::V2 {
+                dir,
+                runtime,
+                replaced,
+            })
         }
     }
 }
