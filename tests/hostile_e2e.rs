@@ -20,6 +20,27 @@ const ENV: &[&str] = &[
 
 /// A bundle whose rootfs can run the driver probe; crun's hook stderr goes to a file.
 fn bundle(mode: Mode, host: &SimHost) -> Bundle {
+    bundle_on(mode, host, false)
+}
+
+/// [`bundle`]; with `walk`, the hook resolves rootfs paths as on a kernel without openat2 (a
+/// debug build's hook honours `MIGCAGE_TEST_NO_OPENAT2=1`: src/sys/rootfs/linux.rs), by the
+/// userspace walk, which must give the same outcome.
+fn bundle_on(mode: Mode, host: &SimHost, walk: bool) -> Bundle {
+    let mut b = bundle_plain(mode, host);
+    if walk {
+        for hook in b.config["hooks"]["prestart"].as_array_mut().unwrap() {
+            hook["env"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("MIGCAGE_TEST_NO_OPENAT2=1"));
+        }
+        b.write();
+    }
+    b
+}
+
+fn bundle_plain(mode: Mode, host: &SimHost) -> Bundle {
     let mut b = Bundle::new(host, ENV, driver::DRIVER_PROBE);
     driver::prepare(&b, host.dir.path(), false);
     if mode.is_crun() {
@@ -102,15 +123,14 @@ fn assert_works(ctx: &str, run: &Run) {
 /// The library directory is a symlink to a host directory (absolute). Resolved inside the
 /// rootfs, its target does not exist there: a clear error, and the host directory stays empty.
 /// Pointing at /etc (which the rootfs has), the libraries land in the rootfs's /etc and work.
-#[test]
-fn library_dir_symlinked_out() {
+fn library_dir_symlinked_out_on(walk: bool) {
     for mode in Mode::ALL {
         if skip(mode, "library_dir_symlinked_out") {
             continue;
         }
         let host = SimHost::new("a100-7x1g");
         let outside = host_dir();
-        let b = bundle(mode, &host);
+        let b = bundle_on(mode, &host, walk);
         let lib = rootfs(&b).join(LIB.trim_start_matches('/'));
         std::fs::create_dir_all(lib.parent().unwrap()).unwrap();
         symlink(outside.path(), &lib).unwrap();
@@ -129,7 +149,7 @@ fn library_dir_symlinked_out() {
         );
 
         let host_etc_cache = std::fs::read("/etc/ld.so.cache").ok();
-        let b = bundle(mode, &host);
+        let b = bundle_on(mode, &host, walk);
         let lib = rootfs(&b).join(LIB.trim_start_matches('/'));
         std::fs::create_dir_all(lib.parent().unwrap()).unwrap();
         symlink("/etc", &lib).unwrap();
@@ -155,16 +175,26 @@ fn library_dir_symlinked_out() {
     }
 }
 
+#[test]
+fn library_dir_symlinked_out() {
+    library_dir_symlinked_out_on(false);
+}
+
+/// [`library_dir_symlinked_out`] with the hook's paths walked in userspace, as without openat2.
+#[test]
+fn library_dir_symlinked_out_without_openat2() {
+    library_dir_symlinked_out_on(true);
+}
+
 /// `/dev` is a symlink to `/`: every node resolves inside the rootfs (its top), never on the
 /// host's root.
-#[test]
-fn dev_symlinked_to_root() {
+fn dev_symlinked_to_root_on(walk: bool) {
     for mode in Mode::ALL {
         if skip(mode, "dev_symlinked_to_root") {
             continue;
         }
         let host = SimHost::new("a100-7x1g");
-        let mut b = bundle(mode, &host);
+        let mut b = bundle_on(mode, &host, walk);
         image_dev(&mut b);
         std::fs::remove_dir(rootfs(&b).join("dev")).unwrap();
         symlink("/", rootfs(&b).join("dev")).unwrap();
@@ -184,18 +214,28 @@ fn dev_symlinked_to_root() {
     }
 }
 
+#[test]
+fn dev_symlinked_to_root() {
+    dev_symlinked_to_root_on(false);
+}
+
+/// [`dev_symlinked_to_root`] with the hook's paths walked in userspace, as without openat2.
+#[test]
+fn dev_symlinked_to_root_without_openat2() {
+    dev_symlinked_to_root_on(true);
+}
+
 /// A library's mount target in the image is a symlink to ../../../../etc: migcage refuses to
 /// mount over it (its target is never followed) with a clear error. The soname link planted as a
 /// symlink to ../../../../etc/passwd is simply replaced by migcage's own.
-#[test]
-fn library_target_symlinked_up() {
+fn library_target_symlinked_up_on(walk: bool) {
     for mode in Mode::ALL {
         if skip(mode, "library_target_symlinked_up") {
             continue;
         }
         let host = SimHost::new("a100-7x1g");
         let passwd = std::fs::read("/etc/passwd").unwrap();
-        let b = bundle(mode, &host);
+        let b = bundle_on(mode, &host, walk);
         let lib = rootfs(&b).join(LIB.trim_start_matches('/'));
         std::fs::create_dir_all(&lib).unwrap();
         symlink("../../../../etc", lib.join(format!("libcuda.so.{VER}"))).unwrap();
@@ -210,7 +250,7 @@ fn library_target_symlinked_up() {
             "{ctx}: {line}"
         );
 
-        let b = bundle(mode, &host);
+        let b = bundle_on(mode, &host, walk);
         let lib = rootfs(&b).join(LIB.trim_start_matches('/'));
         std::fs::create_dir_all(&lib).unwrap();
         symlink("../../../../etc/passwd", lib.join("libcuda.so.1")).unwrap();
@@ -233,17 +273,27 @@ fn library_target_symlinked_up() {
     }
 }
 
+#[test]
+fn library_target_symlinked_up() {
+    library_target_symlinked_up_on(false);
+}
+
+/// [`library_target_symlinked_up`] with the hook's paths walked in userspace, as without openat2.
+#[test]
+fn library_target_symlinked_up_without_openat2() {
+    library_target_symlinked_up_on(true);
+}
+
 /// `/dev/nvidia-caps` in the image is a symlink: to a host directory (absolute, absent inside
 /// the rootfs) it is a clear error and the host directory stays empty; to /etc it stays inside.
-#[test]
-fn nvidia_caps_symlinked() {
+fn nvidia_caps_symlinked_on(walk: bool) {
     for mode in Mode::ALL {
         if skip(mode, "nvidia_caps_symlinked") {
             continue;
         }
         let host = SimHost::new("a100-7x1g");
         let outside = host_dir();
-        let mut b = bundle(mode, &host);
+        let mut b = bundle_on(mode, &host, walk);
         image_dev(&mut b);
         symlink(outside.path(), rootfs(&b).join("dev/nvidia-caps")).unwrap();
         let run = common::run(mode, &b, &host);
@@ -260,7 +310,7 @@ fn nvidia_caps_symlinked() {
             "{ctx}: the host directory was written"
         );
 
-        let mut b = bundle(mode, &host);
+        let mut b = bundle_on(mode, &host, walk);
         image_dev(&mut b);
         symlink("/etc", rootfs(&b).join("dev/nvidia-caps")).unwrap();
         let run = common::run(mode, &b, &host);
@@ -279,6 +329,17 @@ fn nvidia_caps_symlinked() {
             .any(|e| e.file_name().to_string_lossy().starts_with("nvidia-cap"));
         assert!(!host_caps, "{ctx}: caps nodes in the host's /etc");
     }
+}
+
+#[test]
+fn nvidia_caps_symlinked() {
+    nvidia_caps_symlinked_on(false);
+}
+
+/// [`nvidia_caps_symlinked`] with the hook's paths walked in userspace, as without openat2.
+#[test]
+fn nvidia_caps_symlinked_without_openat2() {
+    nvidia_caps_symlinked_on(true);
 }
 
 /// The image's ldconfig (every place one is looked for) and /bin/sh write a marker on the host

@@ -51,6 +51,17 @@ pub fn mount_id(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
 /// Whether this kernel (and this process's seccomp filter) lets openat2 through: decided once.
 static OPENAT2: OnceLock<bool> = OnceLock::new();
 
+/// Tests only, as the fault points are (src/faultpoint.rs): in a build with debug assertions
+/// (what `cargo test` runs), `MIGCAGE_TEST_NO_OPENAT2=1` in the hook's environment makes openat2
+/// fail with ENOSYS as on a kernel before 5.6, so the end-to-end tests (tests/hostile_e2e.rs)
+/// run the userspace walk against real runtimes. A release build has neither the check nor the
+/// name.
+#[cfg(debug_assertions)]
+fn openat2_missing_for_tests() -> bool {
+    static MISSING: OnceLock<bool> = OnceLock::new();
+    *MISSING.get_or_init(|| std::env::var_os("MIGCAGE_TEST_NO_OPENAT2").is_some_and(|v| v == "1"))
+}
+
 impl RootfsSyscall for LinuxRootfs {
     fn openat2_verdict(&self) -> &OnceLock<bool> {
         &OPENAT2
@@ -76,6 +87,10 @@ impl RootfsSyscall for LinuxRootfs {
         flags: OFlag,
         resolve: ResolveFlag,
     ) -> Result<OwnedFd, Errno> {
+        #[cfg(debug_assertions)]
+        if openat2_missing_for_tests() {
+            return Err(Errno::ENOSYS);
+        }
         let how = OpenHow::new().flags(flags).resolve(resolve);
         nix::fcntl::openat2(dir.as_raw_fd(), path, how).map(owned)
     }
