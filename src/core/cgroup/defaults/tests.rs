@@ -178,3 +178,24 @@ fn the_exe_name_names_the_runtime() {
         );
     }
 }
+
+#[test]
+fn crun_1_8_1_is_what_its_devices_list_showed_here() {
+    // `sort devices.list` of a crun 1.8.1 container (spec: deny all, nothing else allowed).
+    let listed = [
+        "b *:* m",
+        "c *:* m",
+        "c 136:* rwm",
+        "c 1:3 rwm",
+        "c 1:5 rwm",
+        "c 1:7 rwm",
+        "c 1:8 rwm",
+        "c 1:9 rwm",
+        "c 5:0 rwm",
+        "c 5:1 rwm",
+        "c 5:2 rwm",
+    ];
+    let mut want: Vec<String> = listed.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(sorted(known(Kind::Crun, "1.8.1"), &[]), want);
+}
