@@ -47,9 +47,10 @@ pub fn detect(proc_root: &Path, pid: u32) -> Runtime {
     }
 }
 
-/// [`detect`] for the process that started this one, in the host's /proc.
-pub fn detect_parent() -> Runtime {
-    detect(Path::new("/proc"), std::os::unix::process::parent_id())
+/// [`detect`] for the process that started this one, in the host's /proc, with the version an
+/// operator `stated` (a config key not there yet; see [`Runtime::refined_by`]).
+pub fn detect_parent(stated: Option<Runtime>) -> Runtime {
+    detect(Path::new("/proc"), std::os::unix::process::parent_id()).refined_by(stated)
 }
 
 #[cfg(test)]

@@ -226,7 +226,9 @@ fn apply_plan(
                 Path::new(PROCESS_PROC),
                 pid as u32,
                 spec,
-                crate::host::runtime::detect_parent(),
+                // No config key states the runtime's version yet: each runtime gets what all
+                // its versions add.
+                crate::host::runtime::detect_parent(None),
                 &plan.edits.device_rules,
             )
             .map_err(|source| HookError::Cgroup { id, source })?;

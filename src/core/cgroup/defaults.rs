@@ -90,6 +90,31 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// Parse an operator's `"runc 1.1.5"` or `"crun 1.8.1"` (what a config key naming the
+    /// host's runtime would hold); None for anything else.
+    pub fn parse(s: &str) -> Option<Runtime> {
+        let (name, version) = s.trim().split_once(char::is_whitespace)?;
+        let version = Version::parse(version)?;
+        match Runtime::from_exe_name(name, Some(version)) {
+            Runtime::Unknown => None,
+            known => Some(known),
+        }
+    }
+
+    /// This (detected) runtime with the version `stated` gives, when `stated` names the same
+    /// runtime and this one has no version; otherwise unchanged. A statement never changes which
+    /// runtime was detected, nor makes an unknown one known: a host may run both.
+    pub fn refined_by(self, stated: Option<Runtime>) -> Runtime {
+        match (self, stated) {
+            (Runtime::Known(kind, None), Some(Runtime::Known(said, Some(v)))) if said == kind => {
+                Runtime::Known(kind, Some(v))
+            }
+            _ => self,
+        }
+    }
+}
+
 /// One implicit rule and the device path whose `linux.devices` entry removes it (runc only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DefaultDevice {

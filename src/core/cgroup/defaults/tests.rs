@@ -199,3 +199,23 @@ fn crun_1_8_1_is_what_its_devices_list_showed_here() {
     want.sort();
     assert_eq!(sorted(known(Kind::Crun, "1.8.1"), &[]), want);
 }
+
+#[test]
+fn a_stated_version_refines_only_the_runtime_detected() {
+    let stated = Runtime::parse("runc 1.1.5");
+    assert_eq!(stated, Some(known(Kind::Runc, "1.1.5")));
+    assert_eq!(
+        Runtime::parse("crun 1.8.1"),
+        Some(known(Kind::Crun, "1.8.1"))
+    );
+    for bad in ["runc", "youki 0.3.0", "runc one", ""] {
+        assert_eq!(Runtime::parse(bad), None, "{bad}");
+    }
+    let runc = Runtime::Known(Kind::Runc, None);
+    assert_eq!(runc.refined_by(stated), known(Kind::Runc, "1.1.5"));
+    assert_eq!(runc.refined_by(None), runc);
+    // Another runtime, or none detected: the statement is not taken.
+    let crun = Runtime::Known(Kind::Crun, None);
+    assert_eq!(crun.refined_by(stated), crun);
+    assert_eq!(Runtime::Unknown.refined_by(stated), Runtime::Unknown);
+}
