@@ -55,6 +55,10 @@ pub fn walk(
         };
         let st = sys.fstat(fd.as_fd())?;
         if st.is(SFlag::S_IFLNK) {
+            if last && flags.contains(OFlag::O_CREAT | OFlag::O_EXCL) {
+                // O_EXCL never follows a final link: it exists.
+                return Err(Errno::EEXIST);
+            }
             if last && flags.contains(OFlag::O_NOFOLLOW) {
                 // The link itself, as openat2 gives it: only as an O_PATH descriptor.
                 return if flags.contains(OFlag::O_PATH) {

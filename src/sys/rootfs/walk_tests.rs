@@ -204,3 +204,21 @@ fn once_openat2_works_an_eperm_is_not_probed_again() {
         "no probe once openat2 is known to work"
     );
 }
+
+#[test]
+fn o_creat_makes_the_last_name_and_o_excl_never_follows_a_link() {
+    let d = without_openat2(hostile(), Errno::ENOSYS);
+    let creat = OFlag::O_WRONLY | OFlag::O_CREAT;
+    assert_eq!(lookup(&d, "etc/new", creat), Ok("/etc/new".into()));
+    assert_eq!(d.node("/etc/new"), Some(Node::File));
+    // Through an absolute link, inside the root.
+    assert_eq!(
+        lookup(&d, "usr/lib64/other", creat),
+        Ok("/etc/other".into())
+    );
+    assert_eq!(
+        lookup(&d, "dangling", creat | OFlag::O_EXCL),
+        Err(Errno::EEXIST)
+    );
+    assert_eq!(d.node("/nowhere"), None);
+}
