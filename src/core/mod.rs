@@ -9,3 +9,4 @@ pub mod inventory;
 pub mod ldcache;
 pub mod plan;
 pub mod request;
+pub mod systemd;

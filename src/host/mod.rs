@@ -1,5 +1,6 @@
 //! What reads the host: the inventory of GPUs and MIG devices (NVML, procfs, the snapshot),
-//! the driver's files, the lease store, the container's cgroup, and the runtime that runs the hook.
+//! the driver's files, the lease store, the container's cgroup, the runtime that runs the hook,
+//! and systemd (its units' `DeviceAllow=`, over D-Bus).
 
 pub mod cgroup;
 pub mod driver_discovery;
@@ -7,3 +8,4 @@ pub mod files;
 pub mod inventory;
 pub mod lease;
 pub mod runtime;
+pub mod systemd;

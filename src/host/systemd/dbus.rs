@@ -1,0 +1,147 @@
+//! [`SystemdUnits`] over the system bus, with zbus's blocking API.
+//!
+//! The call runs on a thread of its own and the caller waits at most the timeout for it: a bus
+//! that accepts the connection and never answers (a wedged dbus-daemon, systemd busy in a
+//! reload) costs the container's start that long and no more. A thread left waiting dies with
+//! the hook's process.
+
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::*;
+
+/// systemd's manager on the bus at `socket`.
+#[derive(Debug, Clone)]
+pub struct DbusSystemd {
+    pub socket: PathBuf,
+    pub timeout: Duration,
+}
+
+impl DbusSystemd {
+    /// The host's system bus, with [`CALL_TIMEOUT`].
+    pub fn system() -> Self {
+        DbusSystemd {
+            socket: PathBuf::from(SYSTEM_BUS_SOCKET),
+            timeout: CALL_TIMEOUT,
+        }
+    }
+}
+
+impl SystemdUnits for DbusSystemd {
+    fn add_device_allow(&self, unit: &str, entries: &[DeviceAllow]) -> Result<(), SystemdError> {
+        if entries.is_empty() {
+            return Err(SystemdError::Empty { unit: unit.into() });
+        }
+        let (tx, rx) = mpsc::channel();
+        let (socket, owned_unit, owned) = (self.socket.clone(), unit.to_string(), entries.to_vec());
+        let timeout = self.timeout;
+        let spawned = std::thread::Builder::new()
+            .name("systemd-dbus".into())
+            .spawn(move || {
+                let _ = tx.send(call(&socket, &owned_unit, &owned, timeout));
+            });
+        if let Err(e) = spawned {
+            return Err(SystemdError::Connect {
+                socket: self.socket.clone(),
+                unit: unit.into(),
+                message: format!("cannot start a thread for the call: {e}"),
+            });
+        }
+        match rx.recv_timeout(self.timeout) {
+            Ok(result) => result,
+            Err(_) => Err(SystemdError::Timeout {
+                socket: self.socket.clone(),
+                unit: unit.into(),
+                ms: self.timeout.as_millis(),
+            }),
+        }
+    }
+}
+
+/// Connect, authenticate, and make the one call.
+fn call(
+    socket: &Path,
+    unit: &str,
+    entries: &[DeviceAllow],
+    timeout: Duration,
+) -> Result<(), SystemdError> {
+    let connect_err = |message: String| SystemdError::Connect {
+        socket: socket.to_path_buf(),
+        unit: unit.into(),
+        message,
+    };
+    let stream = UnixStream::connect(socket).map_err(|e| connect_err(e.to_string()))?;
+    let conn = zbus::blocking::connection::Builder::async_io_unix_stream(stream)
+        .method_timeout(timeout)
+        .build()
+        .map_err(|e| connect_err(e.to_string()))?;
+    conn.call_method(
+        Some(DESTINATION),
+        OBJECT_PATH,
+        Some(MANAGER_INTERFACE),
+        SET_UNIT_PROPERTIES,
+        &set_unit_properties_body(unit, entries),
+    )
+    .map_err(|e| SystemdError::Call {
+        socket: socket.to_path_buf(),
+        unit: unit.into(),
+        message: e.to_string(),
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn entry() -> Vec<DeviceAllow> {
+        vec![DeviceAllow {
+            path: "/dev/char/195:0".into(),
+            access: "rw".into(),
+        }]
+    }
+
+    #[test]
+    fn a_missing_bus_is_a_connect_error() {
+        let d = tempfile::tempdir().unwrap();
+        let s = DbusSystemd {
+            socket: d.path().join("none"),
+            timeout: Duration::from_millis(500),
+        };
+        let e = s.add_device_allow("runc-c1.scope", &entry()).unwrap_err();
+        assert!(matches!(e, SystemdError::Connect { .. }), "{e}");
+        assert!(e.to_string().contains("runc-c1.scope"), "{e}");
+    }
+
+    #[test]
+    fn a_bus_that_never_answers_costs_the_timeout_and_no_more() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("bus");
+        // Accepts the connection (the kernel's backlog does) and never says a word.
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let s = DbusSystemd {
+            socket: path,
+            timeout: Duration::from_millis(300),
+        };
+        let start = Instant::now();
+        let e = s.add_device_allow("runc-c1.scope", &entry()).unwrap_err();
+        assert!(matches!(e, SystemdError::Timeout { ms: 300, .. }), "{e}");
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn an_empty_list_is_never_sent() {
+        let s = DbusSystemd::system();
+        assert!(matches!(
+            s.add_device_allow("runc-c1.scope", &[]),
+            Err(SystemdError::Empty { .. })
+        ));
+    }
+}

@@ -1,0 +1,62 @@
+//! [`RecordingSystemd`]: a double of [`SystemdUnits`] for unit tests. It records every call (the
+//! unit and the entries) and fails the units a test names. No bus, no systemd.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+
+use super::{SystemdError, SystemdUnits};
+use crate::core::systemd::DeviceAllow;
+
+/// One `SetUnitProperties(unit, true, [("DeviceAllow", entries)])` the code under test made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetDeviceAllow {
+    pub unit: String,
+    pub entries: Vec<DeviceAllow>,
+}
+
+/// The recording double of [`SystemdUnits`].
+#[derive(Default)]
+pub struct RecordingSystemd {
+    calls: RefCell<Vec<SetDeviceAllow>>,
+    /// Calls for these units fail (as a refusal from systemd).
+    refuse: Vec<String>,
+}
+
+impl RecordingSystemd {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Calls for `unit` fail like a refusal from systemd (`Unit ... not found`).
+    pub fn refusing(unit: &str) -> Self {
+        RecordingSystemd {
+            refuse: vec![unit.into()],
+            ..Self::default()
+        }
+    }
+
+    /// Every call made so far, failed ones included.
+    pub fn calls(&self) -> Vec<SetDeviceAllow> {
+        self.calls.borrow().clone()
+    }
+}
+
+impl SystemdUnits for RecordingSystemd {
+    fn add_device_allow(&self, unit: &str, entries: &[DeviceAllow]) -> Result<(), SystemdError> {
+        self.calls.borrow_mut().push(SetDeviceAllow {
+            unit: unit.into(),
+            entries: entries.to_vec(),
+        });
+        if entries.is_empty() {
+            return Err(SystemdError::Empty { unit: unit.into() });
+        }
+        if self.refuse.iter().any(|u| u == unit) {
+            return Err(SystemdError::Call {
+                socket: PathBuf::from("(double)"),
+                unit: unit.into(),
+                message: format!("Unit {unit} not found."),
+            });
+        }
+        Ok(())
+    }
+}
