@@ -116,6 +116,11 @@ enum Command {
         /// The container's id, as `migcage list` shows it.
         container: String,
     },
+    /// Host set-up: /dev/char links for the NVIDIA nodes.
+    System {
+        #[command(subcommand)]
+        command: SystemCommand,
+    },
     /// Show what migcage would do to a container, without doing it.
     Explain {
         /// An OCI bundle (its config.json is read).
@@ -127,6 +132,22 @@ enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// Host set-up.
+#[derive(Subcommand, Debug)]
+enum SystemCommand {
+    /// Make /dev/char/<major>:<minor> links for every NVIDIA device node (runc's systemd cgroup
+    /// driver gives systemd DeviceAllow= only for devices it finds there, and access to the
+    /// others is lost on `systemctl daemon-reload`). Never replaces an existing entry.
+    CreateDevCharLinks {
+        /// Print what would be made; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The directory of the links (tests).
+        #[arg(long, hide = true, default_value = migcage::host::dev_char::DEV_CHAR)]
+        dev_char_dir: PathBuf,
     },
 }
 
@@ -212,6 +233,19 @@ fn generate(what: Generate) -> anyhow::Result<()> {
 }
 
 /// The hook's `MIGCAGE_CONFIG`: the file this run read, unless it is the default one.
+fn system(config: &Config, command: SystemCommand) -> anyhow::Result<String> {
+    match command {
+        SystemCommand::CreateDevCharLinks {
+            dry_run,
+            dev_char_dir,
+        } => Ok(admin::system::create_dev_char_links(
+            config,
+            &dev_char_dir,
+            dry_run,
+        )?),
+    }
+}
+
 fn config_for_hook(config_path: Option<PathBuf>) -> Option<PathBuf> {
     config_path
         .filter(|p| p != Path::new(migcage::config::DEFAULT_CONFIG_PATH))
@@ -265,6 +299,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             admin::commands::explain(&config, bundle, spec, json)?
         }
         Command::Release { container } => admin::commands::release(&config, &container)?,
+        Command::System { command } => print!("{}", system(&config, command)?),
         Command::Cdi {
             command:
                 CdiCommand::Generate {

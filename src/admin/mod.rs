@@ -1,7 +1,8 @@
-//! The operator's commands: `configure`, `doctor`, `list` and `explain`.
+//! The operator's commands: `configure`, `doctor`, `list`, `explain` and `system`.
 
 pub mod commands;
 pub mod configure;
 pub mod doctor;
 pub mod explain;
 pub mod list;
+pub mod system;

@@ -10,6 +10,7 @@ pub mod cgroup;
 pub mod container;
 pub mod entry;
 pub mod state;
+pub mod systemd;
 
 use std::io::Read;
 use std::path::Path;
@@ -82,7 +83,17 @@ pub struct Outcome {
     /// Everything done inside the container (nodes, procfs, driver mounts, symlinks, ld cache).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub applied: Option<container::Applied>,
+    /// What systemd was told (`DeviceAllow=` on the container's unit), when devices were granted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub systemd: Option<String>,
+    /// `/dev/char` links the hook made for the granted nodes.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dev_char_links: usize,
     pub duration_us: u128,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Does the spec give the container its own user namespace?
@@ -234,9 +245,34 @@ fn apply_plan(
             .map_err(|source| HookError::Cgroup { id, source })?;
             outcome.cgroup = Some(format!("{granted:?}"));
             crate::faultpoint::hit("after-cgroup");
+            after_grant(config, stage, state, pid as u32, plan, outcome);
         }
     }
     Ok(())
+}
+
+/// After the cgroup grant, so that it survives `systemctl daemon-reload`: the granted nodes'
+/// `/dev/char` links (on the host, only from a stage that runs outside the container and only
+/// for the host's real /dev: a simulated dev_root's nodes are no business of the host's
+/// /dev/char), and the nodes' `DeviceAllow=` on the container's systemd unit. Neither fails the
+/// hook (see [`systemd`]).
+fn after_grant(
+    config: &Config,
+    stage: Stage,
+    state: &State,
+    pid: u32,
+    plan: &Plan,
+    outcome: &mut Outcome,
+) {
+    if config.dev_root == Path::new("/dev") && !runs_inside_container(stage, state) {
+        outcome.dev_char_links = systemd::link_granted_nodes(
+            Path::new(crate::host::dev_char::DEV_CHAR),
+            &plan.edits.device_nodes,
+        );
+    }
+    let registration =
+        systemd::register_on_host(Path::new(PROCESS_PROC), pid, &plan.edits.device_rules);
+    outcome.systemd = Some(registration.to_string());
 }
 
 /// Run the hook for `stage` with the state on `input`.
@@ -253,6 +289,8 @@ pub fn run(config: &Config, stage: Stage, input: impl Read) -> Result<Outcome, H
         cgroup: None,
         released: Vec::new(),
         applied: None,
+        systemd: None,
+        dev_char_links: 0,
         duration_us: 0,
     };
     if stage == Stage::Poststop {

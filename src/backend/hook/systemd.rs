@@ -1,0 +1,358 @@
+//! After the cgroup grant: tell systemd about the granted nodes, and make their `/dev/char`
+//! links, so that access survives `systemctl daemon-reload`.
+//!
+//! When the container's cgroup is a systemd unit (`system.slice/runc-<id>.scope`, ...), a
+//! daemon-reload makes systemd rebuild the unit's device program from its own `DeviceAllow=`
+//! list, which knows nothing of the rules [`super::cgroup`] put in place. So the hook adds the
+//! plan's nodes, exactly those, to the unit's `DeviceAllow=` at runtime.
+//!
+//! **A failed registration is a warning in the log, not an error.** The eBPF program (or v1
+//! rules) the hook just installed is what enforces the plan, and it is already exact: the
+//! container has its nodes and nothing more whether or not systemd heard of them. What a failure
+//! costs is that a later daemon-reload may take the nodes away (fail closed: less access, never
+//! more). Failing the container's start instead, because a bus was slow or a unit refused the
+//! property, would turn that possible later loss into a certain one now; the warning names the
+//! unit and the `systemctl set-property --runtime` line that does it by hand.
+
+use std::path::Path;
+
+use crate::core::edits::{DeviceNode, DeviceRule};
+use crate::core::systemd::{device_allow_entries, set_property_command, Manager};
+use crate::host::dev_char::{self, LinkAction};
+use crate::host::systemd::{self as host_systemd, SystemdUnits};
+
+/// systemd as the hook sees it: running or not, and its client.
+pub struct SystemdHost<'a> {
+    /// Whether systemd is the host's init (`/run/systemd/system` exists).
+    pub running: bool,
+    pub units: &'a dyn SystemdUnits,
+}
+
+/// What [`register`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registration {
+    /// systemd is not the host's init: nothing to tell.
+    NoSystemd,
+    /// The container's cgroup is no unit (the cgroupfs driver): no daemon-reload touches it.
+    NotAUnit {
+        cgroup: Option<String>,
+    },
+    /// A unit of a user's manager (rootless): it has no device program to rebuild.
+    UserManager {
+        unit: String,
+        uid: u32,
+    },
+    /// No device rule to register (`none`: driver files only).
+    NothingToRegister,
+    Registered {
+        unit: String,
+        entries: usize,
+    },
+    Failed {
+        unit: String,
+        error: String,
+    },
+}
+
+impl std::fmt::Display for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Registration::NoSystemd => f.write_str("no systemd"),
+            Registration::NotAUnit { cgroup } => write!(
+                f,
+                "cgroup {} is no systemd unit",
+                cgroup.as_deref().unwrap_or("(none)")
+            ),
+            Registration::UserManager { unit, uid } => {
+                write!(f, "{unit} belongs to user {uid}'s manager: not registered")
+            }
+            Registration::NothingToRegister => f.write_str("no device to register"),
+            Registration::Registered { unit, entries } => {
+                write!(f, "DeviceAllow= +{entries} on {unit}")
+            }
+            Registration::Failed { unit, error } => {
+                write!(f, "DeviceAllow= on {unit} failed: {error}")
+            }
+        }
+    }
+}
+
+/// Give the systemd unit that is process `pid`'s cgroup (read from `<proc_root>/<pid>/cgroup`)
+/// `DeviceAllow=` entries for exactly `rules`, when systemd runs. Calling it again sends the same
+/// entries, which systemd merges into the ones it has: idempotent.
+pub fn register(
+    host: &SystemdHost,
+    proc_root: &Path,
+    pid: u32,
+    rules: &[DeviceRule],
+) -> Registration {
+    if !host.running {
+        return Registration::NoSystemd;
+    }
+    if rules.is_empty() {
+        return Registration::NothingToRegister;
+    }
+    let (cgroup, unit) = match host_systemd::unit_of_process(proc_root, pid) {
+        Ok(found) => found,
+        Err(e) => {
+            return Registration::Failed {
+                unit: format!("(the unit of pid {pid})"),
+                error: e.to_string(),
+            }
+        }
+    };
+    let Some(unit) = unit else {
+        return Registration::NotAUnit {
+            cgroup: cgroup.map(|p| p.display().to_string()),
+        };
+    };
+    if let Manager::User { uid } = unit.manager {
+        return Registration::UserManager {
+            unit: unit.name,
+            uid,
+        };
+    }
+    let entries = match device_allow_entries(rules) {
+        Ok(e) => e,
+        Err(e) => {
+            return Registration::Failed {
+                unit: unit.name,
+                error: e.to_string(),
+            }
+        }
+    };
+    match host.units.add_device_allow(&unit.name, &entries) {
+        Ok(()) => Registration::Registered {
+            unit: unit.name,
+            entries: entries.len(),
+        },
+        Err(e) => Registration::Failed {
+            error: format!(
+                "{e}; until it is done a daemon-reload drops the container's GPU access (by hand: {})",
+                set_property_command(&unit.name, &entries)
+            ),
+            unit: unit.name,
+        },
+    }
+}
+
+/// [`register`] on this host: `/run/systemd/system` and the system bus.
+pub fn register_on_host(proc_root: &Path, pid: u32, rules: &[DeviceRule]) -> Registration {
+    let units = host_systemd::dbus::DbusSystemd::system();
+    let host = SystemdHost {
+        running: host_systemd::systemd_running(Path::new("/")),
+        units: &units,
+    };
+    let r = register(&host, proc_root, pid, rules);
+    if let Registration::Failed { .. } = r {
+        tracing::warn!(systemd = %r, "granted, but not registered with systemd");
+    }
+    r
+}
+
+/// Make the `/dev/char` links of the granted `nodes` that are missing, in `dir`. Failures and
+/// foreign entries are warnings: the links matter only to a runtime wrapper's later container
+/// and to `doctor`; the hook's own grant does not need them.
+pub fn link_granted_nodes(dir: &Path, nodes: &[DeviceNode]) -> usize {
+    let nodes: Vec<dev_char::Node> = nodes
+        .iter()
+        .filter(|n| n.kind == 'c')
+        .map(|n| dev_char::Node {
+            path: n.host_path.clone().into(),
+            major: n.major,
+            minor: n.minor,
+        })
+        .collect();
+    let mut created = 0;
+    for r in dev_char::ensure_links(dir, &nodes, false) {
+        match r.action {
+            LinkAction::Created { .. } => created += 1,
+            LinkAction::Foreign { .. } | LinkAction::Failed { .. } => {
+                tracing::warn!(link = %r.link.display(), "{r}")
+            }
+            LinkAction::Present | LinkAction::WouldCreate { .. } => {}
+        }
+    }
+    created
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::edits::{Access, DeviceType};
+    use crate::core::systemd::DeviceAllow;
+    use crate::host::systemd::test::{RecordingSystemd, SetDeviceAllow};
+
+    fn rule(major: u32, minor: u32, access: Access) -> DeviceRule {
+        DeviceRule {
+            allow: true,
+            kind: DeviceType::Char,
+            major: Some(major),
+            minor: Some(minor),
+            access,
+        }
+    }
+
+    fn rules() -> Vec<DeviceRule> {
+        vec![
+            rule(195, 255, Access::RW),
+            rule(195, 0, Access::RW),
+            rule(
+                511,
+                13,
+                Access {
+                    read: true,
+                    ..Access::default()
+                },
+            ),
+        ]
+    }
+
+    /// A procfs with one process, 42, in `cgroup`.
+    fn proc_with(cgroup: &str) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("42")).unwrap();
+        std::fs::write(d.path().join("42/cgroup"), cgroup).unwrap();
+        d
+    }
+
+    fn entry(path: &str, access: &str) -> DeviceAllow {
+        DeviceAllow {
+            path: path.into(),
+            access: access.into(),
+        }
+    }
+
+    #[test]
+    fn a_scope_gets_exactly_the_granted_nodes() {
+        let proc = proc_with("0::/system.slice/runc-c1.scope\n");
+        let double = RecordingSystemd::new();
+        let host = SystemdHost {
+            running: true,
+            units: &double,
+        };
+        let r = register(&host, proc.path(), 42, &rules());
+        assert_eq!(
+            r,
+            Registration::Registered {
+                unit: "runc-c1.scope".into(),
+                entries: 3
+            }
+        );
+        let want = SetDeviceAllow {
+            unit: "runc-c1.scope".into(),
+            entries: vec![
+                entry("/dev/char/195:255", "rw"),
+                entry("/dev/char/195:0", "rw"),
+                entry("/dev/char/511:13", "r"),
+            ],
+        };
+        assert_eq!(double.calls(), std::slice::from_ref(&want));
+        // A second stage (or a rerun) sends the same entries again, nothing more.
+        register(&host, proc.path(), 42, &rules());
+        assert_eq!(double.calls(), [want.clone(), want]);
+    }
+
+    #[test]
+    fn without_systemd_nothing_is_sent() {
+        let proc = proc_with("0::/system.slice/runc-c1.scope\n");
+        let double = RecordingSystemd::new();
+        let host = SystemdHost {
+            running: false,
+            units: &double,
+        };
+        assert_eq!(
+            register(&host, proc.path(), 42, &rules()),
+            Registration::NoSystemd
+        );
+        assert!(double.calls().is_empty());
+    }
+
+    #[test]
+    fn this_test_host_has_no_systemd_so_the_hook_changes_nothing() {
+        // The machines the suite runs on have no systemd as init: the hook's registration is a
+        // no-op there, before any bus is touched.
+        if Path::new("/run/systemd/system").exists() {
+            eprintln!("skip: systemd runs here");
+            return;
+        }
+        let r = register_on_host(Path::new("/proc"), std::process::id(), &rules());
+        assert_eq!(r, Registration::NoSystemd);
+    }
+
+    #[test]
+    fn non_units_rootless_and_empty_plans_send_nothing() {
+        let double = RecordingSystemd::new();
+        let host = SystemdHost {
+            running: true,
+            units: &double,
+        };
+        let cgroupfs = proc_with("0::/docker/0123\n");
+        assert!(matches!(
+            register(&host, cgroupfs.path(), 42, &rules()),
+            Registration::NotAUnit { .. }
+        ));
+        let inside = proc_with("0::/system.slice/docker.service/docker/0123\n");
+        assert!(matches!(
+            register(&host, inside.path(), 42, &rules()),
+            Registration::NotAUnit { .. }
+        ));
+        let rootless = proc_with(
+            "0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-ab.scope/container\n",
+        );
+        assert!(matches!(
+            register(&host, rootless.path(), 42, &rules()),
+            Registration::UserManager { uid: 1000, .. }
+        ));
+        let scope = proc_with("0::/system.slice/runc-c1.scope\n");
+        assert_eq!(
+            register(&host, scope.path(), 42, &[]),
+            Registration::NothingToRegister
+        );
+        assert!(double.calls().is_empty());
+    }
+
+    #[test]
+    fn a_refusal_is_reported_with_the_manual_command() {
+        let proc = proc_with("1:name=systemd:/system.slice/docker-ab.scope\n");
+        let double = RecordingSystemd::refusing("docker-ab.scope");
+        let host = SystemdHost {
+            running: true,
+            units: &double,
+        };
+        let r = register(&host, proc.path(), 42, &rules());
+        let Registration::Failed { unit, error } = &r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(unit, "docker-ab.scope");
+        assert!(error.contains("not found"), "{error}");
+        assert!(
+            error.contains("systemctl set-property --runtime docker-ab.scope 'DeviceAllow=/dev/char/195:255 rw'"),
+            "{error}"
+        );
+        assert_eq!(double.calls().len(), 1);
+    }
+
+    #[test]
+    fn a_wildcard_rule_is_never_registered() {
+        let proc = proc_with("0::/system.slice/runc-c1.scope\n");
+        let double = RecordingSystemd::new();
+        let host = SystemdHost {
+            running: true,
+            units: &double,
+        };
+        let mut wide = rules();
+        wide.push(DeviceRule {
+            allow: true,
+            kind: DeviceType::All,
+            major: None,
+            minor: None,
+            access: Access::ALL,
+        });
+        assert!(matches!(
+            register(&host, proc.path(), 42, &wide),
+            Registration::Failed { .. }
+        ));
+        assert!(double.calls().is_empty());
+    }
+}
