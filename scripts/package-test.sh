@@ -59,6 +59,7 @@ files=(
   /etc/migcage/config.toml
   /etc/logrotate.d/migcage
   /usr/share/containers/oci/hooks.d/oci-migcage-hook.json
+  /usr/lib/udev/rules.d/71-migcage-dev-char.rules
   /usr/share/man/man1/migcage.1.gz
   /usr/share/man/man1/migcage-doctor.1.gz
   /usr/share/man/man1/migcage-cdi.1.gz

@@ -132,6 +132,7 @@ fn man_pages_and_completions_come_from_the_cli() {
         "migcage-list.1",
         "migcage-hook.1",
         "migcage-cdi.1",
+        "migcage-system.1",
     ] {
         assert!(pages.contains(page), "{page} missing from {pages:?}");
         let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
@@ -237,4 +238,31 @@ fn every_packaged_source_file_exists() {
         1,
         "cargo-deb replaces every #DEBHELPER# token, also one in a comment"
     );
+}
+
+#[test]
+fn udev_rule_runs_a_command_that_exists() {
+    let rules = read("packaging/71-migcage-dev-char.rules");
+    let runs: Vec<&str> = rules
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split("RUN+=\"").nth(1)?.split('"').next())
+        .collect();
+    assert!(!runs.is_empty(), "the rule runs migcage");
+    for run in runs {
+        let mut words = run.split_whitespace();
+        assert_eq!(words.next(), Some("/usr/bin/migcage"));
+        let args: Vec<&str> = words.collect();
+        let out = Command::new(MIGCAGE)
+            .args(&args)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "`migcage {}`: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
