@@ -145,6 +145,24 @@ fn empty_root() -> tempfile::TempDir {
         .unwrap()
 }
 
+/// `migcage system create-dev-char-links` for `config`'s nodes into `<root>/dev/char`, the
+/// /dev/char doctor checks under `--host-root root`.
+fn link_nodes(config: &Path, root: &Path) {
+    let out = Command::new(MIGCAGE)
+        .arg("--config")
+        .arg(config)
+        .args(["system", "create-dev-char-links", "--dev-char-dir"])
+        .arg(root.join("dev/char"))
+        .env_remove("MIGCAGE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn load(host: &SimHost) -> Config {
     let path = host.config();
     Config::parse(&std::fs::read_to_string(&path).unwrap(), &path).unwrap()
@@ -191,6 +209,8 @@ fn healthy_hosts_pass() {
     for topology in ["a100-7x1g", "two-gpus-one-mig", "a100-nomig", "h100-mixed"] {
         let host = SimHost::new(topology);
         let root = empty_root();
+        // The links doctor checks are the host's /dev/char (here the host root's).
+        link_nodes(&host.config(), root.path());
         let d = doctor(&host.config(), root.path());
         assert_eq!(d.status, 0, "{topology}: {}", d.stdout);
         assert!(d.fails().is_empty(), "{topology}: {:?}", d.fails());
@@ -543,9 +563,10 @@ fn char_links_matter_only_under_systemd() {
     }
     let host = SimHost::new("a100-7x1g");
     let (node, major, minor) = caps_node(&host);
-    let link = host.dev().join(format!("char/{major}:{minor}"));
-    std::fs::remove_file(&link).unwrap();
     let root = empty_root();
+    link_nodes(&host.config(), root.path());
+    let link = root.path().join(format!("dev/char/{major}:{minor}"));
+    std::fs::remove_file(&link).unwrap();
     let d = doctor(&host.config(), root.path());
     let line = d.one("/dev/char links");
     assert_eq!(line.0, "WARN", "{line:?}");
@@ -564,13 +585,46 @@ fn char_links_matter_only_under_systemd() {
     assert!(line.2.starts_with("1 of "), "{line:?}");
     assert!(
         line.3.contains("daemon-reload")
-            && line.3.contains(&format!(
-                "ln -s ../nvidia-caps/nvidia-cap{minor} {}",
-                link.display()
-            )),
+            && line
+                .3
+                .contains(&format!("ln -s {} {}", node.display(), link.display()))
+            && line.3.contains("migcage system create-dev-char-links"),
         "{line:?}"
     );
     assert!(d.one("cgroup").2.contains("systemd is init"));
+}
+
+#[test]
+fn char_links_are_checked_in_the_dev_char_runc_reads_not_the_simulated_tree() {
+    if skip("char_links_are_checked_in_the_dev_char_runc_reads_not_the_simulated_tree") {
+        return;
+    }
+    // The simulated tree has every link in its own dev/char; the host root has none.
+    let host = SimHost::new("a100-7x1g");
+    assert!(host.dev().join("char").read_dir().unwrap().next().is_some());
+    let root = empty_root();
+    let host_char = root.path().join("dev/char");
+    let d = doctor(&host.config(), root.path());
+    let line = d.one("/dev/char links");
+    assert_eq!(line.0, "WARN", "{line:?}");
+    assert!(
+        line.2.contains(&format!(
+            "link in the /dev/char runc and systemd read (first: {}/",
+            host_char.display()
+        )),
+        "{line:?}"
+    );
+    link_nodes(&host.config(), root.path());
+    let d = doctor(&host.config(), root.path());
+    let line = d.one("/dev/char links");
+    assert_eq!(line.0, "OK", "{line:?}");
+    assert!(
+        line.2.contains(&format!(
+            "in {} (the /dev/char runc and systemd read)",
+            host_char.display()
+        )),
+        "{line:?}"
+    );
 }
 
 #[test]

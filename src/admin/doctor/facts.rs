@@ -82,7 +82,7 @@ pub struct NodeFact {
     pub major: u32,
     pub minor: u32,
     pub found: NodeState,
-    /// `<dev_root>/char/<major>:<minor>`.
+    /// `<host_root>/dev/char/<major>:<minor>`: the link runc and systemd look for.
     pub char_link: PathBuf,
     /// Whether that link exists and leads to a char device with this number.
     pub char_link_ok: bool,

@@ -1,6 +1,6 @@
 //! Checks of the device nodes, their `/dev/char` links, the caps table and the cgroup.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::host::cgroup::DeviceCgroup;
 use crate::host::inventory;
@@ -191,12 +191,16 @@ pub(super) fn check_char_links(f: &Facts) -> Vec<Check> {
         .iter()
         .filter(|n| matches!(n.found, NodeState::CharDevice { .. }) && !n.char_link_ok)
         .collect();
-    let dir = f.roots.dev_path("char");
+    // The host's /dev/char (gather puts every link there), the one runc and systemd read.
+    let dir = f.nodes[0]
+        .char_link
+        .parent()
+        .map_or_else(|| PathBuf::from("/dev/char"), Path::to_path_buf);
     if missing.is_empty() {
         return vec![Check::ok(
             "/dev/char links",
             format!(
-                "{} link(s) in {} lead to the NVIDIA nodes",
+                "{} link(s) in {} (the /dev/char runc and systemd read) lead to the NVIDIA nodes",
                 f.nodes.len(),
                 dir.display()
             ),
@@ -206,7 +210,7 @@ pub(super) fn check_char_links(f: &Facts) -> Vec<Check> {
     let rel = pathdiff(&first.path, &dir);
     let example = format!("ln -s {rel} {}", first.char_link.display());
     let found = format!(
-        "{} of {} NVIDIA node(s) lack their {}/<major>:<minor> link (first: {} for {})",
+        "{} of {} NVIDIA node(s) lack their {}/<major>:<minor> link in the /dev/char runc and systemd read (first: {} for {})",
         missing.len(),
         f.nodes.len(),
         dir.display(),
@@ -217,13 +221,13 @@ pub(super) fn check_char_links(f: &Facts) -> Vec<Check> {
         vec![Check::fail(
             "/dev/char links",
             found,
-            format!("with the systemd cgroup driver, runc turns device rules into DeviceAllow=/dev/char/<major>:<minor> and a systemctl daemon-reload then drops access to nodes without a link (\"Failed to initialize NVML: Unknown Error\"); create them ({example}, one per node) or use the cgroupfs driver"),
+            format!("with the systemd cgroup driver, runc turns device rules into DeviceAllow=/dev/char/<major>:<minor> and a systemctl daemon-reload then drops access to nodes without a link (\"Failed to initialize NVML: Unknown Error\"); create them (`migcage system create-dev-char-links`, or {example}, one per node) or use the cgroupfs driver"),
         )]
     } else {
         vec![Check::warn(
             "/dev/char links",
             found,
-            format!("harmless while systemd is not init; before switching a runtime to the systemd cgroup driver, create them ({example}, one per node)"),
+            format!("harmless while systemd is not init; before switching a runtime to the systemd cgroup driver, create them (`migcage system create-dev-char-links`, or {example}, one per node)"),
         )]
     }
 }

@@ -47,6 +47,9 @@ impl GatherOptions {
     }
 }
 
+/// The `/dev/char` runc and systemd read (under `host_root`).
+pub const DEV_CHAR: &str = crate::host::dev_char::DEV_CHAR;
+
 /// The OCI hooks directories podman and cri-o read by default.
 pub const HOOK_DIRS: &[&str] = &[
     "/usr/share/containers/oci/hooks.d",
@@ -75,7 +78,7 @@ pub fn gather(
     };
     let (nvml, inventory) = gather_nvml(&config, &driver);
     let (nodes, cap_mismatches) = match &driver {
-        DriverFact::Loaded(p) => gather_nodes(&config, p),
+        DriverFact::Loaded(p) => gather_nodes(&config, &opts.host(DEV_CHAR), p),
         _ => (Vec::new(), Vec::new()),
     };
     let hook_dirs: Vec<PathBuf> = HOOK_DIRS.iter().map(|d| opts.host(d)).collect();

@@ -1,5 +1,9 @@
 //! The device nodes the driver says should exist, their `/dev/char` links, and the capability
 //! files whose minors disagree with mig-minors.
+//!
+//! The links are looked for in the `/dev/char` runc and systemd read (the host root's), not in
+//! the configuration's dev_root: a simulated tree's own `dev/char` keeps no container's access
+//! across a daemon-reload.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -40,7 +44,7 @@ fn node_state(path: &Path) -> NodeState {
     }
 }
 
-/// Whether `<dev_root>/char/<major>:<minor>` leads to a char device with that number.
+/// Whether `<char_dir>/<major>:<minor>` leads to a char device with that number.
 fn char_link_ok(link: &Path, major: u32, minor: u32) -> bool {
     std::fs::symlink_metadata(link).is_ok_and(|m| m.file_type().is_symlink())
         && std::fs::metadata(link).is_ok_and(|m| {
@@ -50,16 +54,15 @@ fn char_link_ok(link: &Path, major: u32, minor: u32) -> bool {
         })
 }
 
-fn node_fact(
-    config: &Config,
-    rel: &str,
-    what: String,
-    caps: bool,
-    major: u32,
-    minor: u32,
-) -> NodeFact {
-    let path = config.dev_path(rel);
-    let char_link = config.dev_path(&format!("char/{major}:{minor}"));
+/// Where the nodes are (the configuration) and where their links must be.
+struct Dirs<'a> {
+    config: &'a Config,
+    char_dir: &'a Path,
+}
+
+fn node_fact(dirs: &Dirs, rel: &str, what: String, caps: bool, major: u32, minor: u32) -> NodeFact {
+    let path = dirs.config.dev_path(rel);
+    let char_link = dirs.char_dir.join(format!("{major}:{minor}"));
     NodeFact {
         found: node_state(&path),
         char_link_ok: char_link_ok(&char_link, major, minor),
@@ -134,13 +137,17 @@ fn table_minor(table: &MigMinors, entry: &str) -> Option<u32> {
     }
 }
 
+/// The nodes (under the configuration's dev_root) with their links in `char_dir` (the host's
+/// `/dev/char`), and the caps files whose minors disagree with the table.
 pub(super) fn gather_nodes(
     config: &Config,
+    char_dir: &Path,
     proc: &ProcfsInfo,
 ) -> (Vec<NodeFact>, Vec<CapMismatch>) {
+    let dirs = Dirs { config, char_dir };
     let m = proc.majors;
     let mut nodes = vec![node_fact(
-        config,
+        &dirs,
         "nvidiactl",
         "nvidiactl".into(),
         false,
@@ -149,7 +156,7 @@ pub(super) fn gather_nodes(
     )];
     for info in proc.gpus.values() {
         nodes.push(node_fact(
-            config,
+            &dirs,
             &format!("nvidia{}", info.minor),
             format!("GPU {} (minor {})", info.bus_location, info.minor),
             false,
@@ -159,7 +166,7 @@ pub(super) fn gather_nodes(
     }
     if let Some(uvm) = m.uvm {
         nodes.push(node_fact(
-            config,
+            &dirs,
             "nvidia-uvm",
             "nvidia-uvm".into(),
             false,
@@ -167,7 +174,7 @@ pub(super) fn gather_nodes(
             0,
         ));
         nodes.push(node_fact(
-            config,
+            &dirs,
             "nvidia-uvm-tools",
             "nvidia-uvm-tools".into(),
             false,
@@ -192,7 +199,7 @@ pub(super) fn gather_nodes(
         }
         if let Some(caps) = m.caps {
             nodes.push(node_fact(
-                config,
+                &dirs,
                 &format!("nvidia-caps/nvidia-cap{minor}"),
                 entry,
                 true,
