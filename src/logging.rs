@@ -71,6 +71,8 @@ pub struct ContainerRecord {
     pub nodes: u64,
     /// The container's device cgroup as granted.
     pub cgroup: Option<String>,
+    /// What systemd was told: `DeviceAllow= +6 on runc-<id>.scope`, `no systemd`, ...
+    pub systemd: Option<String>,
     /// The one-line error the runtime showed the user.
     pub error: Option<String>,
     pub duration_us: u64,
@@ -86,6 +88,7 @@ impl ContainerRecord {
             outcome: "ok",
             nodes: o.nodes_created as u64,
             cgroup: o.cgroup.clone(),
+            systemd: o.systemd.clone(),
             duration_us: u64::try_from(o.duration_us).unwrap_or(u64::MAX),
             ..ContainerRecord::default()
         };
@@ -169,6 +172,7 @@ impl ContainerRecord {
                     uuids = self.uuids.as_str(),
                     nodes = self.nodes,
                     cgroup = self.cgroup.as_deref(),
+                    systemd = self.systemd.as_deref(),
                     error = self.error.as_deref(),
                     duration_us = self.duration_us,
                     "{}",
