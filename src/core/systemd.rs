@@ -90,6 +90,25 @@ pub struct DeviceAllow {
     pub access: String,
 }
 
+/// A unit's device access as systemd holds it (`DevicePolicy=` and `DeviceAllow=`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevicePolicy {
+    /// `auto`, `closed` or `strict`.
+    pub policy: String,
+    pub allow: Vec<DeviceAllow>,
+}
+
+impl DevicePolicy {
+    /// Does systemd restrict the unit's devices (and so rebuild a device program for it on
+    /// daemon-reload)? Not under `auto` with an empty list: then systemd attaches no program and
+    /// a reload leaves the runtime's (crun's) and the hook's alone. Adding entries there would
+    /// switch a restriction on: the unit would lose every device the runtime allowed that is not
+    /// in the list.
+    pub fn restricts(&self) -> bool {
+        self.policy != "auto" || !self.allow.is_empty()
+    }
+}
+
 /// Why a rule cannot become a `DeviceAllow=` entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeviceAllowError {
@@ -249,6 +268,26 @@ mod tests {
             let good = rule(DeviceType::Char, Some(195), Some(255), "rw");
             assert!(device_allow_entries(&[good, bad]).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn only_a_unit_systemd_restricts_needs_the_entries() {
+        let policy = |p: &str, allow: &[(&str, &str)]| DevicePolicy {
+            policy: p.into(),
+            allow: allow
+                .iter()
+                .map(|(path, access)| DeviceAllow {
+                    path: (*path).into(),
+                    access: (*access).into(),
+                })
+                .collect(),
+        };
+        // runc's scopes: strict, with its default devices.
+        assert!(policy("strict", &[("/dev/null", "rwm")]).restricts());
+        assert!(policy("closed", &[]).restricts());
+        assert!(policy("auto", &[("char-pts", "rwm")]).restricts());
+        // No device policy at all (crun's scopes): systemd leaves the device programs alone.
+        assert!(!policy("auto", &[]).restricts());
     }
 
     #[test]

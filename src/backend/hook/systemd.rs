@@ -44,6 +44,11 @@ pub enum Registration {
     },
     /// No device rule to register (`none`: driver files only).
     NothingToRegister,
+    /// systemd does not restrict the unit's devices (`DevicePolicy=auto`, no `DeviceAllow=`, as
+    /// crun's scopes): a reload keeps the hook's rules, and entries would switch a restriction on.
+    NoDevicePolicy {
+        unit: String,
+    },
     Registered {
         unit: String,
         entries: usize,
@@ -67,6 +72,9 @@ impl std::fmt::Display for Registration {
                 write!(f, "{unit} belongs to user {uid}'s manager: not registered")
             }
             Registration::NothingToRegister => f.write_str("no device to register"),
+            Registration::NoDevicePolicy { unit } => {
+                write!(f, "{unit} has no device policy: nothing to register")
+            }
             Registration::Registered { unit, entries } => {
                 write!(f, "DeviceAllow= +{entries} on {unit}")
             }
@@ -78,7 +86,8 @@ impl std::fmt::Display for Registration {
 }
 
 /// Give the systemd unit that is process `pid`'s cgroup (read from `<proc_root>/<pid>/cgroup`)
-/// `DeviceAllow=` entries for exactly `rules`, when systemd runs. Calling it again sends the same
+/// `DeviceAllow=` entries for exactly `rules`, when systemd runs and restricts that unit's
+/// devices (runc's scopes are `DevicePolicy=strict`). Calling it again sends the same
 /// entries, which systemd merges into the ones it has: idempotent.
 pub fn register(
     host: &SystemdHost,
@@ -121,6 +130,19 @@ pub fn register(
             }
         }
     };
+    match host.units.device_policy(&unit.name) {
+        Ok(p) if !p.restricts() => return Registration::NoDevicePolicy { unit: unit.name },
+        Ok(_) => {}
+        Err(e) => {
+            return Registration::Failed {
+                error: format!(
+                    "{e}; a daemon-reload may drop the container's GPU access (by hand: {})",
+                    set_property_command(&unit.name, &entries)
+                ),
+                unit: unit.name,
+            }
+        }
+    }
     match host.units.add_device_allow(&unit.name, &entries) {
         Ok(()) => Registration::Registered {
             unit: unit.name,
@@ -248,6 +270,7 @@ mod tests {
             ],
         };
         assert_eq!(double.calls(), std::slice::from_ref(&want));
+        assert_eq!(double.queried(), ["runc-c1.scope"]);
         // A second stage (or a rerun) sends the same entries again, nothing more.
         register(&host, proc.path(), 42, &rules());
         assert_eq!(double.calls(), [want.clone(), want]);
@@ -313,6 +336,24 @@ mod tests {
     }
 
     #[test]
+    fn a_unit_without_a_device_policy_is_left_as_it_is() {
+        let proc = proc_with("0::/machine.slice/libpod-ab.scope/container\n");
+        let double = RecordingSystemd::new().with_policy("libpod-ab.scope", "auto", &[]);
+        let host = SystemdHost {
+            running: true,
+            units: &double,
+        };
+        assert_eq!(
+            register(&host, proc.path(), 42, &rules()),
+            Registration::NoDevicePolicy {
+                unit: "libpod-ab.scope".into()
+            }
+        );
+        assert_eq!(double.queried(), ["libpod-ab.scope"]);
+        assert!(double.calls().is_empty());
+    }
+
+    #[test]
     fn a_refusal_is_reported_with_the_manual_command() {
         let proc = proc_with("1:name=systemd:/system.slice/docker-ab.scope\n");
         let double = RecordingSystemd::refusing("docker-ab.scope");
@@ -325,12 +366,13 @@ mod tests {
             panic!("{r:?}")
         };
         assert_eq!(unit, "docker-ab.scope");
-        assert!(error.contains("not found"), "{error}");
+        assert!(error.contains("not loaded"), "{error}");
         assert!(
             error.contains("systemctl set-property --runtime docker-ab.scope 'DeviceAllow=/dev/char/195:255 rw'"),
             "{error}"
         );
-        assert_eq!(double.calls().len(), 1);
+        assert_eq!(double.queried(), ["docker-ab.scope"]);
+        assert!(double.calls().is_empty());
     }
 
     #[test]

@@ -30,17 +30,38 @@ impl DbusSystemd {
 }
 
 impl SystemdUnits for DbusSystemd {
+    fn device_policy(&self, unit: &str) -> Result<DevicePolicy, SystemdError> {
+        self.bounded(unit, |socket, unit, timeout| {
+            let conn = connect(socket, unit, timeout)?;
+            read_policy(&conn, socket, unit)
+        })
+    }
+
     fn add_device_allow(&self, unit: &str, entries: &[DeviceAllow]) -> Result<(), SystemdError> {
         if entries.is_empty() {
             return Err(SystemdError::Empty { unit: unit.into() });
         }
+        let owned = entries.to_vec();
+        self.bounded(unit, move |socket, unit, timeout| {
+            call(socket, unit, &owned, timeout)
+        })
+    }
+}
+
+impl DbusSystemd {
+    /// Run `op` (socket, unit, timeout) on a thread of its own; wait for it at most the timeout.
+    fn bounded<T: Send + 'static>(
+        &self,
+        unit: &str,
+        op: impl FnOnce(&Path, &str, Duration) -> Result<T, SystemdError> + Send + 'static,
+    ) -> Result<T, SystemdError> {
         let (tx, rx) = mpsc::channel();
-        let (socket, owned_unit, owned) = (self.socket.clone(), unit.to_string(), entries.to_vec());
+        let (socket, owned_unit) = (self.socket.clone(), unit.to_string());
         let timeout = self.timeout;
         let spawned = std::thread::Builder::new()
             .name("systemd-dbus".into())
             .spawn(move || {
-                let _ = tx.send(call(&socket, &owned_unit, &owned, timeout));
+                let _ = tx.send(op(&socket, &owned_unit, timeout));
             });
         if let Err(e) = spawned {
             return Err(SystemdError::Connect {
@@ -60,6 +81,77 @@ impl SystemdUnits for DbusSystemd {
     }
 }
 
+/// Connect and authenticate.
+fn connect(
+    socket: &Path,
+    unit: &str,
+    timeout: Duration,
+) -> Result<zbus::blocking::Connection, SystemdError> {
+    let connect_err = |message: String| SystemdError::Connect {
+        socket: socket.to_path_buf(),
+        unit: unit.into(),
+        message,
+    };
+    let stream = UnixStream::connect(socket).map_err(|e| connect_err(e.to_string()))?;
+    zbus::blocking::connection::Builder::async_io_unix_stream(stream)
+        .method_timeout(timeout)
+        .build()
+        .map_err(|e| connect_err(e.to_string()))
+}
+
+/// `GetUnit`, then the unit's `DevicePolicy` and `DeviceAllow` properties.
+fn read_policy(
+    conn: &zbus::blocking::Connection,
+    socket: &Path,
+    unit: &str,
+) -> Result<DevicePolicy, SystemdError> {
+    let call_err = |e: zbus::Error| SystemdError::Call {
+        socket: socket.to_path_buf(),
+        unit: unit.into(),
+        message: e.to_string(),
+    };
+    let reply = conn
+        .call_method(
+            Some(DESTINATION),
+            OBJECT_PATH,
+            Some(MANAGER_INTERFACE),
+            GET_UNIT,
+            &(unit,),
+        )
+        .map_err(call_err)?;
+    let path: zbus::zvariant::OwnedObjectPath = reply.body().deserialize().map_err(call_err)?;
+    let get = |name: &str| -> Result<zbus::zvariant::OwnedValue, SystemdError> {
+        let reply = conn
+            .call_method(
+                Some(DESTINATION),
+                path.as_str(),
+                Some(PROPERTIES_INTERFACE),
+                "Get",
+                &(unit_interface(unit), name),
+            )
+            .map_err(call_err)?;
+        reply.body().deserialize().map_err(call_err)
+    };
+    let bad = |what: &str, e: zbus::zvariant::Error| SystemdError::Call {
+        socket: socket.to_path_buf(),
+        unit: unit.into(),
+        message: format!("{what} is not what systemd documents: {e}"),
+    };
+    let policy: String = get("DevicePolicy")?
+        .try_into()
+        .map_err(|e| bad("DevicePolicy", e))?;
+    let allow: Vec<(String, String)> = get("DeviceAllow")?
+        .try_into()
+        .map_err(|e| bad("DeviceAllow", e))?;
+    Ok(DevicePolicy {
+        policy,
+        allow: allow
+            .into_iter()
+            .map(|(path, access)| DeviceAllow { path, access })
+            .collect(),
+    })
+}
+
 /// Connect, authenticate, and make the one call.
 fn call(
     socket: &Path,
@@ -67,16 +159,7 @@ fn call(
     entries: &[DeviceAllow],
     timeout: Duration,
 ) -> Result<(), SystemdError> {
-    let connect_err = |message: String| SystemdError::Connect {
-        socket: socket.to_path_buf(),
-        unit: unit.into(),
-        message,
-    };
-    let stream = UnixStream::connect(socket).map_err(|e| connect_err(e.to_string()))?;
-    let conn = zbus::blocking::connection::Builder::async_io_unix_stream(stream)
-        .method_timeout(timeout)
-        .build()
-        .map_err(|e| connect_err(e.to_string()))?;
+    let conn = connect(socket, unit, timeout)?;
     conn.call_method(
         Some(DESTINATION),
         OBJECT_PATH,

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use zbus::zvariant::Value;
 
-use crate::core::systemd::{unit_for_cgroup_path, DeviceAllow, Unit};
+use crate::core::systemd::{unit_for_cgroup_path, DeviceAllow, DevicePolicy, Unit};
 use crate::host::cgroup::{parse_proc_cgroup, CgroupLine, FindError};
 
 /// Exists (a directory) exactly when systemd is the running init (sd_booted(3)).
@@ -32,6 +32,18 @@ pub const DESTINATION: &str = "org.freedesktop.systemd1";
 pub const OBJECT_PATH: &str = "/org/freedesktop/systemd1";
 pub const MANAGER_INTERFACE: &str = "org.freedesktop.systemd1.Manager";
 pub const SET_UNIT_PROPERTIES: &str = "SetUnitProperties";
+pub const GET_UNIT: &str = "GetUnit";
+pub const PROPERTIES_INTERFACE: &str = "org.freedesktop.DBus.Properties";
+
+/// The interface that holds a unit's cgroup properties: `org.freedesktop.systemd1.Scope` for a
+/// `.scope`, `...Service` for a `.service`.
+pub fn unit_interface(unit: &str) -> &'static str {
+    if unit.ends_with(".service") {
+        "org.freedesktop.systemd1.Service"
+    } else {
+        "org.freedesktop.systemd1.Scope"
+    }
+}
 
 /// An error talking to systemd; each names the unit and the socket.
 #[derive(Debug, thiserror::Error)]
@@ -58,8 +70,12 @@ pub enum SystemdError {
     Empty { unit: String },
 }
 
-/// systemd's unit properties, as far as migcage changes them.
+/// systemd's unit properties, as far as migcage reads and changes them.
 pub trait SystemdUnits {
+    /// `unit`'s `DevicePolicy=` and `DeviceAllow=` (`GetUnit`, then the scope's or service's
+    /// properties).
+    fn device_policy(&self, unit: &str) -> Result<DevicePolicy, SystemdError>;
+
     /// Add `entries` to `unit`'s `DeviceAllow=` at runtime (`SetUnitProperties(unit, true,
     /// [("DeviceAllow", ...)])`). systemd updates an entry whose path it already has, so sending
     /// the same entries again changes nothing.
