@@ -245,7 +245,16 @@ fn apply_plan(
             .map_err(|source| HookError::Cgroup { id, source })?;
             outcome.cgroup = Some(format!("{granted:?}"));
             crate::faultpoint::hit("after-cgroup");
-            after_grant(config, stage, state, pid as u32, plan, outcome);
+            let units = systemd::system_bus();
+            let host = systemd::SystemdHost {
+                running: systemd::running(),
+                units: &units,
+            };
+            let process = ProcessRef {
+                proc_root: Path::new(PROCESS_PROC),
+                pid: pid as u32,
+            };
+            after_grant(config, stage, state, &process, plan, &host, outcome);
         }
     }
     Ok(())
@@ -260,8 +269,9 @@ fn after_grant(
     config: &Config,
     stage: Stage,
     state: &State,
-    pid: u32,
+    process: &ProcessRef,
     plan: &Plan,
+    systemd_host: &systemd::SystemdHost,
     outcome: &mut Outcome,
 ) {
     if config.dev_root == Path::new("/dev") && !runs_inside_container(stage, state) {
@@ -270,9 +280,19 @@ fn after_grant(
             &plan.edits.device_nodes,
         );
     }
-    let registration =
-        systemd::register_on_host(Path::new(PROCESS_PROC), pid, &plan.edits.device_rules);
+    let registration = systemd::register_logged(
+        systemd_host,
+        process.proc_root,
+        process.pid,
+        &plan.edits.device_rules,
+    );
     outcome.systemd = Some(registration.to_string());
+}
+
+/// The container's init as a procfs names it.
+struct ProcessRef<'a> {
+    proc_root: &'a Path,
+    pid: u32,
 }
 
 /// Run the hook for `stage` with the state on `input`.
@@ -377,6 +397,103 @@ mod tests {
         let out = run(&config, Stage::Prestart, state.as_bytes()).unwrap();
         assert!(out.plan.is_none());
         assert!(out.request.unwrap().is_noop());
+    }
+
+    fn granting_plan() -> Plan {
+        use crate::core::edits::{Access, DeviceRule, DeviceType};
+        let mut plan = Plan::default();
+        plan.edits.device_rules = [(195, 255), (195, 0)]
+            .map(|(major, minor)| DeviceRule {
+                allow: true,
+                kind: DeviceType::Char,
+                major: Some(major),
+                minor: Some(minor),
+                access: Access::RW,
+            })
+            .to_vec();
+        plan
+    }
+
+    /// after_grant, as the hook runs it after the cgroup grant, with systemd `running` or not,
+    /// for a container whose cgroup is runc's scope: the double's calls and the outcome's line.
+    fn after_grant_with(
+        running: bool,
+    ) -> (
+        Vec<crate::host::systemd::test::SetDeviceAllow>,
+        Option<String>,
+    ) {
+        let proc = tempfile::tempdir().unwrap();
+        std::fs::create_dir(proc.path().join("42")).unwrap();
+        std::fs::write(
+            proc.path().join("42/cgroup"),
+            "0::/system.slice/runc-c1.scope\n",
+        )
+        .unwrap();
+        let dev = tempfile::tempdir().unwrap();
+        let config = Config {
+            dev_root: dev.path().to_path_buf(),
+            ..Config::default()
+        };
+        let state = State::read(&br#"{"id":"c1","pid":42,"bundle":"/b"}"#[..]).unwrap();
+        let double = crate::host::systemd::test::RecordingSystemd::new();
+        let host = systemd::SystemdHost {
+            running,
+            units: &double,
+        };
+        let mut outcome = Outcome {
+            container: "c1".into(),
+            stage: Stage::Prestart,
+            request: None,
+            plan: None,
+            nodes_created: 0,
+            proc_view: false,
+            cgroup: None,
+            released: Vec::new(),
+            applied: None,
+            systemd: None,
+            dev_char_links: 0,
+            duration_us: 0,
+        };
+        let process = ProcessRef {
+            proc_root: proc.path(),
+            pid: 42,
+        };
+        after_grant(
+            &config,
+            Stage::Prestart,
+            &state,
+            &process,
+            &granting_plan(),
+            &host,
+            &mut outcome,
+        );
+        // A simulated dev_root: no /dev/char link is made on the host.
+        assert_eq!(outcome.dev_char_links, 0);
+        (double.calls(), outcome.systemd)
+    }
+
+    #[test]
+    fn the_hook_registers_the_granted_nodes_with_systemd() {
+        let (calls, line) = after_grant_with(true);
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(calls[0].unit, "runc-c1.scope");
+        let entries: Vec<(&str, &str)> = calls[0]
+            .entries
+            .iter()
+            .map(|e| (e.path.as_str(), e.access.as_str()))
+            .collect();
+        assert_eq!(
+            entries,
+            [("/dev/char/195:255", "rw"), ("/dev/char/195:0", "rw")]
+        );
+        assert_eq!(line.as_deref(), Some("DeviceAllow= +2 on runc-c1.scope"));
+    }
+
+    #[test]
+    fn without_systemd_the_hook_tells_no_one() {
+        let (calls, line) = after_grant_with(false);
+        assert!(calls.is_empty(), "{calls:?}");
+        assert_eq!(line.as_deref(), Some("no systemd"));
     }
 
     #[test]

@@ -158,14 +158,24 @@ pub fn register(
     }
 }
 
-/// [`register`] on this host: `/run/systemd/system` and the system bus.
-pub fn register_on_host(proc_root: &Path, pid: u32, rules: &[DeviceRule]) -> Registration {
-    let units = host_systemd::dbus::DbusSystemd::system();
-    let host = SystemdHost {
-        running: host_systemd::systemd_running(Path::new("/")),
-        units: &units,
-    };
-    let r = register(&host, proc_root, pid, rules);
+/// Is systemd this host's init (`/run/systemd/system`)?
+pub fn running() -> bool {
+    host_systemd::systemd_running(Path::new("/"))
+}
+
+/// systemd's manager on the host's system bus, with the hook's 1 s bound.
+pub fn system_bus() -> host_systemd::dbus::DbusSystemd {
+    host_systemd::dbus::DbusSystemd::system()
+}
+
+/// [`register`], with a warning in the log when it failed.
+pub fn register_logged(
+    host: &SystemdHost,
+    proc_root: &Path,
+    pid: u32,
+    rules: &[DeviceRule],
+) -> Registration {
+    let r = register(host, proc_root, pid, rules);
     if let Registration::Failed { .. } = r {
         tracing::warn!(systemd = %r, "granted, but not registered with systemd");
     }
@@ -299,7 +309,12 @@ mod tests {
             eprintln!("skip: systemd runs here");
             return;
         }
-        let r = register_on_host(Path::new("/proc"), std::process::id(), &rules());
+        let units = system_bus();
+        let host = SystemdHost {
+            running: running(),
+            units: &units,
+        };
+        let r = register_logged(&host, Path::new("/proc"), std::process::id(), &rules());
         assert_eq!(r, Registration::NoSystemd);
     }
 
