@@ -10,6 +10,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
 use crate::config::Config;
+use crate::core::edits::DeviceNode;
 use crate::host::inventory::{self, procfs};
 
 /// Where runc and systemd look.
@@ -232,6 +233,32 @@ pub fn host_nodes(config: &Config) -> Result<Vec<Node>, DevCharError> {
     Ok(nodes)
 }
 
+/// Make the `/dev/char` links of the granted `nodes` that are missing, in `dir`. Failures and
+/// foreign entries are warnings, never errors: the container's own cgroup rules do not need the
+/// links (they matter to runc's systemd driver and to `doctor`). Returns how many were made.
+pub fn link_granted(dir: &Path, nodes: &[DeviceNode]) -> usize {
+    let nodes: Vec<Node> = nodes
+        .iter()
+        .filter(|n| n.kind == 'c')
+        .map(|n| Node {
+            path: n.host_path.clone().into(),
+            major: n.major,
+            minor: n.minor,
+        })
+        .collect();
+    let mut created = 0;
+    for r in ensure_links(dir, &nodes, false) {
+        match r.action {
+            LinkAction::Created { .. } => created += 1,
+            LinkAction::Foreign { .. } | LinkAction::Failed { .. } => {
+                tracing::warn!(link = %r.link.display(), "{r}")
+            }
+            LinkAction::Present | LinkAction::WouldCreate { .. } => {}
+        }
+    }
+    created
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +314,29 @@ mod tests {
             std::fs::read_link(dir.join("195:0")).unwrap(),
             Path::new("/nonexistent")
         );
+    }
+
+    #[test]
+    fn granted_nodes_get_their_links_once() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("char");
+        // /dev/null stands for a granted node: a char device (1:3) every host has.
+        let null = DeviceNode {
+            path: "/dev/null".into(),
+            host_path: "/dev/null".into(),
+            kind: 'c',
+            major: 1,
+            minor: 3,
+            file_mode: 0o666,
+            uid: 0,
+            gid: 0,
+        };
+        assert_eq!(link_granted(&dir, std::slice::from_ref(&null)), 1);
+        assert_eq!(
+            std::fs::read_link(dir.join("1:3")).unwrap(),
+            Path::new("/dev/null")
+        );
+        assert_eq!(link_granted(&dir, &[null]), 0, "already there");
     }
 
     #[test]

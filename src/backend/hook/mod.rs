@@ -275,7 +275,7 @@ fn after_grant(
     outcome: &mut Outcome,
 ) {
     if config.dev_root == Path::new("/dev") && !runs_inside_container(stage, state) {
-        outcome.dev_char_links = systemd::link_granted_nodes(
+        outcome.dev_char_links = crate::host::dev_char::link_granted(
             Path::new(crate::host::dev_char::DEV_CHAR),
             &plan.edits.device_nodes,
         );

@@ -1,5 +1,5 @@
-//! After the cgroup grant: tell systemd about the granted nodes, and make their `/dev/char`
-//! links, so that access survives `systemctl daemon-reload`.
+//! After the cgroup grant: tell systemd about the granted nodes, so that access survives
+//! `systemctl daemon-reload` (their `/dev/char` links: [`crate::host::dev_char::link_granted`]).
 //!
 //! When the container's cgroup is a systemd unit (`system.slice/runc-<id>.scope`, ...), a
 //! daemon-reload makes systemd rebuild the unit's device program from its own `DeviceAllow=`
@@ -16,9 +16,8 @@
 
 use std::path::Path;
 
-use crate::core::edits::{DeviceNode, DeviceRule};
+use crate::core::edits::DeviceRule;
 use crate::core::systemd::{device_allow_entries, set_property_command, Manager};
-use crate::host::dev_char::{self, LinkAction};
 use crate::host::systemd::{self as host_systemd, SystemdUnits};
 
 /// systemd as the hook sees it: running or not, and its client.
@@ -180,32 +179,6 @@ pub fn register_logged(
         tracing::warn!(systemd = %r, "granted, but not registered with systemd");
     }
     r
-}
-
-/// Make the `/dev/char` links of the granted `nodes` that are missing, in `dir`. Failures and
-/// foreign entries are warnings: the links matter only to a runtime wrapper's later container
-/// and to `doctor`; the hook's own grant does not need them.
-pub fn link_granted_nodes(dir: &Path, nodes: &[DeviceNode]) -> usize {
-    let nodes: Vec<dev_char::Node> = nodes
-        .iter()
-        .filter(|n| n.kind == 'c')
-        .map(|n| dev_char::Node {
-            path: n.host_path.clone().into(),
-            major: n.major,
-            minor: n.minor,
-        })
-        .collect();
-    let mut created = 0;
-    for r in dev_char::ensure_links(dir, &nodes, false) {
-        match r.action {
-            LinkAction::Created { .. } => created += 1,
-            LinkAction::Foreign { .. } | LinkAction::Failed { .. } => {
-                tracing::warn!(link = %r.link.display(), "{r}")
-            }
-            LinkAction::Present | LinkAction::WouldCreate { .. } => {}
-        }
-    }
-    created
 }
 
 #[cfg(test)]

@@ -177,6 +177,15 @@ pub fn prepare(
         path: spec_path.to_path_buf(),
         message,
     })?;
+    // runc's systemd cgroup driver gives systemd DeviceAllow= only for the devices it finds under
+    // /dev/char: make the missing links of these nodes (the host's real /dev only; a simulated
+    // dev_root's nodes are no business of the host's /dev/char). Warnings only.
+    if config.dev_root == Path::new("/dev") {
+        crate::host::dev_char::link_granted(
+            Path::new(crate::host::dev_char::DEV_CHAR),
+            &plan.edits.device_nodes,
+        );
+    }
     if changed {
         // Keep the file's style: runc's `spec` writes indented JSON, containerd compact.
         let mut text = if bytes.contains(&b'\n') {
