@@ -6,6 +6,8 @@
 //! parts (the unit a cgroup path names, the entries for a rule list) are in
 //! [`crate::core::systemd`]; the D-Bus encoding of the call is [`set_unit_properties_body`].
 
+#[cfg(test)]
+mod bus_tests;
 pub mod dbus;
 #[cfg(test)]
 pub mod test;
