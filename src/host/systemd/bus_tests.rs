@@ -1,6 +1,7 @@
 //! [`DbusSystemd`] against a real dbus-daemon (a private one, in a temporary directory) with a
 //! stand-in for systemd's manager served by zbus: the wire form of the calls, `GetUnit` and the
-//! property reads, end to end. Skipped where dbus-daemon is not installed.
+//! property reads, end to end. Where dbus-daemon is not installed the test says `SKIP` the way
+//! tests/common's `skip` does (stderr, and $MIGCAGE_SKIP_LOG, which scripts/test.sh checks).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -63,6 +64,22 @@ impl Scope {
     }
 }
 
+/// The skip line of tests/common's `skip`: stderr past the capture, and $MIGCAGE_SKIP_LOG.
+fn skip(line: &str) {
+    use std::io::Write;
+    let text = format!("SKIP {line}\n");
+    let _ = std::io::stderr().write_all(text.as_bytes());
+    if let Some(log) = std::env::var_os("MIGCAGE_SKIP_LOG").filter(|v| !v.is_empty()) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            let _ = f.write_all(text.as_bytes());
+        }
+    }
+}
+
 struct Daemon(Child);
 
 impl Drop for Daemon {
@@ -96,7 +113,7 @@ fn the_client_talks_to_a_manager_on_a_real_bus() {
     let d = tempfile::tempdir().unwrap();
     let socket = d.path().join("bus");
     let Some(_daemon) = start_bus(&socket) else {
-        eprintln!("skip: no dbus-daemon to run");
+        skip("the_client_talks_to_a_manager_on_a_real_bus: no dbus-daemon to run (package dbus)");
         return;
     };
     let calls = Calls::default();
