@@ -93,7 +93,7 @@ fn connect(
         message,
     };
     let stream = UnixStream::connect(socket).map_err(|e| connect_err(e.to_string()))?;
-    zbus::blocking::connection::Builder::async_io_unix_stream(stream)
+    zbus::blocking::connection::Builder::unix_stream(stream)
         .method_timeout(timeout)
         .build()
         .map_err(|e| connect_err(e.to_string()))
