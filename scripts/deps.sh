@@ -13,6 +13,8 @@ need+=(docker.io podman tar coreutils)
 need+=(dpkg-dev rpm logrotate systemd)
 # scripts/fuzz.sh: libfuzzer-sys compiles libFuzzer (C++).
 need+=(g++)
+# src/host/systemd's bus test runs the D-Bus client against a private dbus-daemon.
+need+=(dbus-daemon)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
