@@ -15,6 +15,9 @@ need+=(dpkg-dev rpm logrotate systemd)
 need+=(g++)
 # src/host/systemd's bus test runs the D-Bus client against a private dbus-daemon.
 need+=(dbus-daemon)
+# scripts/vm/ (tests/vm.rs): the throw-away systemd VM, QEMU's software emulation and the
+# image's debootstrap.
+need+=(qemu-system-x86 debootstrap)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,8 +25,8 @@ done
 if ((${#missing[@]})); then
   echo "deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "deps: cargo (Rust >= 1.85) is required: install it with rustup (https://rustup.rs), then rerun" >&2
