@@ -120,6 +120,9 @@ mkfs.ext4 -q -F -L migcage-vm -d "$root" "$work/out/disk.img" 4G >/dev/null
 touch "$work/out/ready"
 rm -rf "$out"
 mv "$work/out" "$out"
-# Older images (other keys) are left for other branches; say what is there.
+# An image is about 1 GB on a shared disk: keep this one and the newest other (another branch's
+# recipe), drop the rest.
+find "$cache" -maxdepth 1 -name 'image-*' -type d ! -path "$out" -printf '%T@ %p\n' | sort -rn |
+  tail -n +2 | cut -d' ' -f2- | while read -r old; do rm -rf "$old"; done
 echo "vm image: built $out in $(($(date +%s) - start)) s (kernel $kver)" >&2
 echo "$out"
