@@ -213,21 +213,28 @@ scenario crun-systemd-hook prep_systemd_hook crun_gone run_crun_systemd "$(d_of 
 scenario crun-cgroupfs-hook prep_cgroupfs_hook crun_gone run_crun_cgroupfs "$(d_of crun-cgroupfs-hook)"
 
 # --- Podman (root, its systemd cgroup manager) ------------------------------------------------
+# Its own storage, vfs, set in storage.conf: given only as --storage-driver, Podman 4.3 refuses
+# its own database here ("database storage graph driver "" does not match ... vfs").
+mkdir -p /etc/containers
+printf '[storage]\ndriver = "vfs"\ngraphroot = "%s"\nrunroot = "%s"\n' \
+  "$work/podman/root" "$work/podman/runroot" >/etc/containers/storage.conf
+rm -rf "$work/podman"
+podman_opts=()
 prep_podman() {
   if [[ ! -e $work/podman-ready ]]; then
-    podman --storage-driver vfs import "$work/busybox.tar" localhost/migcage-vm:bb >/dev/null
+    podman "${podman_opts[@]}" import "$work/busybox.tar" localhost/migcage-vm:bb >/dev/null
     mkdir -p "$work/hooks.d" /etc/cdi
     jq '.hook.path = "/usr/local/bin/migcage"' "$share/hooks/oci-migcage-hook.json" >"$work/hooks.d/oci-migcage-hook.json"
     migcage cdi generate --output /etc/cdi/ >/dev/null
     touch "$work/podman-ready"
   fi
-  podman --storage-driver vfs info --format '{{.Host.CgroupManager}} {{.Host.CgroupsVersion}}' >"$1/podman-info"
+  podman "${podman_opts[@]}" info --format '{{.Host.CgroupManager}} {{.Host.CgroupsVersion}}' >"$1/podman-info"
   grep -q '^systemd v2$' "$1/podman-info" || { echo "podman: cgroup manager $(cat "$1/podman-info")"; return 1; }
 }
-podman_gone() { podman --storage-driver vfs rm -f "vm-${1##*/}" >/dev/null 2>&1 || true; }
+podman_gone() { podman "${podman_opts[@]}" rm -f "vm-${1##*/}" >/dev/null 2>&1 || true; }
 podman_run() {
   local d=$1; shift
-  exec podman --storage-driver vfs run --rm --name "vm-${d##*/}" --network=none \
+  exec podman "${podman_opts[@]}" run --rm --name "vm-${d##*/}" --network=none \
     -v "$sim/dev:/hostdev:ro" -v "$d/sync:/sync" "$@" localhost/migcage-vm:bb sh -c "$container_script"
 }
 run_podman_hooksd_runc() { podman_run "$1" --runtime runc --hooks-dir "$work/hooks.d" -e "NVIDIA_VISIBLE_DEVICES=$want_dev"; }
