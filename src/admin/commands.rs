@@ -3,8 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-
 use crate::config::Config;
 use crate::host::inventory::snapshot::discover_and_save;
 use crate::host::lease;
@@ -65,10 +63,8 @@ pub fn explain(
             (b, spec)
         }
         (None, Some(f)) => {
-            let text =
-                std::fs::read(&f).with_context(|| format!("cannot read spec {}", f.display()))?;
-            let spec: serde_json::Value = serde_json::from_slice(&text)
-                .with_context(|| format!("spec {} is not valid JSON", f.display()))?;
+            // The one config.json reader: the size limit and checks the back ends apply.
+            let spec = crate::backend::spec::read(&f)?.value;
             (f.parent().map(Path::to_path_buf).unwrap_or_default(), spec)
         }
         (None, None) => anyhow::bail!("give --bundle DIR or --spec FILE"),

@@ -29,25 +29,15 @@ pub enum DriverFact {
     Unreadable(String),
 }
 
-/// A GPU as NVML reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NvmlGpuFact {
-    pub index: u32,
-    pub minor: u32,
-    pub name: String,
-    pub uuid: String,
-    pub mig_enabled: bool,
-    /// `index (profile)` of each MIG device.
-    pub mig_devices: Vec<String>,
-}
-
 /// NVML.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NvmlFact {
     Loaded {
         library: PathBuf,
         driver_version: String,
-        gpus: Vec<NvmlGpuFact>,
+        /// NVML's raw answer (before the cross-check with procfs): what doctor reports even
+        /// when that check fails.
+        gpus: Vec<crate::host::inventory::nvml::NvmlGpu>,
         elapsed: Duration,
     },
     /// It did not answer within `nvml_timeout_ms`.

@@ -202,7 +202,14 @@ fn check_nvml(f: &Facts) -> Vec<Check> {
                     ),
                     (true, n) => Check::ok(
                         check,
-                        format!("{what}: MIG enabled, {n} MIG device(s): {}", g.mig_devices.join(", ")),
+                        format!(
+                            "{what}: MIG enabled, {n} MIG device(s): {}",
+                            g.mig_devices
+                                .iter()
+                                .map(|m| format!("{}:{} ({})", g.index, m.index, m.profile))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
                     ),
                 });
             }

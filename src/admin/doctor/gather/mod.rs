@@ -146,22 +146,7 @@ fn gather_nvml(config: &Config, driver: &DriverFact) -> (NvmlFact, InventoryFact
         Err(e) => return (NvmlFact::Failed(e.to_string()), None),
     };
     let elapsed = start.elapsed();
-    let gpus = info
-        .gpus
-        .iter()
-        .map(|g| NvmlGpuFact {
-            index: g.index,
-            minor: g.minor,
-            name: g.name.clone(),
-            uuid: g.uuid.clone(),
-            mig_enabled: g.mig_enabled,
-            mig_devices: g
-                .mig_devices
-                .iter()
-                .map(|m| format!("{}:{} ({})", g.index, m.index, m.profile))
-                .collect(),
-        })
-        .collect();
+    let gpus = info.gpus.clone();
     // The cross-check discovery makes: NVML answered quickly once, so a second read is cheap
     // (and it is the code path a container start takes).
     let cross = match driver {
