@@ -16,6 +16,11 @@ export MIGCAGE_SKIP_LOG
 trap 'rm -f "$MIGCAGE_SKIP_LOG"' EXIT
 cargo test --workspace --no-fail-fast 2>&1
 scripts/check-skips.sh "$MIGCAGE_SKIP_LOG"
+# A real systemd host: a throw-away QEMU VM (systemd 252 as PID 1, pure cgroup v2, its own
+# kernel; image cached under /var/cache/migcage-vm, keyed by its recipe) booted once, every
+# engine's scenario probed before and after `systemctl daemon-reload` (tests/vm.rs holds the
+# expected table). Minutes under software emulation, so it is an ignored test run here.
+cargo test --test vm -- --ignored --nocapture 2>&1
 # Every fuzz target for a bounded time (MIGCAGE_FUZZ_SECONDS each, 60 by default; fuzz/ is its
 # own workspace, so the lines above do not build it).
 scripts/fuzz.sh
