@@ -16,10 +16,20 @@ pub enum TopologyError {
     },
     #[error("topology file {path}: {message}")]
     Parse { path: String, message: String },
-    #[error("topology {name}: {message}")]
+    #[error("topology {}: {message}", printable(.name))]
     Invalid { name: String, message: String },
     #[error("unknown topology {0:?}: give a file path or one of {names}", names = builtin_names().join(", "))]
     UnknownBuiltin(String),
+}
+
+/// `name` as it is when it prints on one line, else quoted with its escapes (a name from a file
+/// may hold a newline: the error stays one line).
+fn printable(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.chars().any(char::is_control) {
+        format!("{name:?}").into()
+    } else {
+        name.into()
+    }
 }
 
 impl Topology {

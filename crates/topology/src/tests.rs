@@ -122,3 +122,16 @@ fn errors_name_what_and_where() {
         .to_string()
         .contains("a100-7x1g"));
 }
+
+/// Found by the topology fuzz target: a name with a TOML `\n` escape made the error two lines.
+#[test]
+fn an_invalid_name_with_a_newline_is_still_one_line() {
+    let shipped = include_str!("../topologies/a100-nomig.toml");
+    let text = shipped.replace("name = \"a100-nomig\"", "name = \"a100\\nsecond line\"");
+    assert_ne!(text, shipped);
+    let e = crate::Topology::parse(&text, false, "fuzz.toml")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(e.starts_with("topology \"a100\\nsecond line\": "), "{e}");
+}
