@@ -92,6 +92,26 @@ pub struct Outcome {
     pub duration_us: u128,
 }
 
+impl Outcome {
+    /// The outcome of a hook that has done nothing yet for `container` at `stage`.
+    pub fn nothing_yet(container: &str, stage: Stage) -> Outcome {
+        Outcome {
+            container: container.to_string(),
+            stage,
+            request: None,
+            plan: None,
+            nodes_created: 0,
+            proc_view: false,
+            cgroup: None,
+            released: Vec::new(),
+            applied: None,
+            systemd: None,
+            dev_char_links: 0,
+            duration_us: 0,
+        }
+    }
+}
+
 fn is_zero(n: &usize) -> bool {
     *n == 0
 }
@@ -299,20 +319,7 @@ struct ProcessRef<'a> {
 pub fn run(config: &Config, stage: Stage, input: impl Read) -> Result<Outcome, HookError> {
     let start = Instant::now();
     let state = State::read(input)?;
-    let mut outcome = Outcome {
-        container: state.id.clone(),
-        stage,
-        request: None,
-        plan: None,
-        nodes_created: 0,
-        proc_view: false,
-        cgroup: None,
-        released: Vec::new(),
-        applied: None,
-        systemd: None,
-        dev_char_links: 0,
-        duration_us: 0,
-    };
+    let mut outcome = Outcome::nothing_yet(&state.id, stage);
     if stage == Stage::Poststop {
         outcome.released = pipeline::release_container(config, &state.id)?
             .into_iter()
@@ -440,20 +447,7 @@ mod tests {
             running,
             units: &double,
         };
-        let mut outcome = Outcome {
-            container: "c1".into(),
-            stage: Stage::Prestart,
-            request: None,
-            plan: None,
-            nodes_created: 0,
-            proc_view: false,
-            cgroup: None,
-            released: Vec::new(),
-            applied: None,
-            systemd: None,
-            dev_char_links: 0,
-            duration_us: 0,
-        };
+        let mut outcome = Outcome::nothing_yet("c1", Stage::Prestart);
         let process = ProcessRef {
             proc_root: proc.path(),
             pid: 42,
