@@ -9,10 +9,16 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::cgroup::defaults::Runtime;
+
 /// The default location of the configuration file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/migcage/config.toml";
 /// The environment variable that overrides the configuration file's location.
 pub const CONFIG_ENV: &str = "MIGCAGE_CONFIG";
+/// The default of `host.dev_char_dir`: where runc and systemd look.
+pub const DEFAULT_DEV_CHAR_DIR: &str = "/dev/char";
+/// The default of `host.systemd_bus`: the system bus, where systemd's manager answers.
+pub const DEFAULT_SYSTEMD_BUS: &str = "/run/dbus/system_bus_socket";
 /// The default of `nvml_timeout_ms` (10 s).
 pub const DEFAULT_NVML_TIMEOUT_MS: u64 = 10_000;
 
@@ -26,6 +32,51 @@ pub enum ConfigError {
     },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("config file {path}: {key} = {value:?}: {why}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        value: String,
+        why: String,
+    },
+}
+
+/// What the host is, where it cannot be found out (or is found elsewhere than usual).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostConfig {
+    /// The directory of `<major>:<minor>` links to device nodes that runc's systemd cgroup driver
+    /// and systemd read (`/dev/char`), where migcage makes the missing links of the nodes it
+    /// grants and doctor checks them.
+    pub dev_char_dir: PathBuf,
+    /// The socket of the system bus on which the hook tells systemd the container's nodes.
+    pub systemd_bus: PathBuf,
+    /// The OCI runtimes' versions, as `NAME VERSION` (`"runc 1.1.5"`, `"crun 1.8.1"`): the hook
+    /// cannot read a runtime's version without running it, and without it rebuilds only the
+    /// default device rules that every version of that runtime adds (runc 1.2.0 to 1.2.3 dropped
+    /// `/dev/net/tun`, so a runc container loses it unless its version is stated here).
+    pub runtime_versions: Vec<String>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            dev_char_dir: DEFAULT_DEV_CHAR_DIR.into(),
+            systemd_bus: DEFAULT_SYSTEMD_BUS.into(),
+            runtime_versions: Vec::new(),
+        }
+    }
+}
+
+impl HostConfig {
+    /// The stated runtimes, parsed (entries that do not parse are refused when the file is
+    /// loaded, see [`Config::parse`]).
+    pub fn stated_runtimes(&self) -> Vec<Runtime> {
+        self.runtime_versions
+            .iter()
+            .filter_map(|s| Runtime::parse(s))
+            .collect()
+    }
 }
 
 /// Who may ask for devices through which source (see the request module).
@@ -126,6 +177,7 @@ pub struct Config {
     pub requests: RequestPolicy,
     pub log: LogConfig,
     pub leases: LeaseConfig,
+    pub host: HostConfig,
 }
 
 impl Default for Config {
@@ -142,6 +194,7 @@ impl Default for Config {
             requests: RequestPolicy::default(),
             log: LogConfig::default(),
             leases: LeaseConfig::default(),
+            host: HostConfig::default(),
         }
     }
 }
@@ -149,7 +202,7 @@ impl Default for Config {
 impl Config {
     /// Parse configuration text; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e
                 .to_string()
@@ -158,7 +211,9 @@ impl Config {
                 .filter(|l| !l.trim().is_empty())
                 .collect::<Vec<_>>()
                 .join(" "),
-        })
+        })?;
+        config.validate(path)?;
+        Ok(config)
     }
 
     /// Load the configuration: `explicit` (from `--config`) first, then `$MIGCAGE_CONFIG`, then
@@ -179,6 +234,34 @@ impl Config {
             }
             Err(source) => Err(ConfigError::Read { path, source }),
         }
+    }
+
+    /// Refuse values that parse as TOML but mean nothing.
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        for stated in &self.host.runtime_versions {
+            if Runtime::parse(stated).is_none() {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    key: "host.runtime_versions",
+                    value: stated.clone(),
+                    why: "not a runtime and its version; write NAME VERSION, such as \"runc 1.1.5\" or \"crun 1.8.1\"".into(),
+                });
+            }
+        }
+        for (key, dir) in [
+            ("host.dev_char_dir", &self.host.dev_char_dir),
+            ("host.systemd_bus", &self.host.systemd_bus),
+        ] {
+            if !dir.is_absolute() {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    key,
+                    value: dir.display().to_string(),
+                    why: "not an absolute path; write the full path".into(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// A path of the host's procfs, such as `proc_path("driver/nvidia/version")`.
@@ -242,6 +325,46 @@ mod tests {
             "{s}"
         );
         assert!(!s.contains('\n'), "{s}");
+    }
+
+    #[test]
+    fn host_facts_are_configurable_and_checked() {
+        let d = Config::default();
+        assert_eq!(d.host.dev_char_dir, Path::new("/dev/char"));
+        assert_eq!(d.host.systemd_bus, Path::new("/run/dbus/system_bus_socket"));
+        assert!(d.host.stated_runtimes().is_empty());
+        let c = Config::parse(
+            "[host]\ndev_char_dir = \"/x/char\"\nsystemd_bus = \"/x/bus\"\nruntime_versions = [\"runc 1.1.5\", \"crun v1.8.1\"]\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.host.dev_char_dir, Path::new("/x/char"));
+        assert_eq!(c.host.systemd_bus, Path::new("/x/bus"));
+        assert_eq!(
+            c.host.stated_runtimes(),
+            vec![
+                Runtime::parse("runc 1.1.5").unwrap(),
+                Runtime::parse("crun 1.8.1").unwrap()
+            ]
+        );
+        for (text, want) in [
+            (
+                "[host]\nruntime_versions = [\"runc\"]\n",
+                "config file c.toml: host.runtime_versions = \"runc\": not a runtime and its version; write NAME VERSION, such as \"runc 1.1.5\" or \"crun 1.8.1\"",
+            ),
+            (
+                "[host]\nruntime_versions = [\"youki 0.3.0\"]\n",
+                "config file c.toml: host.runtime_versions = \"youki 0.3.0\": not a runtime",
+            ),
+            (
+                "[host]\ndev_char_dir = \"dev/char\"\n",
+                "config file c.toml: host.dev_char_dir = \"dev/char\": not an absolute path; write the full path",
+            ),
+        ] {
+            let e = Config::parse(text, Path::new("c.toml")).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
     }
 
     #[test]

@@ -145,9 +145,9 @@ enum SystemCommand {
         /// Print what would be made; change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// The directory of the links (tests).
-        #[arg(long, hide = true, default_value = migcage::host::dev_char::DEV_CHAR)]
-        dev_char_dir: PathBuf,
+        /// The directory of the links (default: the config's host.dev_char_dir, /dev/char).
+        #[arg(long, hide = true)]
+        dev_char_dir: Option<PathBuf>,
     },
 }
 
@@ -240,7 +240,7 @@ fn system(config: &Config, command: SystemCommand) -> anyhow::Result<String> {
             dev_char_dir,
         } => Ok(admin::system::create_dev_char_links(
             config,
-            &dev_char_dir,
+            dev_char_dir.as_deref().unwrap_or(&config.host.dev_char_dir),
             dry_run,
         )?),
     }

@@ -13,8 +13,8 @@ use crate::config::Config;
 use crate::core::edits::DeviceNode;
 use crate::host::inventory::{self, procfs};
 
-/// Where runc and systemd look.
-pub const DEV_CHAR: &str = "/dev/char";
+/// Where runc and systemd look, unless `host.dev_char_dir` says otherwise.
+pub const DEV_CHAR: &str = crate::config::DEFAULT_DEV_CHAR_DIR;
 
 /// A device node on the host and its number.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,6 +27,7 @@ struct SimConfig {
     requests: Requests,
     log: Log,
     leases: Leases,
+    host: Host,
 }
 
 #[derive(Debug, Serialize)]
@@ -46,6 +47,15 @@ struct Log {
 #[derive(Debug, Serialize)]
 struct Leases {
     explicit: &'static str,
+}
+
+/// The host's own, as on any host: the system bus and the runtimes are the machine's, and
+/// migcage makes `/dev/char` links only for a `dev_root` of `/dev`, never for a simulated tree.
+#[derive(Debug, Serialize)]
+struct Host {
+    dev_char_dir: &'static str,
+    systemd_bus: &'static str,
+    runtime_versions: Vec<String>,
 }
 
 /// Where migcage keeps its state in a tree under `root`.
@@ -78,6 +88,11 @@ pub fn config_text(root: &Path) -> Result<String, SimulateError> {
         },
         leases: Leases {
             explicit: "exclusive",
+        },
+        host: Host {
+            dev_char_dir: "/dev/char",
+            systemd_bus: "/run/dbus/system_bus_socket",
+            runtime_versions: Vec::new(),
         },
     };
     toml::to_string_pretty(&config).map_err(|e| SimulateError::Serialize {

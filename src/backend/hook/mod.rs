@@ -257,15 +257,15 @@ fn apply_plan(
                 Path::new(PROCESS_PROC),
                 pid as u32,
                 spec,
-                // No config key states the runtime's version yet: each runtime gets what all
-                // its versions add.
-                crate::host::runtime::detect_parent(None),
+                // Without a stated version (`host.runtime_versions`), each runtime gets what
+                // all its versions add.
+                crate::host::runtime::detect_parent(&config.host.stated_runtimes()),
                 &plan.edits.device_rules,
             )
             .map_err(|source| HookError::Cgroup { id, source })?;
             outcome.cgroup = Some(format!("{granted:?}"));
             crate::faultpoint::hit("after-cgroup");
-            let units = systemd::system_bus();
+            let units = systemd::system_bus(&config.host.systemd_bus);
             let host = systemd::SystemdHost {
                 running: systemd::running(),
                 units: &units,
@@ -296,7 +296,7 @@ fn after_grant(
 ) {
     if config.dev_root == Path::new("/dev") && !runs_inside_container(stage, state) {
         outcome.dev_char_links = crate::host::dev_char::link_granted(
-            Path::new(crate::host::dev_char::DEV_CHAR),
+            &config.host.dev_char_dir,
             &plan.edits.device_nodes,
         );
     }

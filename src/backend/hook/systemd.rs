@@ -162,9 +162,10 @@ pub fn running() -> bool {
     host_systemd::systemd_running(Path::new("/"))
 }
 
-/// systemd's manager on the host's system bus, with the hook's 1 s bound.
-pub fn system_bus() -> host_systemd::dbus::DbusSystemd {
-    host_systemd::dbus::DbusSystemd::system()
+/// systemd's manager on the system bus at `socket` (`host.systemd_bus`), with the hook's 1 s
+/// bound.
+pub fn system_bus(socket: &Path) -> host_systemd::dbus::DbusSystemd {
+    host_systemd::dbus::DbusSystemd::at(socket)
 }
 
 /// [`register`], with a warning in the log when it failed.
@@ -282,7 +283,7 @@ mod tests {
             eprintln!("skip: systemd runs here");
             return;
         }
-        let units = system_bus();
+        let units = system_bus(Path::new(crate::host::systemd::SYSTEM_BUS_SOCKET));
         let host = SystemdHost {
             running: running(),
             units: &units,

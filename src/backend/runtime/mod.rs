@@ -181,10 +181,7 @@ pub fn prepare(
     // /dev/char: make the missing links of these nodes (the host's real /dev only; a simulated
     // dev_root's nodes are no business of the host's /dev/char). Warnings only.
     if config.dev_root == Path::new("/dev") {
-        crate::host::dev_char::link_granted(
-            Path::new(crate::host::dev_char::DEV_CHAR),
-            &plan.edits.device_nodes,
-        );
+        crate::host::dev_char::link_granted(&config.host.dev_char_dir, &plan.edits.device_nodes);
     }
     if changed {
         // Keep the file's style: runc's `spec` writes indented JSON, containerd compact.

@@ -20,10 +20,11 @@ pub struct DbusSystemd {
 }
 
 impl DbusSystemd {
-    /// The host's system bus, with [`CALL_TIMEOUT`].
-    pub fn system() -> Self {
+    /// The bus at `socket` (the host's system bus is [`SYSTEM_BUS_SOCKET`]), with
+    /// [`CALL_TIMEOUT`].
+    pub fn at(socket: &Path) -> Self {
         DbusSystemd {
-            socket: PathBuf::from(SYSTEM_BUS_SOCKET),
+            socket: socket.to_path_buf(),
             timeout: CALL_TIMEOUT,
         }
     }
@@ -221,7 +222,7 @@ mod tests {
 
     #[test]
     fn an_empty_list_is_never_sent() {
-        let s = DbusSystemd::system();
+        let s = DbusSystemd::at(Path::new(SYSTEM_BUS_SOCKET));
         assert!(matches!(
             s.add_device_allow("runc-c1.scope", &[]),
             Err(SystemdError::Empty { .. })

@@ -23,8 +23,8 @@ use crate::host::cgroup::{parse_proc_cgroup, CgroupLine, FindError};
 /// Exists (a directory) exactly when systemd is the running init (sd_booted(3)).
 pub const RUNNING_MARKER: &str = "run/systemd/system";
 
-/// The system bus, where systemd's manager answers.
-pub const SYSTEM_BUS_SOCKET: &str = "/run/dbus/system_bus_socket";
+/// The system bus, where systemd's manager answers, unless `host.systemd_bus` says otherwise.
+pub const SYSTEM_BUS_SOCKET: &str = crate::config::DEFAULT_SYSTEMD_BUS;
 
 /// How long the hook waits for systemd: it is on the container's start path.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(1000);

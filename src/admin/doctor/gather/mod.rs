@@ -47,9 +47,6 @@ impl GatherOptions {
     }
 }
 
-/// The `/dev/char` runc and systemd read (under `host_root`).
-pub const DEV_CHAR: &str = crate::host::dev_char::DEV_CHAR;
-
 /// The OCI hooks directories podman and cri-o read by default.
 pub const HOOK_DIRS: &[&str] = &[
     "/usr/share/containers/oci/hooks.d",
@@ -78,7 +75,10 @@ pub fn gather(
     };
     let (nvml, inventory) = gather_nvml(&config, &driver);
     let (nodes, cap_mismatches) = match &driver {
-        DriverFact::Loaded(p) => gather_nodes(&config, &opts.host(DEV_CHAR), p),
+        DriverFact::Loaded(p) => {
+            let dev_char = opts.host(&config.host.dev_char_dir.to_string_lossy());
+            gather_nodes(&config, &dev_char, p)
+        }
         _ => (Vec::new(), Vec::new()),
     };
     let hook_dirs: Vec<PathBuf> = HOOK_DIRS.iter().map(|d| opts.host(d)).collect();
