@@ -217,7 +217,7 @@ fn every_shipped_topology_gives_a_valid_cdi_spec() {
                 assert_eq!(check_names(&spec, &ctx), want, "{ctx}");
                 let top = &spec["containerEdits"];
                 let hook = &top["hooks"][0];
-                assert_eq!(hook["hookName"], "createContainer", "{ctx}");
+                assert_eq!(hook["hookName"], "createRuntime", "{ctx}");
                 assert_eq!(hook["path"], MIGCAGE, "{ctx}");
                 assert_eq!(
                     hook["env"],

@@ -17,9 +17,11 @@
 //! * in the spec's top-level `containerEdits`, once: the nodes every device needs (nvidiactl,
 //!   nvidia-uvm, nvidia-uvm-tools), the plan's mounts and environment common to every device (the
 //!   driver files, once the plan produces them), `NVIDIA_VISIBLE_DEVICES=/var/run/nvidia-container-devices`,
-//!   and a `createContainer` hook running `migcage hook createContainer` for what only the hook
-//!   can do inside the container: the isolated `/proc/driver/nvidia` view. The hook is idempotent:
-//!   the engine has already made the nodes and their cgroup rules, which it leaves as they are.
+//!   and a `createRuntime` hook running `migcage hook createRuntime` for what the engine cannot
+//!   do: the isolated `/proc/driver/nvidia` view inside the container, and on the host the
+//!   nodes' `DeviceAllow=` on the container's systemd unit (see [`HOOK_STAGE`]). The hook is
+//!   idempotent: the engine has already made the nodes and their cgroup rules, which it leaves
+//!   as they are.
 //!
 //! The plan's symbolic links and ld cache entries have no CDI field: they are the hook's work
 //! inside the container, which plans the container again from its spec.
@@ -82,7 +84,12 @@ pub const DEFAULT_KIND: &str = "nvidia.com/gpu";
 /// What each device's mount binds on `/var/run/nvidia-container-devices/<UUID>`.
 pub const DEVICE_LIST_HOST_PATH: &str = "/dev/null";
 /// The stage of the hook in the spec.
-pub const HOOK_STAGE: &str = "createContainer";
+/// The stage of the hook in the spec: createRuntime, which runtimes run on the host with the
+/// container's host pid. From there the hook reaches the host's systemd (to register the
+/// container's nodes as `DeviceAllow=`, so that they survive `systemctl daemon-reload`) and the
+/// host's `/dev/char`; a createContainer hook runs inside the container's namespaces, where the
+/// cgroup namespace hides the container's unit and `/dev/char` is the container's.
+pub const HOOK_STAGE: &str = "createRuntime";
 
 /// Why a CDI spec cannot be generated, written, read or trusted. One line each.
 #[derive(Debug, thiserror::Error)]

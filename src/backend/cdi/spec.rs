@@ -172,7 +172,7 @@ pub struct SpecHook {
 }
 
 impl SpecHook {
-    /// `hook` run at `stage` (`createContainer`), without a timeout.
+    /// `hook` run at `stage` (`createRuntime`), without a timeout.
     pub fn new(stage: &str, hook: edits::Hook) -> SpecHook {
         SpecHook {
             hook_name: stage.to_string(),

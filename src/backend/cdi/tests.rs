@@ -106,9 +106,9 @@ fn common_edits_are_written_once() {
     assert_eq!(
         (h.hook_name.as_str(), h.path.as_str(), h.args.join(" ")),
         (
-            "createContainer",
+            "createRuntime",
             "/usr/bin/migcage",
-            "migcage hook createContainer".into()
+            "migcage hook createRuntime".into()
         )
     );
     assert!(h.env.is_empty());
@@ -381,7 +381,7 @@ fn report_groups_names_of_one_device() {
     );
     assert!(text.contains(&format!("  nvidia.com/gpu=0:1 | nvidia.com/gpu={MIG1}  [{MIG1}] -> /dev/nvidia0 (195:0), /dev/nvidia-caps/nvidia-cap21 (509:21), /dev/nvidia-caps/nvidia-cap22 (509:22)")), "{text}");
     assert!(
-        text.contains("hook: /usr/bin/migcage (createContainer): hook createContainer"),
+        text.contains("hook: /usr/bin/migcage (createRuntime): hook createRuntime"),
         "{text}"
     );
 }
