@@ -19,6 +19,9 @@ pub const CONFIG_ENV: &str = "MIGCAGE_CONFIG";
 pub const DEFAULT_DEV_CHAR_DIR: &str = "/dev/char";
 /// The default of `host.systemd_bus`: the system bus, where systemd's manager answers.
 pub const DEFAULT_SYSTEMD_BUS: &str = "/run/dbus/system_bus_socket";
+/// The default of `host.systemd_timeout_ms` (2 s: a call takes milliseconds on a host; systemd
+/// busy with a reload or a start storm can take much longer).
+pub const DEFAULT_SYSTEMD_TIMEOUT_MS: u64 = 2_000;
 /// The default of `nvml_timeout_ms` (10 s).
 pub const DEFAULT_NVML_TIMEOUT_MS: u64 = 10_000;
 
@@ -51,6 +54,9 @@ pub struct HostConfig {
     pub dev_char_dir: PathBuf,
     /// The socket of the system bus on which the hook tells systemd the container's nodes.
     pub systemd_bus: PathBuf,
+    /// How long the hook waits for each of its two calls to systemd (milliseconds, connecting
+    /// included) before it gives up with a warning: it is on the container's start path.
+    pub systemd_timeout_ms: u64,
     /// The OCI runtimes' versions, as `NAME VERSION` (`"runc 1.1.5"`, `"crun 1.8.1"`): the hook
     /// cannot read a runtime's version without running it, and without it rebuilds only the
     /// default device rules that every version of that runtime adds (runc 1.2.0 to 1.2.3 dropped
@@ -63,6 +69,7 @@ impl Default for HostConfig {
         HostConfig {
             dev_char_dir: DEFAULT_DEV_CHAR_DIR.into(),
             systemd_bus: DEFAULT_SYSTEMD_BUS.into(),
+            systemd_timeout_ms: DEFAULT_SYSTEMD_TIMEOUT_MS,
             runtime_versions: Vec::new(),
         }
     }

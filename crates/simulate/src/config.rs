@@ -55,6 +55,7 @@ struct Leases {
 struct Host {
     dev_char_dir: &'static str,
     systemd_bus: &'static str,
+    systemd_timeout_ms: u64,
     runtime_versions: Vec<String>,
 }
 
@@ -92,6 +93,7 @@ pub fn config_text(root: &Path) -> Result<String, SimulateError> {
         host: Host {
             dev_char_dir: "/dev/char",
             systemd_bus: "/run/dbus/system_bus_socket",
+            systemd_timeout_ms: 2_000,
             runtime_versions: Vec::new(),
         },
     };

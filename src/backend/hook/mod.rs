@@ -265,7 +265,7 @@ fn apply_plan(
             .map_err(|source| HookError::Cgroup { id, source })?;
             outcome.cgroup = Some(format!("{granted:?}"));
             crate::faultpoint::hit("after-cgroup");
-            let units = systemd::system_bus(&config.host.systemd_bus);
+            let units = systemd::system_bus(&config.host);
             let host = systemd::SystemdHost {
                 running: systemd::running(),
                 units: &units,

@@ -162,10 +162,13 @@ pub fn running() -> bool {
     host_systemd::systemd_running(Path::new("/"))
 }
 
-/// systemd's manager on the system bus at `socket` (`host.systemd_bus`), with the hook's 1 s
-/// bound.
-pub fn system_bus(socket: &Path) -> host_systemd::dbus::DbusSystemd {
-    host_systemd::dbus::DbusSystemd::at(socket)
+/// systemd's manager on the configured system bus (`host.systemd_bus`), each call bounded by
+/// `host.systemd_timeout_ms`.
+pub fn system_bus(host: &crate::config::HostConfig) -> host_systemd::dbus::DbusSystemd {
+    host_systemd::dbus::DbusSystemd::new(
+        &host.systemd_bus,
+        std::time::Duration::from_millis(host.systemd_timeout_ms),
+    )
 }
 
 /// [`register`], with a warning in the log when it failed.
@@ -283,7 +286,7 @@ mod tests {
             eprintln!("skip: systemd runs here");
             return;
         }
-        let units = system_bus(Path::new(crate::host::systemd::SYSTEM_BUS_SOCKET));
+        let units = system_bus(&crate::config::HostConfig::default());
         let host = SystemdHost {
             running: running(),
             units: &units,

@@ -135,10 +135,7 @@ fn the_client_talks_to_a_manager_on_a_real_bus() {
     .build()
     .unwrap();
 
-    let client = DbusSystemd {
-        socket: socket.clone(),
-        timeout: Duration::from_secs(5),
-    };
+    let client = DbusSystemd::new(&socket, Duration::from_secs(5));
     let policy = client.device_policy("runc-c1.scope").unwrap();
     assert_eq!(policy.policy, "strict");
     assert_eq!(

@@ -3,39 +3,49 @@
 //! The call runs on a thread of its own and the caller waits at most the timeout for it: a bus
 //! that accepts the connection and never answers (a wedged dbus-daemon, systemd busy in a
 //! reload) costs the container's start that long and no more. A thread left waiting dies with
-//! the hook's process.
+//! the hook's process. The hook asks twice (the unit's policy, then its new `DeviceAllow=`): both
+//! go over one connection, made on the first call (authentication and `Hello` are most of a
+//! call's cost).
 
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use super::*;
+
+/// The connection, once made (shared with the thread that makes each call).
+type Shared = Arc<Mutex<Option<zbus::blocking::Connection>>>;
 
 /// systemd's manager on the bus at `socket`.
 #[derive(Debug, Clone)]
 pub struct DbusSystemd {
     pub socket: PathBuf,
+    /// The bound on each call, connecting included.
     pub timeout: Duration,
+    connection: Shared,
 }
 
 impl DbusSystemd {
-    /// The bus at `socket` (the host's system bus is [`SYSTEM_BUS_SOCKET`]), with
-    /// [`CALL_TIMEOUT`].
-    pub fn at(socket: &Path) -> Self {
+    /// The bus at `socket` (the host's system bus is [`SYSTEM_BUS_SOCKET`]), each call bounded
+    /// by `timeout` ([`CALL_TIMEOUT`] unless `host.systemd_timeout_ms` says otherwise).
+    pub fn new(socket: &Path, timeout: Duration) -> Self {
         DbusSystemd {
             socket: socket.to_path_buf(),
-            timeout: CALL_TIMEOUT,
+            timeout,
+            connection: Shared::default(),
         }
+    }
+
+    /// [`DbusSystemd::new`] with [`CALL_TIMEOUT`].
+    pub fn at(socket: &Path) -> Self {
+        DbusSystemd::new(socket, CALL_TIMEOUT)
     }
 }
 
 impl SystemdUnits for DbusSystemd {
     fn device_policy(&self, unit: &str) -> Result<DevicePolicy, SystemdError> {
-        self.bounded(unit, |socket, unit, timeout| {
-            let conn = connect(socket, unit, timeout)?;
-            read_policy(&conn, socket, unit)
-        })
+        self.bounded(unit, read_policy)
     }
 
     fn add_device_allow(&self, unit: &str, entries: &[DeviceAllow]) -> Result<(), SystemdError> {
@@ -43,26 +53,32 @@ impl SystemdUnits for DbusSystemd {
             return Err(SystemdError::Empty { unit: unit.into() });
         }
         let owned = entries.to_vec();
-        self.bounded(unit, move |socket, unit, timeout| {
-            call(socket, unit, &owned, timeout)
+        self.bounded(unit, move |conn, socket, unit| {
+            call(conn, socket, unit, &owned)
         })
     }
 }
 
 impl DbusSystemd {
-    /// Run `op` (socket, unit, timeout) on a thread of its own; wait for it at most the timeout.
+    /// Run `op` (connection, socket, unit) on a thread of its own, connecting first unless an
+    /// earlier call did; wait for it at most the timeout.
     fn bounded<T: Send + 'static>(
         &self,
         unit: &str,
-        op: impl FnOnce(&Path, &str, Duration) -> Result<T, SystemdError> + Send + 'static,
+        op: impl FnOnce(&zbus::blocking::Connection, &Path, &str) -> Result<T, SystemdError>
+            + Send
+            + 'static,
     ) -> Result<T, SystemdError> {
         let (tx, rx) = mpsc::channel();
         let (socket, owned_unit) = (self.socket.clone(), unit.to_string());
         let timeout = self.timeout;
+        let shared = Arc::clone(&self.connection);
         let spawned = std::thread::Builder::new()
             .name("systemd-dbus".into())
             .spawn(move || {
-                let _ = tx.send(op(&socket, &owned_unit, timeout));
+                let result = connected(&shared, &socket, &owned_unit, timeout)
+                    .and_then(|conn| op(&conn, &socket, &owned_unit));
+                let _ = tx.send(result);
             });
         if let Err(e) = spawned {
             return Err(SystemdError::Connect {
@@ -80,6 +96,24 @@ impl DbusSystemd {
             }),
         }
     }
+}
+
+/// The shared connection, made now unless an earlier call made it.
+fn connected(
+    shared: &Shared,
+    socket: &Path,
+    unit: &str,
+    timeout: Duration,
+) -> Result<zbus::blocking::Connection, SystemdError> {
+    // A thread that timed out may still hold the lock: it is then the one connecting, and this
+    // call waits for it under its own bound (in `bounded`).
+    let mut slot = shared.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(conn) = slot.as_ref() {
+        return Ok(conn.clone());
+    }
+    let conn = connect(socket, unit, timeout)?;
+    *slot = Some(conn.clone());
+    Ok(conn)
 }
 
 /// Connect and authenticate.
@@ -153,14 +187,13 @@ fn read_policy(
     })
 }
 
-/// Connect, authenticate, and make the one call.
+/// `SetUnitProperties(unit, runtime, DeviceAllow=...)`.
 fn call(
+    conn: &zbus::blocking::Connection,
     socket: &Path,
     unit: &str,
     entries: &[DeviceAllow],
-    timeout: Duration,
 ) -> Result<(), SystemdError> {
-    let conn = connect(socket, unit, timeout)?;
     conn.call_method(
         Some(DESTINATION),
         OBJECT_PATH,
@@ -191,10 +224,7 @@ mod tests {
     #[test]
     fn a_missing_bus_is_a_connect_error() {
         let d = tempfile::tempdir().unwrap();
-        let s = DbusSystemd {
-            socket: d.path().join("none"),
-            timeout: Duration::from_millis(500),
-        };
+        let s = DbusSystemd::new(&d.path().join("none"), Duration::from_millis(500));
         let e = s.add_device_allow("runc-c1.scope", &entry()).unwrap_err();
         assert!(matches!(e, SystemdError::Connect { .. }), "{e}");
         assert!(e.to_string().contains("runc-c1.scope"), "{e}");
@@ -206,10 +236,7 @@ mod tests {
         let path = d.path().join("bus");
         // Accepts the connection (the kernel's backlog does) and never says a word.
         let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        let s = DbusSystemd {
-            socket: path,
-            timeout: Duration::from_millis(300),
-        };
+        let s = DbusSystemd::new(&path, Duration::from_millis(300));
         let start = Instant::now();
         let e = s.add_device_allow("runc-c1.scope", &entry()).unwrap_err();
         assert!(matches!(e, SystemdError::Timeout { ms: 300, .. }), "{e}");

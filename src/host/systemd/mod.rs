@@ -27,7 +27,7 @@ pub const RUNNING_MARKER: &str = "run/systemd/system";
 pub const SYSTEM_BUS_SOCKET: &str = crate::config::DEFAULT_SYSTEMD_BUS;
 
 /// How long the hook waits for systemd: it is on the container's start path.
-pub const CALL_TIMEOUT: Duration = Duration::from_millis(1000);
+pub const CALL_TIMEOUT: Duration = Duration::from_millis(crate::config::DEFAULT_SYSTEMD_TIMEOUT_MS);
 
 /// systemd's manager object, interface and method.
 pub const DESTINATION: &str = "org.freedesktop.systemd1";
