@@ -42,28 +42,41 @@ int main(void) {
 }
 "#;
 
-/// The dlopen program, built once per test process with the system's C compiler, in cargo's
-/// scratch directory for integration tests (under the target directory, not the host's /tmp).
+/// The environment variable naming a dlopen program built beforehand (the systemd VM has no C
+/// compiler: tests/vm.rs builds it here with [`build_dlprobe`]).
+pub const DLPROBE_ENV: &str = "MIGCAGE_TEST_DLPROBE";
+
+/// The dlopen program: `$MIGCAGE_TEST_DLPROBE`, or built once per test process with the
+/// system's C compiler, in cargo's scratch directory for integration tests (under the target
+/// directory, not the host's /tmp).
 pub fn dlprobe() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
+            if let Some(p) = std::env::var_os(DLPROBE_ENV).filter(|p| !p.is_empty()) {
+                return PathBuf::from(p);
+            }
             let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
                 .join(format!("migcage-dlprobe-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            let src = dir.join("dlprobe.c");
-            std::fs::write(&src, DLPROBE_C).unwrap();
-            let out = dir.join("dlprobe");
-            let st = Command::new("cc")
-                .arg("-o")
-                .arg(&out)
-                .arg(&src)
-                .status()
-                .expect("cc (scripts/deps.sh installs gcc)");
-            assert!(st.success(), "cc dlprobe.c failed");
-            out
+            build_dlprobe(&dir)
         })
         .clone()
+}
+
+/// Build the dlopen program in `dir` with the system's C compiler; its path.
+pub fn build_dlprobe(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let src = dir.join("dlprobe.c");
+    std::fs::write(&src, DLPROBE_C).unwrap();
+    let out = dir.join("dlprobe");
+    let st = Command::new("cc")
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("cc (scripts/deps.sh installs gcc)");
+    assert!(st.success(), "cc dlprobe.c failed");
+    out
 }
 
 /// The shared objects `program` needs, as `ldd` names them (absolute paths).
