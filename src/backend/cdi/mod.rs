@@ -83,7 +83,6 @@ pub const SPEC_DIRS: [&str; 2] = ["/etc/cdi", "/var/run/cdi"];
 pub const DEFAULT_KIND: &str = "nvidia.com/gpu";
 /// What each device's mount binds on `/var/run/nvidia-container-devices/<UUID>`.
 pub const DEVICE_LIST_HOST_PATH: &str = "/dev/null";
-/// The stage of the hook in the spec.
 /// The stage of the hook in the spec: createRuntime, which runtimes run on the host with the
 /// container's host pid. From there the hook reaches the host's systemd (to register the
 /// container's nodes as `DeviceAllow=`, so that they survive `systemctl daemon-reload`) and the
