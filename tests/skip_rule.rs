@@ -9,19 +9,28 @@ use std::process::Command;
 /// An allow-list as tests/skips.allow writes one (the real list is empty when every mode runs).
 const ALLOW: &str = "# crun on cgroup v2, where CAP_SYS_RESOURCE is missing.\n\n^SKIP .*CrunV2.*: crun on cgroup v2 needs CAP_SYS_RESOURCE to raise RLIMIT_MEMLOCK, not granted here$\n";
 
+/// The CrunV2 skip line, as `Mode::CrunV2` words it where CAP_SYS_RESOURCE is missing.
+const CRUN_V2_SKIP: &str = "SKIP every_form CrunV2: crun on cgroup v2 needs CAP_SYS_RESOURCE to raise RLIMIT_MEMLOCK, not granted here\n";
+
+/// scripts/check-skips.sh on `log`, with `allow` as its allow-list (None: tests/skips.allow).
+fn check_with(log: &Path, allow: Option<&Path>) -> std::process::Output {
+    let mut cmd = Command::new("bash");
+    cmd.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/check-skips.sh"
+    ))
+    .arg(log);
+    if let Some(a) = allow {
+        cmd.arg(a);
+    }
+    cmd.output().unwrap()
+}
+
 /// scripts/check-skips.sh on `log`, with [`ALLOW`] as its allow-list.
 fn check(log: &Path) -> std::process::Output {
     let allow = log.with_file_name("skips.allow");
     std::fs::write(&allow, ALLOW).unwrap();
-    Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/check-skips.sh"
-        ))
-        .arg(log)
-        .arg(&allow)
-        .output()
-        .unwrap()
+    check_with(log, Some(&allow))
 }
 
 #[test]
@@ -29,31 +38,15 @@ fn the_shipped_list_allows_no_skip_of_a_mode() {
     // Every cgroup mode runs in CI (crun on cgroup v2 in the systemd VM): a skip of one fails.
     let d = tempfile::tempdir().unwrap();
     let log = d.path().join("skips");
-    std::fs::write(
-        &log,
-        "SKIP every_form CrunV2: crun on cgroup v2 needs CAP_SYS_RESOURCE to raise RLIMIT_MEMLOCK, not granted here\n",
-    )
-    .unwrap();
-    let out = Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/check-skips.sh"
-        ))
-        .arg(&log)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    std::fs::write(&log, CRUN_V2_SKIP).unwrap();
+    assert_eq!(check_with(&log, None).status.code(), Some(1));
 }
 
 #[test]
 fn an_allowed_skip_passes_and_is_printed() {
     let d = tempfile::tempdir().unwrap();
     let log = d.path().join("skips");
-    std::fs::write(
-        &log,
-        "SKIP every_form CrunV2: crun on cgroup v2 needs CAP_SYS_RESOURCE to raise RLIMIT_MEMLOCK, not granted here\n",
-    )
-    .unwrap();
+    std::fs::write(&log, CRUN_V2_SKIP).unwrap();
     let out = check(&log);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
