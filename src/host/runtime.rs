@@ -50,19 +50,7 @@ pub fn detect(proc_root: &Path, pid: u32) -> Runtime {
 /// [`detect`] for the process that started this one, in the host's /proc, with the version the
 /// operator stated for that runtime (`host.runtime_versions`; see [`Runtime::refined_by`]).
 pub fn detect_parent(stated: &[Runtime]) -> Runtime {
-    refine(
-        detect(Path::new("/proc"), std::os::unix::process::parent_id()),
-        stated,
-    )
-}
-
-/// `detected` with the version of the first statement about the same runtime.
-pub fn refine(detected: Runtime, stated: &[Runtime]) -> Runtime {
-    stated
-        .iter()
-        .map(|s| detected.refined_by(Some(*s)))
-        .find(|r| *r != detected)
-        .unwrap_or(detected)
+    detect(Path::new("/proc"), std::os::unix::process::parent_id()).refined_by(stated)
 }
 
 #[cfg(test)]
@@ -70,20 +58,6 @@ mod tests {
     use super::*;
     use crate::core::cgroup::defaults::Kind;
     use std::os::unix::fs::symlink;
-
-    #[test]
-    fn a_stated_version_refines_only_its_own_runtime() {
-        let runc = Runtime::Known(Kind::Runc, None);
-        let crun = Runtime::Known(Kind::Crun, None);
-        let stated = [
-            Runtime::parse("crun 1.8.1").unwrap(),
-            Runtime::parse("runc 1.1.5").unwrap(),
-        ];
-        assert_eq!(refine(runc, &stated), Runtime::parse("runc 1.1.5").unwrap());
-        assert_eq!(refine(crun, &stated), Runtime::parse("crun 1.8.1").unwrap());
-        assert_eq!(refine(Runtime::Unknown, &stated), Runtime::Unknown);
-        assert_eq!(refine(runc, &[]), runc);
-    }
 
     fn proc_with(
         pid: u32,

@@ -102,16 +102,23 @@ impl Runtime {
         }
     }
 
-    /// This (detected) runtime with the version `stated` gives, when `stated` names the same
-    /// runtime and this one has no version; otherwise unchanged. A statement never changes which
-    /// runtime was detected, nor makes an unknown one known: a host may run both.
-    pub fn refined_by(self, stated: Option<Runtime>) -> Runtime {
-        match (self, stated) {
-            (Runtime::Known(kind, None), Some(Runtime::Known(said, Some(v)))) if said == kind => {
-                Runtime::Known(kind, Some(v))
-            }
-            _ => self,
-        }
+    /// This (detected) runtime with the version of the first of `stated` (the config's
+    /// `host.runtime_versions`) that names the same runtime, when this one has no version;
+    /// otherwise unchanged. A statement never changes which runtime was detected, nor makes an
+    /// unknown one known: a host may run both.
+    pub fn refined_by(self, stated: &[Runtime]) -> Runtime {
+        let Runtime::Known(kind, None) = self else {
+            return self;
+        };
+        stated
+            .iter()
+            .find_map(|s| match s {
+                Runtime::Known(said, Some(v)) if *said == kind => {
+                    Some(Runtime::Known(kind, Some(*v)))
+                }
+                _ => None,
+            })
+            .unwrap_or(self)
     }
 }
 

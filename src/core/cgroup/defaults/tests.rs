@@ -202,8 +202,8 @@ fn crun_1_8_1_is_what_its_devices_list_showed_here() {
 
 #[test]
 fn a_stated_version_refines_only_the_runtime_detected() {
-    let stated = Runtime::parse("runc 1.1.5");
-    assert_eq!(stated, Some(known(Kind::Runc, "1.1.5")));
+    let stated = &Runtime::parse("runc 1.1.5").into_iter().collect::<Vec<_>>()[..];
+    assert_eq!(stated, [known(Kind::Runc, "1.1.5")]);
     assert_eq!(
         Runtime::parse("crun 1.8.1"),
         Some(known(Kind::Crun, "1.8.1"))
@@ -213,9 +213,14 @@ fn a_stated_version_refines_only_the_runtime_detected() {
     }
     let runc = Runtime::Known(Kind::Runc, None);
     assert_eq!(runc.refined_by(stated), known(Kind::Runc, "1.1.5"));
-    assert_eq!(runc.refined_by(None), runc);
+    assert_eq!(runc.refined_by(&[]), runc);
     // Another runtime, or none detected: the statement is not taken.
     let crun = Runtime::Known(Kind::Crun, None);
     assert_eq!(crun.refined_by(stated), crun);
     assert_eq!(Runtime::Unknown.refined_by(stated), Runtime::Unknown);
+    // Several statements: each runtime takes its own.
+    let both = [known(Kind::Crun, "1.8.1"), known(Kind::Runc, "1.1.5")];
+    assert_eq!(runc.refined_by(&both), known(Kind::Runc, "1.1.5"));
+    assert_eq!(crun.refined_by(&both), known(Kind::Crun, "1.8.1"));
+    assert_eq!(Runtime::Unknown.refined_by(&both), Runtime::Unknown);
 }
