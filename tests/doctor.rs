@@ -867,3 +867,43 @@ fn docker_gpus_finds_the_hook_on_the_running_dockerds_path() {
     );
     assert_eq!(line.0, "WARN", "one dockerd runs NVIDIA's hook: {line:?}");
 }
+
+#[test]
+fn the_configured_dev_char_dir_is_where_links_are_made_and_checked() {
+    if skip("the_configured_dev_char_dir_is_where_links_are_made_and_checked") {
+        return;
+    }
+    // host.dev_char_dir moves /dev/char: `system create-dev-char-links` (with no flag) writes
+    // there and doctor reads there (under the host root: `/` here, so the path as it is).
+    let host = SimHost::new("a100-7x1g");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let dir = elsewhere.path().join("char");
+    let text = std::fs::read_to_string(host.config()).unwrap();
+    assert!(text.contains("dev_char_dir = \"/dev/char\""), "{text}");
+    let text = text.replace(
+        "dev_char_dir = \"/dev/char\"",
+        &format!("dev_char_dir = {:?}", dir.display().to_string()),
+    );
+    std::fs::write(host.config(), text).unwrap();
+    let d = doctor(&host.config(), Path::new("/"));
+    let line = d.one("/dev/char links");
+    assert_eq!(line.0, "WARN", "{line:?}");
+    assert!(line.2.contains(&dir.display().to_string()), "{line:?}");
+    let out = Command::new(MIGCAGE)
+        .arg("--config")
+        .arg(host.config())
+        .args(["system", "create-dev-char-links"])
+        .env_remove("MIGCAGE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.read_dir().unwrap().next().is_some());
+    let d = doctor(&host.config(), Path::new("/"));
+    let line = d.one("/dev/char links");
+    assert_eq!(line.0, "OK", "{line:?}");
+    assert!(line.2.contains(&dir.display().to_string()), "{line:?}");
+}

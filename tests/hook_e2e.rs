@@ -292,3 +292,43 @@ fn hook_is_idempotent_across_stages() {
         assert_eq!(run.prefixed("GPU ").len(), 1, "{mode:?}");
     }
 }
+
+/// What opening /dev/net/tun (bind-mounted on /hosttun) gave inside a runc container on cgroup
+/// v2 with the hook granting 0:1, under `host`'s config: `EBADFD` when the cgroup allows it (tun
+/// opens, and a read before its ioctl fails so), `EPERM` when it refuses it.
+fn tun_in_runc_v2(host: &common::SimHost) -> String {
+    let script = "out=$(cat /hosttun 2>&1 </dev/null); case \"$out\" in *'bad state'*) echo TUN EBADFD;; *'not permitted'*) echo TUN EPERM;; *) echo \"TUN OTHER $out\";; esac";
+    let mut b = Bundle::new(host, &["NVIDIA_VISIBLE_DEVICES=0:1"], script);
+    b.config["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/hosttun", "type": "bind", "source": "/dev/net/tun", "options": ["bind"]
+    }));
+    b.write();
+    let run = common::run(Mode::RuncV2, &b, host);
+    assert!(run.ok(), "{}: container failed: {}", run.id, run.stderr());
+    run.prefixed("TUN ").join(" ")
+}
+
+#[test]
+fn a_stated_runc_version_keeps_its_default_tun_rule_on_cgroup_v2() {
+    if let Some(why) = Mode::RuncV2.unavailable() {
+        common::skip(&format!("tun RuncV2: {why}"));
+        return;
+    }
+    if !std::path::Path::new("/dev/net/tun").exists() {
+        common::skip("tun RuncV2: this host has no /dev/net/tun (modprobe tun)");
+        return;
+    }
+    // Unstated, the hook cannot tell runc 1.1 (whose defaults allow tun) from 1.2.0-1.2.3
+    // (whose do not), and rebuilds only the rules every version adds.
+    let host = common::SimHost::new("a100-7x1g");
+    assert_eq!(tun_in_runc_v2(&host), "EPERM");
+    // host.runtime_versions states it: runc 1.1's own rules come back, tun among them.
+    let text = std::fs::read_to_string(host.config()).unwrap();
+    assert!(text.contains("runtime_versions = []"), "{text}");
+    let stated = text.replace(
+        "runtime_versions = []",
+        "runtime_versions = [\"runc 1.1.5\"]",
+    );
+    std::fs::write(host.config(), stated).unwrap();
+    assert_eq!(tun_in_runc_v2(&host), "EBADFD");
+}

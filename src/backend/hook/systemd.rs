@@ -279,6 +279,18 @@ mod tests {
     }
 
     #[test]
+    fn the_bus_and_its_bound_come_from_the_config() {
+        let host = crate::config::HostConfig {
+            systemd_bus: "/elsewhere/bus".into(),
+            systemd_timeout_ms: 300,
+            ..Default::default()
+        };
+        let bus = system_bus(&host);
+        assert_eq!(bus.socket, Path::new("/elsewhere/bus"));
+        assert_eq!(bus.timeout, std::time::Duration::from_millis(300));
+    }
+
+    #[test]
     fn this_test_host_has_no_systemd_so_the_hook_changes_nothing() {
         // The machines the suite runs on have no systemd as init: the hook's registration is a
         // no-op there, before any bus is touched.
