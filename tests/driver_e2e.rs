@@ -373,9 +373,8 @@ fn nvidia_smi_sees_only_its_device_crun_cgroup_v2() {
 
 /// `none`: the driver's files, no device. nvidia-smi is there and says there is no driver
 /// to talk to, as on a real host without device nodes.
-#[test]
-fn none_gives_driver_files_but_no_device() {
-    for mode in Mode::ALL {
+fn none_gives_driver_files_but_no_device_in(modes: &[Mode]) {
+    for &mode in modes {
         if let Some(why) = mode.unavailable() {
             common::skip(&format!(
                 "none_gives_driver_files_but_no_device {mode:?}: {why}"
@@ -414,12 +413,22 @@ fn none_gives_driver_files_but_no_device() {
     }
 }
 
+#[test]
+fn none_gives_driver_files_but_no_device() {
+    none_gives_driver_files_but_no_device_in(&Mode::OUTSIDE_VM);
+}
+
+#[test]
+#[ignore = "crun on cgroup v2 needs CAP_SYS_RESOURCE: tests/vm.rs runs it in the systemd VM"]
+fn none_gives_driver_files_but_no_device_crun_cgroup_v2() {
+    none_gives_driver_files_but_no_device_in(&[Mode::CrunV2]);
+}
+
 /// `root.readonly: true`: runc and crun make the root read-only only after the hooks ran (runc:
 /// finalizeRootfs after pivot_root; the hooks run before), so the mount targets and the ld cache
 /// can still be written, and the container sees a read-only root with working driver files.
-#[test]
-fn read_only_rootfs_works() {
-    for mode in Mode::ALL {
+fn read_only_rootfs_works_in(modes: &[Mode]) {
+    for &mode in modes {
         if let Some(why) = mode.unavailable() {
             common::skip(&format!("read_only_rootfs_works {mode:?}: {why}"));
             continue;
@@ -459,6 +468,17 @@ fn read_only_rootfs_works() {
         );
         assert!(run.stdout().contains("SMI-EXIT 0"), "{ctx}: {:?}", seen.smi);
     }
+}
+
+#[test]
+fn read_only_rootfs_works() {
+    read_only_rootfs_works_in(&Mode::OUTSIDE_VM);
+}
+
+#[test]
+#[ignore = "crun on cgroup v2 needs CAP_SYS_RESOURCE: tests/vm.rs runs it in the systemd VM"]
+fn read_only_rootfs_works_crun_cgroup_v2() {
+    read_only_rootfs_works_in(&[Mode::CrunV2]);
 }
 
 /// The hook at three stages: each file is mounted once, each link and cache entry made once.

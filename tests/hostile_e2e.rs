@@ -123,8 +123,8 @@ fn assert_works(ctx: &str, run: &Run) {
 /// The library directory is a symlink to a host directory (absolute). Resolved inside the
 /// rootfs, its target does not exist there: a clear error, and the host directory stays empty.
 /// Pointing at /etc (which the rootfs has), the libraries land in the rootfs's /etc and work.
-fn library_dir_symlinked_out_on(walk: bool) {
-    for mode in Mode::ALL {
+fn library_dir_symlinked_out_on(walk: bool, modes: &[Mode]) {
+    for &mode in modes {
         if skip(mode, "library_dir_symlinked_out") {
             continue;
         }
@@ -177,19 +177,27 @@ fn library_dir_symlinked_out_on(walk: bool) {
 
 #[test]
 fn library_dir_symlinked_out() {
-    library_dir_symlinked_out_on(false);
+    library_dir_symlinked_out_on(false, &Mode::OUTSIDE_VM);
 }
 
 /// [`library_dir_symlinked_out`] with the hook's paths walked in userspace, as without openat2.
 #[test]
 fn library_dir_symlinked_out_without_openat2() {
-    library_dir_symlinked_out_on(true);
+    library_dir_symlinked_out_on(true, &Mode::OUTSIDE_VM);
+}
+
+/// [`library_dir_symlinked_out`] and [`library_dir_symlinked_out_without_openat2`] under crun on cgroup v2.
+#[test]
+#[ignore = "crun on cgroup v2 needs CAP_SYS_RESOURCE: tests/vm.rs runs it in the systemd VM"]
+fn library_dir_symlinked_out_crun_cgroup_v2() {
+    library_dir_symlinked_out_on(false, &[Mode::CrunV2]);
+    library_dir_symlinked_out_on(true, &[Mode::CrunV2]);
 }
 
 /// `/dev` is a symlink to `/`: every node resolves inside the rootfs (its top), never on the
 /// host's root.
-fn dev_symlinked_to_root_on(walk: bool) {
-    for mode in Mode::ALL {
+fn dev_symlinked_to_root_on(walk: bool, modes: &[Mode]) {
+    for &mode in modes {
         if skip(mode, "dev_symlinked_to_root") {
             continue;
         }
@@ -216,20 +224,28 @@ fn dev_symlinked_to_root_on(walk: bool) {
 
 #[test]
 fn dev_symlinked_to_root() {
-    dev_symlinked_to_root_on(false);
+    dev_symlinked_to_root_on(false, &Mode::OUTSIDE_VM);
 }
 
 /// [`dev_symlinked_to_root`] with the hook's paths walked in userspace, as without openat2.
 #[test]
 fn dev_symlinked_to_root_without_openat2() {
-    dev_symlinked_to_root_on(true);
+    dev_symlinked_to_root_on(true, &Mode::OUTSIDE_VM);
+}
+
+/// [`dev_symlinked_to_root`] and [`dev_symlinked_to_root_without_openat2`] under crun on cgroup v2.
+#[test]
+#[ignore = "crun on cgroup v2 needs CAP_SYS_RESOURCE: tests/vm.rs runs it in the systemd VM"]
+fn dev_symlinked_to_root_crun_cgroup_v2() {
+    dev_symlinked_to_root_on(false, &[Mode::CrunV2]);
+    dev_symlinked_to_root_on(true, &[Mode::CrunV2]);
 }
 
 /// A library's mount target in the image is a symlink to ../../../../etc: migcage refuses to
 /// mount over it (its target is never followed) with a clear error. The soname link planted as a
 /// symlink to ../../../../etc/passwd is simply replaced by migcage's own.
-fn library_target_symlinked_up_on(walk: bool) {
-    for mode in Mode::ALL {
+fn library_target_symlinked_up_on(walk: bool, modes: &[Mode]) {
+    for &mode in modes {
         if skip(mode, "library_target_symlinked_up") {
             continue;
         }
@@ -275,19 +291,27 @@ fn library_target_symlinked_up_on(walk: bool) {
 
 #[test]
 fn library_target_symlinked_up() {
-    library_target_symlinked_up_on(false);
+    library_target_symlinked_up_on(false, &Mode::OUTSIDE_VM);
 }
 
 /// [`library_target_symlinked_up`] with the hook's paths walked in userspace, as without openat2.
 #[test]
 fn library_target_symlinked_up_without_openat2() {
-    library_target_symlinked_up_on(true);
+    library_target_symlinked_up_on(true, &Mode::OUTSIDE_VM);
+}
+
+/// [`library_target_symlinked_up`] and [`library_target_symlinked_up_without_openat2`] under crun on cgroup v2.
+#[test]
+#[ignore = "crun on cgroup v2 needs CAP_SYS_RESOURCE: tests/vm.rs runs it in the systemd VM"]
+fn library_target_symlinked_up_crun_cgroup_v2() {
+    library_target_symlinked_up_on(false, &[Mode::CrunV2]);
+    library_target_symlinked_up_on(true, &[Mode::CrunV2]);
 }
 
 /// `/dev/nvidia-caps` in the image is a symlink: to a host directory (absolute, absent inside
 /// the rootfs) it is a clear error and the host directory stays empty; to /etc it stays inside.
-fn nvidia_caps_symlinked_on(walk: bool) {
-    for mode in Mode::ALL {
+fn nvidia_caps_symlinked_on(walk: bool, modes: &[Mode]) {
+    for &mode in modes {
         if skip(mode, "nvidia_caps_symlinked") {
             continue;
         }
@@ -333,21 +357,28 @@ fn nvidia_caps_symlinked_on(walk: bool) {
 
 #[test]
 fn nvidia_caps_symlinked() {
-    nvidia_caps_symlinked_on(false);
+    nvidia_caps_symlinked_on(false, &Mode::OUTSIDE_VM);
 }
 
 /// [`nvidia_caps_symlinked`] with the hook's paths walked in userspace, as without openat2.
 #[test]
 fn nvidia_caps_symlinked_without_openat2() {
-    nvidia_caps_symlinked_on(true);
+    nvidia_caps_symlinked_on(true, &Mode::OUTSIDE_VM);
+}
+
+/// [`nvidia_caps_symlinked`] and [`nvidia_caps_symlinked_without_openat2`] under crun on cgroup v2.
+#[test]
+#[ignore = "crun on cgroup v2 needs CAP_SYS_RESOURCE: tests/vm.rs runs it in the systemd VM"]
+fn nvidia_caps_symlinked_crun_cgroup_v2() {
+    nvidia_caps_symlinked_on(false, &[Mode::CrunV2]);
+    nvidia_caps_symlinked_on(true, &[Mode::CrunV2]);
 }
 
 /// The image's ldconfig (every place one is looked for) and /bin/sh write a marker on the host
 /// if ever run there. migcage updates the ld cache without running anything: no ldconfig marker
 /// anywhere, no marker on the host, and the cache has the driver's libraries.
-#[test]
-fn image_ldconfig_is_never_run() {
-    for mode in Mode::ALL {
+fn image_ldconfig_is_never_run_in(modes: &[Mode]) {
+    for &mode in modes {
         if skip(mode, "image_ldconfig_is_never_run") {
             continue;
         }
@@ -411,12 +442,22 @@ fn image_ldconfig_is_never_run() {
     }
 }
 
+#[test]
+fn image_ldconfig_is_never_run() {
+    image_ldconfig_is_never_run_in(&Mode::OUTSIDE_VM);
+}
+
+#[test]
+#[ignore = "crun on cgroup v2 needs CAP_SYS_RESOURCE: tests/vm.rs runs it in the systemd VM"]
+fn image_ldconfig_is_never_run_crun_cgroup_v2() {
+    image_ldconfig_is_never_run_in(&[Mode::CrunV2]);
+}
+
 /// The image's /etc/ld.so.cache is a symlink to a host file, or a fifo. The symlink is replaced
 /// by a new cache (the host file is never read nor written); the fifo is a clear error, never a
 /// hang.
-#[test]
-fn image_ld_cache_hostile() {
-    for mode in Mode::ALL {
+fn image_ld_cache_hostile_in(modes: &[Mode]) {
+    for &mode in modes {
         if skip(mode, "image_ld_cache_hostile") {
             continue;
         }
@@ -449,4 +490,15 @@ fn image_ld_cache_hostile() {
             "{ctx}: {line}"
         );
     }
+}
+
+#[test]
+fn image_ld_cache_hostile() {
+    image_ld_cache_hostile_in(&Mode::OUTSIDE_VM);
+}
+
+#[test]
+#[ignore = "crun on cgroup v2 needs CAP_SYS_RESOURCE: tests/vm.rs runs it in the systemd VM"]
+fn image_ld_cache_hostile_crun_cgroup_v2() {
+    image_ld_cache_hostile_in(&[Mode::CrunV2]);
 }

@@ -52,7 +52,11 @@ const EXPECTED: &[Row] = &[
 const CRUN_V2_TESTS: &[(&str, &[&str])] = &[
     (
         "hook_e2e",
-        &["every_form_crun_cgroup_v2", "bad_requests_crun_cgroup_v2"],
+        &[
+            "every_form_crun_cgroup_v2",
+            "bad_requests_crun_cgroup_v2",
+            "hook_is_idempotent_across_stages_crun_cgroup_v2",
+        ],
     ),
     (
         "runtime_e2e",
@@ -66,6 +70,19 @@ const CRUN_V2_TESTS: &[(&str, &[&str])] = &[
         &[
             "capability_sets_crun_cgroup_v2",
             "nvidia_smi_sees_only_its_device_crun_cgroup_v2",
+            "none_gives_driver_files_but_no_device_crun_cgroup_v2",
+            "read_only_rootfs_works_crun_cgroup_v2",
+        ],
+    ),
+    (
+        "hostile_e2e",
+        &[
+            "library_dir_symlinked_out_crun_cgroup_v2",
+            "dev_symlinked_to_root_crun_cgroup_v2",
+            "library_target_symlinked_up_crun_cgroup_v2",
+            "nvidia_caps_symlinked_crun_cgroup_v2",
+            "image_ldconfig_is_never_run_crun_cgroup_v2",
+            "image_ld_cache_hostile_crun_cgroup_v2",
         ],
     ),
     ("fault_e2e", &["killed_at_every_step_crun_cgroup_v2"]),
