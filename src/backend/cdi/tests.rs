@@ -261,12 +261,25 @@ fn destinations() {
 
 #[test]
 fn a_fresh_spec_is_not_stale() {
-    let spec = gen(&inventory(), "nvidia.com/gpu");
+    // Whether /usr/bin/migcage exists depends on the machine (a package may be installed), so
+    // the hook is a file that surely exists, then one that surely does not.
+    let exe = std::env::current_exe().unwrap();
+    let with_hook = |path: &str| {
+        let mut o = opts("nvidia.com/gpu");
+        o.hook_path = path.into();
+        generate(&inventory(), Path::new("/dev"), &o).unwrap().spec
+    };
+    let spec = with_hook(exe.to_str().unwrap());
     let w = staleness(&spec, &spec);
-    // The hook path of the test spec does not exist here; nothing else differs.
+    assert!(w.is_empty(), "{w:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let gone = dir.path().join("migcage");
+    let spec = with_hook(gone.to_str().unwrap());
+    let w = staleness(&spec, &spec);
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(
-        w[0].contains("the hook /usr/bin/migcage does not exist"),
+        w[0].contains(&format!("the hook {} does not exist", gone.display())),
         "{w:?}"
     );
 }
