@@ -70,9 +70,11 @@ fn hook(host: &SimHost, id: &str, bundle: &Path) -> (i32, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // The hook refuses a pid in its own mount namespace or root cgroup: a stand-in init.
+    let init = common::FakeInit::new("");
     let state = format!(
         r#"{{"ociVersion":"1.0.2","id":"{id}","status":"creating","pid":{},"bundle":"{}"}}"#,
-        std::process::id(),
+        init.pid,
         bundle.display()
     );
     child

@@ -832,3 +832,51 @@ pub fn live_leases(state_dir: &Path, id: &str) -> Vec<String> {
         .map(|l| l.uuid)
         .collect()
 }
+
+/// A process standing in for a container's init, for tests that run `migcage hook` directly: in
+/// a mount namespace of its own and, on a host whose devices are on cgroup v1, in a devices
+/// cgroup of its own that denies everything (what a runtime gives a container). Killed, and its
+/// cgroup removed, when dropped.
+pub struct FakeInit {
+    child: std::process::Child,
+    pub pid: i32,
+    /// Its devices cgroup (v1), when the host has that hierarchy.
+    pub cgroup: Option<PathBuf>,
+}
+
+impl FakeInit {
+    /// `sh -c script` runs in the new mount namespace before it sleeps.
+    pub fn new(script: &str) -> FakeInit {
+        let child = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg(format!("{script} exec sleep 600"))
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        assert!(
+            wait_for(5, || std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c == "sleep\n")),
+            "the fake init did not start"
+        );
+        let devices = Path::new("/sys/fs/cgroup/devices");
+        let cgroup = devices.join("cgroup.procs").exists().then(|| {
+            let dir = devices.join(unique("migcage-fake-init"));
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(dir.join("devices.deny"), "a").unwrap();
+            std::fs::write(dir.join("cgroup.procs"), pid.to_string()).unwrap();
+            dir
+        });
+        FakeInit { child, pid, cgroup }
+    }
+}
+
+impl Drop for FakeInit {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(dir) = &self.cgroup {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}

@@ -315,6 +315,32 @@ struct ProcessRef<'a> {
     pid: u32,
 }
 
+/// Refuse, before anything is touched or leased, what no runtime sends for a container that asks
+/// for a device: a rootfs that is the host's `/`, or (from a stage that runs outside the
+/// container) a pid in the hook's own mount namespace or in the root device cgroup. A container
+/// that asks for nothing is left alone whatever its state says: the hook does nothing for it.
+fn refuse_forged(
+    config: &Config,
+    stage: Stage,
+    state: &State,
+    spec: &serde_json::Value,
+) -> Result<(), HookError> {
+    let asks_nothing =
+        crate::core::request::parse(spec, &config.requests).is_ok_and(|r| r.is_noop());
+    if asks_nothing {
+        return Ok(());
+    }
+    state::check_rootfs(&state.bundle, spec)?;
+    // Without a pid there is nothing to check; the work that needs one asks for it.
+    match state.pid {
+        Some(pid) if !runs_inside_container(stage, state) => {
+            state::check_process(Path::new(PROCESS_PROC), pid as i32)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Run the hook for `stage` with the state on `input`.
 pub fn run(config: &Config, stage: Stage, input: impl Read) -> Result<Outcome, HookError> {
     let start = Instant::now();
@@ -330,6 +356,7 @@ pub fn run(config: &Config, stage: Stage, input: impl Read) -> Result<Outcome, H
     }
     let spec = state::read_config(&state.bundle)?;
     crate::faultpoint::hit("after-parse");
+    refuse_forged(config, stage, &state, &spec)?;
     let holder = crate::host::lease::Holder {
         container: state.id.clone(),
         pid: init_host_pid(stage, &state),

@@ -37,6 +37,12 @@ pub enum StateError {
     ConfigTooLarge { path: PathBuf },
     #[error("the bundle's config {path} is not valid JSON ({message}); the runtime wrote a broken config.json")]
     ConfigParse { path: PathBuf, message: String },
+    #[error("bundle {bundle}: config.json's root.path {root:?} resolves to the host's /; no runtime runs a container on the host's root, so migcage touches nothing: give the container a root filesystem of its own")]
+    HostRoot { bundle: PathBuf, root: String },
+    #[error("the container state has pid {pid}, which is in migcage's own mount namespace; no runtime runs a container there, so migcage touches nothing: check the hook's configuration (the state must come from the runtime)")]
+    HostMountNamespace { pid: i32 },
+    #[error("the container state has pid {pid}, whose device cgroup is the root cgroup ({dir}); no runtime runs a container there, so migcage grants nothing: check the hook's configuration (the state must come from the runtime)")]
+    RootCgroup { pid: i32, dir: PathBuf },
 }
 
 /// The parts of the OCI state migcage uses.
@@ -61,11 +67,11 @@ impl State {
         }
         let mut s: State =
             serde_json::from_slice(bytes).map_err(|e| StateError::Parse(e.to_string()))?;
-        if s.id.is_empty() || s.id.len() > 1024 || s.id.contains(['/', '\0', '\n']) {
+        if !is_plain_id(&s.id) {
             return Err(StateError::Invalid {
                 field: "id",
                 value: s.id,
-                why: "a container id is 1 to 1024 characters without '/' or newlines",
+                why: "a container id is a plain name: 1 to 1024 characters, not \".\" or \"..\", without '/', NUL or newlines",
             });
         }
         if !s.bundle.is_absolute() {
@@ -112,6 +118,81 @@ impl State {
             None => Err(StateError::Invalid { field: "pid", value: "none".into(), why: "the container has no process yet; run migcage as a prestart, createRuntime or createContainer hook" }),
         }
     }
+}
+
+/// A container id a runtime sends: a plain name, usable as one path component (leases and logs
+/// are keyed by it).
+fn is_plain_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 1024 && id != "." && id != ".." && !id.contains(['/', '\0', '\n'])
+}
+
+/// Refuse a bundle no runtime sends: one whose root filesystem is the host's `/` (the same
+/// directory, by device and inode, also through symlinks or a bind mount). A root that cannot be
+/// read is left to the later steps, which name it.
+pub fn check_rootfs(bundle: &Path, spec: &serde_json::Value) -> Result<(), StateError> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(root) = rootfs_path(bundle, spec) else {
+        return Ok(());
+    };
+    let same =
+        |a: &std::fs::Metadata, b: &std::fs::Metadata| (a.dev(), a.ino()) == (b.dev(), b.ino());
+    match (std::fs::metadata(&root), std::fs::metadata("/")) {
+        (Ok(r), Ok(host)) if same(&r, &host) => Err(StateError::HostRoot {
+            bundle: bundle.to_path_buf(),
+            root: root.display().to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Refuse a pid no runtime sends to a hook that runs outside the container: a process in this
+/// process's own mount namespace (the nodes would be made on the host), or one whose device
+/// cgroup is the root cgroup (the grant would open the devices to the whole host). `proc_root`
+/// is the process procfs (`/proc`). A process that cannot be read is left to the steps that
+/// enter it, which name it (its namespace file is the one they open).
+pub fn check_process(proc_root: &Path, pid: i32) -> Result<(), StateError> {
+    use std::os::unix::fs::MetadataExt;
+    let ns = |p: PathBuf| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let mine = ns(proc_root.join("self/ns/mnt"));
+    let theirs = ns(proc_root.join(pid.to_string()).join("ns/mnt"));
+    if mine.is_some() && mine == theirs {
+        return Err(StateError::HostMountNamespace { pid });
+    }
+    match root_device_cgroup(proc_root, pid) {
+        Some(dir) => Err(StateError::RootCgroup { pid, dir }),
+        None => Ok(()),
+    }
+}
+
+/// The directory of `pid`'s device cgroup when that cgroup is the root of its hierarchy (as this
+/// process's cgroup namespace names it). The hierarchy is the one the grant would write to
+/// ([`crate::host::cgroup::device_cgroup_from`]); a cgroup that cannot be found is left to the
+/// grant, which names the files.
+fn root_device_cgroup(proc_root: &Path, pid: i32) -> Option<PathBuf> {
+    use crate::host::cgroup::{self, DeviceCgroup};
+    let cgroup_file = proc_root.join(pid.to_string()).join("cgroup");
+    let mountinfo_file = proc_root.join("self/mountinfo");
+    let lines =
+        cgroup::parse_proc_cgroup(&std::fs::read_to_string(&cgroup_file).ok()?, &cgroup_file)
+            .ok()?;
+    let mounts = cgroup::parse_mountinfo(
+        &std::fs::read_to_string(&mountinfo_file).ok()?,
+        &mountinfo_file,
+    )
+    .ok()?;
+    let found = cgroup::device_cgroup_from(&lines, &mounts, &cgroup_file, &mountinfo_file).ok()?;
+    let (v1, dir) = match found {
+        DeviceCgroup::V1(d) => (true, d),
+        DeviceCgroup::V2(d) => (false, d),
+    };
+    let line = lines.iter().find(|l| {
+        if v1 {
+            l.hierarchy_id != 0 && l.controllers.iter().any(|c| c == "devices")
+        } else {
+            l.hierarchy_id == 0 && l.controllers.is_empty()
+        }
+    })?;
+    (line.path == Path::new("/")).then_some(dir)
 }
 
 /// Read the bundle's config.json as JSON (a `Value`, so that fields migcage does not know survive),
@@ -168,6 +249,9 @@ mod tests {
             (b"[1,2]", "not valid OCI state JSON"),
             (b"{\"id\":\"\",\"bundle\":\"/b\"}", "has id \"\""),
             (b"{\"id\":\"a/b\",\"bundle\":\"/b\"}", "has id \"a/b\""),
+            (b"{\"id\":\".\",\"bundle\":\"/b\"}", "has id \".\""),
+            (b"{\"id\":\"..\",\"bundle\":\"/b\"}", "has id \"..\""),
+            (b"{\"id\":\"a\\u0000b\",\"bundle\":\"/b\"}", "a plain name"),
             (
                 b"{\"id\":\"c\",\"bundle\":\"rel\"}",
                 "bundle must be an absolute path",
@@ -228,5 +312,88 @@ mod tests {
         let abs = serde_json::json!({"root": {"path": "/x/rootfs"}});
         assert_eq!(rootfs_path(d.path(), &abs).unwrap(), Path::new("/x/rootfs"));
         assert!(rootfs_path(d.path(), &serde_json::json!({})).is_none());
+    }
+
+    #[test]
+    fn a_rootfs_that_is_the_hosts_root_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("rootfs")).unwrap();
+        std::os::unix::fs::symlink("/", d.path().join("slash")).unwrap();
+        let spec = |p: &str| serde_json::json!({"root": {"path": p}});
+        for root in ["/", "/.", "slash", "rootfs/../../../../../../../.."] {
+            let e = check_rootfs(d.path(), &spec(root)).unwrap_err().to_string();
+            assert!(e.contains("resolves to the host's /"), "{root}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        for root in ["rootfs", "missing"] {
+            assert!(check_rootfs(d.path(), &spec(root)).is_ok(), "{root}");
+        }
+        assert!(check_rootfs(d.path(), &serde_json::json!({})).is_ok());
+    }
+
+    /// A fake procfs: `self` and pid 42, each with its own `ns/mnt` file (or one shared), 42's
+    /// cgroup file, and this process's mountinfo.
+    fn fake_proc(shared_ns: bool, cgroup: &str, mountinfo: &str) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for p in ["self/ns", "42/ns"] {
+            std::fs::create_dir_all(d.path().join(p)).unwrap();
+        }
+        std::fs::write(d.path().join("self/ns/mnt"), b"").unwrap();
+        if shared_ns {
+            std::fs::hard_link(d.path().join("self/ns/mnt"), d.path().join("42/ns/mnt")).unwrap();
+        } else {
+            std::fs::write(d.path().join("42/ns/mnt"), b"").unwrap();
+        }
+        std::fs::write(d.path().join("42/cgroup"), cgroup).unwrap();
+        std::fs::write(d.path().join("self/mountinfo"), mountinfo).unwrap();
+        d
+    }
+
+    const HYBRID: &str = "\
+27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+36 31 0:33 / /sys/fs/cgroup/devices rw,relatime - cgroup cgroup rw,devices
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+    const UNIFIED: &str = "\
+27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+41 31 0:38 / /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn a_pid_in_the_hooks_mount_namespace_or_root_cgroup_is_refused() {
+        let p = fake_proc(true, "5:devices:/c1\n0::/c1\n", HYBRID);
+        let e = check_process(p.path(), 42).unwrap_err().to_string();
+        assert!(
+            e.contains("pid 42, which is in migcage's own mount namespace"),
+            "{e}"
+        );
+        // The hierarchy that governs devices decides: v1 devices on a hybrid host...
+        let p = fake_proc(false, "5:devices:/\n0::/c1\n", HYBRID);
+        let e = check_process(p.path(), 42).unwrap_err().to_string();
+        assert!(
+            e.contains("is the root cgroup (/sys/fs/cgroup/devices)"),
+            "{e}"
+        );
+        assert!(
+            check_process(fake_proc(false, "5:devices:/c1\n0::/\n", HYBRID).path(), 42).is_ok()
+        );
+        // ...cgroup2 where no v1 devices hierarchy is visible (runc in a private cgroup2 mount
+        // leaves the v1 line at the root).
+        let p = fake_proc(false, "5:devices:/\n0::/\n", UNIFIED);
+        let e = check_process(p.path(), 42).unwrap_err().to_string();
+        assert!(e.contains("is the root cgroup (/sys/fs/cgroup)"), "{e}");
+        assert!(check_process(
+            fake_proc(false, "5:devices:/\n0::/c1\n", UNIFIED).path(),
+            42
+        )
+        .is_ok());
+        // A process that is gone is left to the steps that enter it.
+        assert!(check_process(p.path(), 43).is_ok());
+        // The real procfs: this test's own pid shares its mount namespace.
+        let me = std::process::id() as i32;
+        assert!(matches!(
+            check_process(Path::new("/proc"), me),
+            Err(StateError::HostMountNamespace { .. })
+        ));
     }
 }
