@@ -116,15 +116,9 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-/// Does the spec give the container its own user namespace?
-pub fn has_user_namespace(spec: &serde_json::Value) -> bool {
-    spec.pointer("/linux/namespaces")
-        .and_then(|n| n.as_array())
-        .is_some_and(|a| {
-            a.iter()
-                .any(|ns| ns.get("type").and_then(|t| t.as_str()) == Some("user"))
-        })
-}
+/// Does the spec give the container its own user namespace? (The one reading, which also decides
+/// privilege.)
+pub use crate::core::request::has_user_namespace;
 
 /// The source of a spec mount that binds a host directory on the container's /dev, where
 /// migcage creates device nodes: it would create them on the host.

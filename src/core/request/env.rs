@@ -127,6 +127,7 @@ pub(super) fn mig_devices(
         return Err(RequestError::NeedsPrivileged {
             var,
             value: value.clone(),
+            why: view.unprivileged_why,
         });
     }
     match parse_list(value, Syntax::Gpus) {

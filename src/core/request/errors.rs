@@ -30,12 +30,16 @@ pub enum RequestError {
         second: String,
         second_value: String,
     },
-    /// MIG config / monitor asked for by an unprivileged container.
+    /// MIG config / monitor asked for by a container without privilege on the host.
     #[error(
-        "{var}={} requires a privileged container (CAP_SYS_ADMIN); unset {var} or run the container privileged",
+        "{var}={} requires a privileged container (CAP_SYS_ADMIN), but {why}; unset {var} or run the container privileged, without a user namespace",
         shown(.value)
     )]
-    NeedsPrivileged { var: &'static str, value: String },
+    NeedsPrivileged {
+        var: &'static str,
+        value: String,
+        why: &'static str,
+    },
     /// The env var points at the volume-mounts list, but there is none.
     #[error(
         "{VISIBLE_DEVICES}={} says the device list is in mounts under {DEVICE_LIST_DIR}, but no mount is there; mount /dev/null on {DEVICE_LIST_DIR}/<id> for each device, or set {VISIBLE_DEVICES} to the list itself",

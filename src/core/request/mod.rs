@@ -10,7 +10,7 @@
 //! fail a container over a field it never reads. The runtime wrapper round-trips config.json as a
 //! `Value` anyway, so one parse serves both. Only the fields read here are checked, and only for
 //! their shape: `process.env`, `process.capabilities.bounding`, `annotations`,
-//! `mounts[].destination`.
+//! `mounts[].destination` (and `linux.namespaces`, whose wrong shape only means no privilege).
 //!
 //! # Where the device list comes from
 //!
@@ -55,7 +55,9 @@
 //! # The rest of the request
 //!
 //! * Privileged: `CAP_SYS_ADMIN` in `process.capabilities.bounding` (the reference toolkit's
-//!   rule).
+//!   rule) and no user namespace in `linux.namespaces`: the capability inside a container's own
+//!   user namespace is that namespace's, not the host's. Every back end parses through here, so
+//!   the rule is the same for the hook, the runtime wrapper and CDI.
 //! * `NVIDIA_MIG_CONFIG_DEVICES` / `NVIDIA_MIG_MONITOR_DEVICES`: `all` or a comma list of GPU
 //!   indexes and `GPU-` UUIDs; a non-empty value needs a privileged container.
 //! * `NVIDIA_DRIVER_CAPABILITIES`: a comma list of `compute`, `utility`, `video`, `graphics`,
@@ -93,6 +95,7 @@ use crate::config::RequestPolicy;
 pub use capabilities::DriverCapabilities;
 pub use errors::RequestError;
 pub use selector::DeviceSelector;
+pub use spec_view::has_user_namespace;
 pub use types::{Devices, Request, Source, SourceSelection};
 
 /// The device list variable.

@@ -7,6 +7,24 @@ use serde_json::Value;
 use super::RequestError;
 
 const CAP_SYS_ADMIN: &str = "CAP_SYS_ADMIN";
+/// Why a container without the capability is not privileged.
+pub(super) const NO_CAP_SYS_ADMIN: &str =
+    "the container does not have CAP_SYS_ADMIN in its bounding set";
+/// Why a container with the capability in a user namespace of its own is not privileged.
+pub(super) const OWN_USER_NAMESPACE: &str = "the container has CAP_SYS_ADMIN only inside its own user namespace (linux.namespaces has \"user\"), which is no privilege on the host";
+
+/// Does the spec give the container a user namespace of its own (`linux.namespaces` has an entry
+/// of type `user`, new or joined)? A `linux.namespaces` of the wrong shape counts as one: the
+/// answer decides privilege, and a broken spec gets none.
+pub fn has_user_namespace(spec: &Value) -> bool {
+    match spec.pointer("/linux/namespaces") {
+        None | Some(Value::Null) => false,
+        Some(Value::Array(list)) => list
+            .iter()
+            .any(|ns| ns.get("type").and_then(Value::as_str) == Some("user") || !ns.is_object()),
+        Some(_) => true,
+    }
+}
 
 /// The fields of config.json this module reads.
 pub(super) struct SpecView {
@@ -14,7 +32,11 @@ pub(super) struct SpecView {
     pub(super) env: BTreeMap<String, String>,
     pub(super) annotations: BTreeMap<String, String>,
     pub(super) destinations: Vec<String>,
+    /// Privilege on the host: `CAP_SYS_ADMIN` in the bounding set and no user namespace of its
+    /// own (where the capability is only the namespace's).
     pub(super) privileged: bool,
+    /// Why the container is not privileged, when it is not.
+    pub(super) unprivileged_why: &'static str,
 }
 
 impl SpecView {
@@ -27,9 +49,17 @@ impl SpecView {
         if process.is_some_and(|p| !p.is_object()) {
             return Err(bad("process", "is not an object", "an object"));
         }
+        let env = read_env(process)?;
+        let cap_sys_admin = read_cap_sys_admin(process)?;
+        let user_namespace = has_user_namespace(spec);
         Ok(SpecView {
-            env: read_env(process)?,
-            privileged: read_privileged(process)?,
+            env,
+            privileged: cap_sys_admin && !user_namespace,
+            unprivileged_why: if !cap_sys_admin {
+                NO_CAP_SYS_ADMIN
+            } else {
+                OWN_USER_NAMESPACE
+            },
             annotations: read_annotations(spec)?,
             destinations: read_destinations(spec)?,
         })
@@ -74,7 +104,7 @@ fn read_env(process: Option<&Value>) -> Result<BTreeMap<String, String>, Request
 }
 
 /// `CAP_SYS_ADMIN` in `process.capabilities.bounding`.
-fn read_privileged(process: Option<&Value>) -> Result<bool, RequestError> {
+fn read_cap_sys_admin(process: Option<&Value>) -> Result<bool, RequestError> {
     let bounding = process
         .and_then(|p| p.get("capabilities"))
         .and_then(|c| c.get("bounding"))

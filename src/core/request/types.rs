@@ -57,7 +57,8 @@ pub struct Request {
     pub mig_config: Option<Vec<DeviceSelector>>,
     /// `NVIDIA_MIG_MONITOR_DEVICES`: `All`, `GpuIndex` and `GpuUuid` selectors only.
     pub mig_monitor: Option<Vec<DeviceSelector>>,
-    /// CAP_SYS_ADMIN in the bounding set.
+    /// Privileged on the host: CAP_SYS_ADMIN in the bounding set and no user namespace of its
+    /// own in `linux.namespaces` (CAP_SYS_ADMIN in a child user namespace is not host privilege).
     pub privileged: bool,
     /// What was ignored and why, for `migcage explain` and the log.
     pub notes: Vec<String>,

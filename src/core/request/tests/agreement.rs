@@ -179,6 +179,64 @@ fn privileged_is_cap_sys_admin_in_the_bounding_set() {
     );
 }
 
+/// `spec` with a user namespace of its own (and uid/gid mappings, as runc needs).
+fn in_user_namespace(mut s: Value) -> Value {
+    s["linux"] = json!({
+        "namespaces": [{"type": "pid"}, {"type": "user"}, {"type": "mount"}],
+        "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+        "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    });
+    s
+}
+
+#[test]
+fn cap_sys_admin_in_a_user_namespace_is_not_privilege() {
+    assert!(!ok(&in_user_namespace(spec(&[], &[], &[], true))).privileged);
+    // Joining an existing user namespace is one too.
+    let mut s = spec(&[], &[], &[], true);
+    s["linux"] = json!({"namespaces": [{"type": "user", "path": "/proc/42/ns/user"}]});
+    assert!(!ok(&s).privileged);
+    // Other namespaces leave the host's privilege alone.
+    s["linux"] = json!({"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "network"}]});
+    assert!(ok(&s).privileged);
+    // A namespace list of the wrong shape is no proof of the host's user namespace.
+    for bad in [json!("user"), json!([1]), json!({"type": "user"})] {
+        s["linux"] = json!({ "namespaces": bad });
+        assert!(!ok(&s).privileged, "{bad}");
+        assert!(has_user_namespace(&s), "{bad}");
+    }
+    s["linux"] = json!({"namespaces": null});
+    assert!(ok(&s).privileged);
+}
+
+#[test]
+fn mig_config_and_monitor_need_host_privilege() {
+    for var in [
+        "NVIDIA_MIG_CONFIG_DEVICES=all",
+        "NVIDIA_MIG_MONITOR_DEVICES=all",
+    ] {
+        let s = in_user_namespace(spec(&["NVIDIA_VISIBLE_DEVICES=0:1", var], &[], &[], true));
+        let e = parse(&s, &RequestPolicy::default()).unwrap_err();
+        assert!(
+            matches!(e, RequestError::NeedsPrivileged { why, .. } if why == spec_view::OWN_USER_NAMESPACE),
+            "{var}: {e}"
+        );
+        let line = e.to_string();
+        assert!(
+            line.contains("requires a privileged container (CAP_SYS_ADMIN), but the container has CAP_SYS_ADMIN only inside its own user namespace"),
+            "{line}"
+        );
+        assert!(
+            line.contains("without a user namespace") && !line.contains('\n'),
+            "{line}"
+        );
+        // The same spec without the user namespace is honoured.
+        let mut host = s.clone();
+        host["linux"] = json!({"namespaces": [{"type": "pid"}, {"type": "mount"}]});
+        assert!(parse(&host, &RequestPolicy::default()).is_ok(), "{var}");
+    }
+}
+
 #[test]
 fn mig_config_and_monitor() {
     use DeviceSelector::*;

@@ -207,7 +207,7 @@ fn other_variable_cases() -> Vec<BadCase> {
             vec![],
             false,
             vec![
-                r#"NVIDIA_MIG_MONITOR_DEVICES="all" requires a privileged container (CAP_SYS_ADMIN); unset NVIDIA_MIG_MONITOR_DEVICES"#,
+                r#"NVIDIA_MIG_MONITOR_DEVICES="all" requires a privileged container (CAP_SYS_ADMIN), but the container does not have CAP_SYS_ADMIN in its bounding set; unset NVIDIA_MIG_MONITOR_DEVICES"#,
             ],
         ),
         (
