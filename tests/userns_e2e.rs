@@ -1,6 +1,10 @@
-//! User-namespaced containers end to end: real runc runs busybox containers with a user
-//! namespace of their own (uid and gid 0 mapped to 100000 on the host), with `migcage hook` and
-//! with `migcage runtime`. A container with `CAP_SYS_ADMIN` only inside its user namespace is refused the MIG
+//! User-namespaced containers end to end: real runc (cgroup v1 and v2) runs busybox containers
+//! with a user namespace of their own (uid and gid 0 mapped to 100000 on the host, the usual /dev
+//! tmpfs, which the kernel then owns to the container's user namespace), with `migcage hook` and
+//! with `migcage runtime`. There `mknod` is impossible and the hook's own ids cannot own a file
+//! in the container's /dev (EOVERFLOW): the hook bind-mounts the host's checked nodes, making
+//! the mount targets as the container's root. The probe proves the container has exactly its
+//! device. A container with `CAP_SYS_ADMIN` only inside its user namespace is refused the MIG
 //! config and monitor capabilities.
 
 mod common;
@@ -83,6 +87,121 @@ fn run(mode: Mode, via: Via, b: &Bundle, host: &SimHost) -> common::Run {
             common::run_script(mode, b, host, &id, &script)
         }
     }
+}
+
+/// `r` with the probe's EACCES on a host node that others may not read (`/hostdev/...`) counted
+/// as the refusal it is. In a user namespace the container's root is nobody to the host's nodes
+/// (owned by the host's root), so the file mode refuses such a node before the cgroup is asked;
+/// every other node of the host must still be refused by the cgroup (EPERM).
+fn mode_refusals_as_eperm(r: common::Run, host: &SimHost) -> common::Run {
+    use std::os::unix::fs::MetadataExt;
+    let text = r.stdout();
+    let mut out = String::new();
+    for line in text.lines() {
+        let denied_by_mode = line
+            .strip_prefix("OPEN /hostdev/")
+            .and_then(|l| l.strip_suffix(" EACCES"))
+            .and_then(|rel| std::fs::metadata(host.dev().join(rel)).ok())
+            .is_some_and(|m| m.mode() & 0o004 == 0);
+        if denied_by_mode {
+            out.push_str(&line.replace(" EACCES", " EPERM"));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    let mut output = r.output;
+    output.stdout = out.into_bytes();
+    common::Run { id: r.id, output }
+}
+
+/// The probe in a user-namespaced container asking for `0:1`, then for `0:3` and the whole
+/// GPU 1 of another host: exactly those devices, every other node refused, on the first try.
+fn gets_exactly_its_device(mode: Mode, via: Via) {
+    let test = format!("gets_exactly_its_device {mode:?} {via:?}");
+    if let Some(why) = mode.unavailable() {
+        common::skip(&format!("{test}: {why}"));
+        return;
+    }
+    let host = SimHost::new("a100-7x1g");
+    let listing = host.list();
+    for (ask, names) in [("0:1", vec!["0:1"]), ("0:3,0:5", vec!["0:3", "0:5"])] {
+        let b = bundle(
+            &host,
+            via,
+            &[&format!("NVIDIA_VISIBLE_DEVICES={ask}")],
+            PROBE,
+        );
+        let r = mode_refusals_as_eperm(run(mode, via, &b, &host), &host);
+        let ctx = format!("{test} {ask} ({})", r.id);
+        assert!(r.ok(), "{ctx}: container failed: {}", r.stderr());
+        common::assert_sees_exactly(&r, &host, &listing, &names, &ctx);
+    }
+    let two = SimHost::new("two-gpus-one-mig");
+    let l2 = two.list();
+    let b = bundle(&two, via, &["NVIDIA_VISIBLE_DEVICES=1"], PROBE);
+    let r = mode_refusals_as_eperm(run(mode, via, &b, &two), &two);
+    let ctx = format!("{test} whole GPU 1 ({})", r.id);
+    assert!(r.ok(), "{ctx}: container failed: {}", r.stderr());
+    common::assert_sees_exactly(&r, &two, &l2, &["1"], &ctx);
+}
+
+#[test]
+fn hook_runc_cgroup_v1() {
+    gets_exactly_its_device(Mode::RuncV1, Via::Hook);
+}
+
+#[test]
+fn hook_runc_cgroup_v2() {
+    gets_exactly_its_device(Mode::RuncV2, Via::Hook);
+}
+
+#[test]
+fn runtime_runc_cgroup_v1() {
+    gets_exactly_its_device(Mode::RuncV1, Via::Runtime);
+}
+
+#[test]
+fn runtime_runc_cgroup_v2() {
+    gets_exactly_its_device(Mode::RuncV2, Via::Runtime);
+}
+
+/// The nodes in the container are the host's own (bind mounts, not nodes the hook made), and
+/// what the hook made in the container's /dev (the nvidia-caps directory) belongs to the
+/// container's root; the host's nodes stay as they were.
+#[test]
+fn the_nodes_are_the_hosts_and_the_directories_the_containers() {
+    let test = "the_nodes_are_the_hosts_and_the_directories_the_containers";
+    if let Some(why) = Mode::RuncV1.unavailable() {
+        common::skip(&format!("{test}: {why}"));
+        return;
+    }
+    let host = SimHost::new("a100-7x1g");
+    let before = host.all_nodes();
+    let script = "stat -c 'OWNER %n %u:%g' /dev/nvidia-caps /dev/nvidiactl; grep ' /dev/nvidia' /proc/self/mountinfo | sed 's/^/MOUNT /'";
+    let b = bundle(&host, Via::Hook, &["NVIDIA_VISIBLE_DEVICES=0:1"], script);
+    let r = common::run(Mode::RuncV1, &b, &host);
+    assert!(r.ok(), "{test}: {}", r.stderr());
+    let owners = r.prefixed("OWNER ");
+    // The directory the hook made is the container root's; the node is the host's, whose
+    // owner (host root) the user namespace does not map.
+    assert_eq!(
+        owners,
+        ["/dev/nvidia-caps 0:0", "/dev/nvidiactl 65534:65534"],
+        "{test}"
+    );
+    let mounts = r.prefixed("MOUNT ");
+    for node in ["/dev/nvidiactl", "/dev/nvidia0", "/dev/nvidia-uvm"] {
+        let line = mounts
+            .iter()
+            .find(|l| l.split_whitespace().nth(4) == Some(node))
+            .unwrap_or_else(|| panic!("{test}: {node} is not a mount: {mounts:?}"));
+        let opts = line.split_whitespace().nth(5).unwrap();
+        for flag in ["ro", "nosuid", "noexec"] {
+            assert!(opts.split(',').any(|o| o == flag), "{test}: {line}");
+        }
+    }
+    assert_eq!(host.all_nodes(), before, "{test}: the host's nodes");
 }
 
 /// `CAP_SYS_ADMIN` inside the container's own user namespace is no privilege on the host: MIG

@@ -298,7 +298,7 @@ pub struct Bundle {
 pub const PROBE: &str = r#"
 probe() { out=$(cat "$1" 2>&1 </dev/null); case "$out" in
   *"No such device or address"*) r=ENXIO;; *"Operation not permitted"*) r=EPERM;;
-  *"No such file"*) r=ENOENT;; *) r="OTHER";; esac; echo "OPEN $1 $r"; }
+  *"No such file"*) r=ENOENT;; *"Permission denied"*) r=EACCES;; *) r="OTHER";; esac; echo "OPEN $1 $r"; }
 for f in /dev/nvidia* /dev/nvidia-caps/*; do [ -e "$f" ] && [ ! -d "$f" ] && stat -c 'NODE %n %t:%T %a' "$f"; done
 for f in /hostdev/nvidia* /hostdev/nvidia-caps/*; do [ -c "$f" ] && probe "$f"; done
 for f in /dev/nvidia* /dev/nvidia-caps/*; do [ -c "$f" ] && probe "$f"; done
@@ -423,7 +423,7 @@ impl Run {
             .collect()
     }
 
-    /// `OPEN` lines: path -> ENXIO / EPERM / ENOENT / OTHER.
+    /// `OPEN` lines: path -> ENXIO / EPERM / ENOENT / EACCES / OTHER.
     pub fn opens(&self) -> BTreeMap<String, String> {
         self.stdout()
             .lines()

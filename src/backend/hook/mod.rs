@@ -9,6 +9,7 @@
 pub mod cgroup;
 pub mod container;
 pub mod entry;
+pub mod host_nodes;
 pub mod state;
 pub mod systemd;
 
@@ -230,6 +231,12 @@ fn apply_plan(
         let pid = container_pid(stage, state)?;
         let work = container_work(config, &state.bundle, spec, plan)?;
         let id = state.id.clone();
+        if work.bind_nodes && !runs_inside_container(stage, state) {
+            host_nodes::ensure_host_nodes(&work.nodes).map_err(|message| HookError::Container {
+                id: id.clone(),
+                message,
+            })?;
+        }
         let hook_pid = std::process::id();
         let applied = crate::sys::nsenter::in_mount_namespace(pid, || {
             crate::faultpoint::hit_in_helper("ns-before-nodes", hook_pid);

@@ -1,6 +1,7 @@
 //! The rootfs operations through the recording double: each errno path, without root.
 
 use nix::errno::Errno;
+use nix::mount::MsFlags;
 use nix::sys::stat::makedev;
 
 use super::test::{Node, RecordingRootfs, RootfsCall};
@@ -288,4 +289,118 @@ fn a_failed_rename_leaves_no_temporary_name() {
         )
     );
     assert_eq!(double.paths(), ["/", "/usr", "/usr/lib"]);
+}
+
+/// A user-namespaced container's /dev: a tmpfs mounted in its user namespace, whose files the
+/// hook's ids (unmapped there) cannot own.
+fn userns_dev() -> RecordingRootfs {
+    RecordingRootfs::new()
+        .with("/dev", Node::Dir)
+        .with_mount("/dev", 2)
+        .with_userns_fs("/dev", (100000, 100000))
+        .with_host(
+            Path::new("/host/dev/nvidia-cap12"),
+            Node::Char(makedev(509, 12)),
+        )
+}
+
+#[test]
+fn in_a_user_namespaces_dev_objects_are_made_as_its_owner() {
+    let double = userns_dev();
+    let r = open(&double);
+    r.allow_writes_in("/dev").unwrap();
+    let flags = MountFlags {
+        readonly: true,
+        nodev: false,
+        noexec: true,
+    };
+    assert!(r
+        .bind_mount(
+            Path::new("/host/dev/nvidia-cap12"),
+            "/dev/nvidia-caps/nvidia-cap12",
+            flags
+        )
+        .unwrap());
+    let ids: Vec<(RootfsCall, Result<(), Errno>)> = double
+        .log()
+        .into_iter()
+        .filter(|(c, _)| {
+            matches!(
+                c,
+                RootfsCall::Mkdirat { .. }
+                    | RootfsCall::Openat { .. }
+                    | RootfsCall::SetFsIds { .. }
+            )
+        })
+        .collect();
+    let as_owner = RootfsCall::SetFsIds {
+        uid: 100000,
+        gid: 100000,
+    };
+    let back = RootfsCall::SetFsIds { uid: 0, gid: 0 };
+    let mkdir = RootfsCall::Mkdirat {
+        at: "/dev".into(),
+        name: "nvidia-caps".into(),
+    };
+    let create = RootfsCall::Openat {
+        at: "/dev/nvidia-caps".into(),
+        name: "nvidia-cap12".into(),
+        flags: OFlag::O_CREAT
+            | OFlag::O_EXCL
+            | OFlag::O_WRONLY
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_CLOEXEC,
+    };
+    assert_eq!(
+        ids,
+        [
+            (mkdir.clone(), Err(Errno::EOVERFLOW)),
+            (as_owner.clone(), Ok(())),
+            (mkdir, Ok(())),
+            (back.clone(), Ok(())),
+            (create.clone(), Err(Errno::EOVERFLOW)),
+            (as_owner, Ok(())),
+            (create, Ok(())),
+            (back, Ok(())),
+        ]
+    );
+    // The hook's own ids again, and the node bind-mounted, then remounted ro, nosuid, noexec.
+    assert_eq!(double.fs_ids(), (0, 0));
+    assert_eq!(
+        double.node("/dev/nvidia-caps/nvidia-cap12"),
+        Some(Node::File)
+    );
+    let remount = MsFlags::MS_REMOUNT
+        | MsFlags::MS_BIND
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NOEXEC
+        | MsFlags::MS_RDONLY;
+    assert!(double.calls().contains(&RootfsCall::Mount {
+        source: None,
+        target: "/dev/nvidia-caps/nvidia-cap12".into(),
+        flags: remount
+    }));
+}
+
+#[test]
+fn a_create_that_cannot_take_the_owners_ids_fails_and_makes_nothing() {
+    let double = userns_dev().fail(Errno::EPERM, |c| {
+        matches!(c, RootfsCall::SetFsIds { uid: 100000, .. })
+    });
+    let r = open(&double);
+    r.allow_writes_in("/dev").unwrap();
+    let e = r.ensure_file("/dev/nvidiactl", 0o644).unwrap_err();
+    assert_eq!(
+        one_line(&e),
+        format!("create file /dev/nvidiactl inside the container rootfs {ROOT}: EPERM: Operation not permitted")
+    );
+    assert_eq!(double.node("/dev/nvidiactl"), None);
+    assert_eq!(double.fs_ids(), (0, 0));
+    // Outside the user namespace's filesystem nothing changes ids.
+    let double = RecordingRootfs::new();
+    open(&double).ensure_file("/etc/x", 0o644).unwrap();
+    assert!(!double
+        .calls()
+        .iter()
+        .any(|c| matches!(c, RootfsCall::SetFsIds { .. })));
 }

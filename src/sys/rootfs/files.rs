@@ -11,19 +11,18 @@ use nix::sys::stat::{Mode, SFlag};
 use super::{io_errno, kind_name, Rootfs, RootfsError};
 
 impl Rootfs<'_> {
-    /// `openat(dir, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, mode)`.
+    /// `openat(dir, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, mode)`, as
+    /// `dir`'s owner where the hook's ids cannot own a file there ([`Rootfs::create_in`]).
     pub(super) fn create_excl(
         &self,
         dir: &OwnedFd,
         name: &str,
         mode: u32,
     ) -> Result<OwnedFd, Errno> {
-        self.sys.openat(
-            dir.as_fd(),
-            name,
-            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(mode),
-        )
+        let flags =
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let mode = Mode::from_bits_truncate(mode);
+        self.create_in(dir, || self.sys.openat(dir.as_fd(), name, flags, mode))
     }
 
     /// A name for a temporary sibling of `name`, private to this process.

@@ -34,6 +34,8 @@ fn stat(st: &FileStat) -> Stat {
         dev: st.st_dev,
         ino: st.st_ino,
         size: st.st_size,
+        uid: st.st_uid,
+        gid: st.st_gid,
     }
 }
 
@@ -146,6 +148,8 @@ impl RootfsSyscall for LinuxRootfs {
             dev: m.dev(),
             ino: m.ino(),
             size: i64::try_from(m.size()).unwrap_or(i64::MAX),
+            uid: m.uid(),
+            gid: m.gid(),
         })
     }
 
@@ -178,6 +182,22 @@ impl RootfsSyscall for LinuxRootfs {
             name,
             nix::unistd::UnlinkatFlags::NoRemoveDir,
         )
+    }
+
+    fn set_fs_ids(&self, uid: u32, gid: u32) -> Result<(u32, u32), Errno> {
+        use nix::unistd::{setfsgid, setfsuid, Gid, Uid};
+        // Both calls return the previous id whether or not they worked; asking again (with an
+        // id that is never valid, which changes nothing) says whether the new one took.
+        let old_gid = setfsgid(Gid::from_raw(gid)).as_raw();
+        let old_uid = setfsuid(Uid::from_raw(uid)).as_raw();
+        let now_gid = setfsgid(Gid::from_raw(u32::MAX)).as_raw();
+        let now_uid = setfsuid(Uid::from_raw(u32::MAX)).as_raw();
+        if (now_uid, now_gid) != (uid, gid) {
+            setfsgid(Gid::from_raw(old_gid));
+            setfsuid(Uid::from_raw(old_uid));
+            return Err(Errno::EPERM);
+        }
+        Ok((old_uid, old_gid))
     }
 
     fn mount(

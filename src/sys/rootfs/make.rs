@@ -27,10 +27,8 @@ impl Rootfs<'_> {
                         format!("/{}", parts[..i].join("/"))
                     };
                     self.check_writable(&dir, &at)?;
-                    match self
-                        .sys
-                        .mkdirat(dir.as_fd(), parts[i], Mode::from_bits_truncate(mode))
-                    {
+                    let mode = Mode::from_bits_truncate(mode);
+                    match self.create_in(&dir, || self.sys.mkdirat(dir.as_fd(), parts[i], mode)) {
                         Ok(()) | Err(Errno::EEXIST) => {}
                         Err(e) => return Err(err(e)),
                     }
@@ -82,13 +80,11 @@ impl Rootfs<'_> {
     ) -> Result<bool, RootfsError> {
         let (dir, name) = self.parent(path)?;
         let dev = makedev(u64::from(major), u64::from(minor));
-        let created = match self.sys.mknodat(
-            dir.as_fd(),
-            name,
-            SFlag::S_IFCHR,
-            Mode::from_bits_truncate(mode),
-            dev,
-        ) {
+        let mode = Mode::from_bits_truncate(mode);
+        let created = match self.create_in(&dir, || {
+            self.sys
+                .mknodat(dir.as_fd(), name, SFlag::S_IFCHR, mode, dev)
+        }) {
             Ok(()) => true,
             Err(Errno::EEXIST) => {
                 let st = self
@@ -164,9 +160,10 @@ impl Rootfs<'_> {
         }
         let tmp = Self::temp_name(name);
         self.clear_temp(&dir, &tmp);
-        self.sys
-            .symlinkat(target, dir.as_fd(), tmp.as_str())
-            .map_err(self.op_err("create symlink", path))?;
+        self.create_in(&dir, || {
+            self.sys.symlinkat(target, dir.as_fd(), tmp.as_str())
+        })
+        .map_err(self.op_err("create symlink", path))?;
         if let Err(e) = self.sys.renameat(dir.as_fd(), tmp.as_str(), name) {
             self.clear_temp(&dir, &tmp);
             return Err(self.op_err("rename symlink into place at", path)(e));

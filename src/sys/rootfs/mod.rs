@@ -232,6 +232,27 @@ impl<'s> Rootfs<'s> {
         }
     }
 
+    /// Run `create`, a call that makes an object in `dir`. Where it fails with EOVERFLOW (`dir`
+    /// is on a filesystem mounted in the container's user namespace, say the /dev tmpfs of a
+    /// user-namespaced container, which cannot own a file of the hook's ids, unmapped there), it
+    /// runs once more as `dir`'s owner (`setfsuid`/`setfsgid`; the ids are the hook's own again
+    /// after it): the object is then the container's, as if its root had made it.
+    pub(super) fn create_in<T>(
+        &self,
+        dir: &OwnedFd,
+        mut create: impl FnMut() -> Result<T, Errno>,
+    ) -> Result<T, Errno> {
+        match create() {
+            Err(Errno::EOVERFLOW) => {}
+            other => return other,
+        }
+        let owner = self.sys.fstat(dir.as_fd())?;
+        let (uid, gid) = self.sys.set_fs_ids(owner.uid, owner.gid)?;
+        let result = create();
+        self.sys.set_fs_ids(uid, gid)?;
+        result
+    }
+
     /// Resolve `path` (absolute, inside the container) to a descriptor, never leaving the rootfs.
     pub fn resolve(&self, path: &str, flags: OFlag) -> Result<OwnedFd, RootfsError> {
         let rel: String = components(path)?.join("/");

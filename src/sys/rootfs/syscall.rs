@@ -23,6 +23,9 @@ pub struct Stat {
     pub dev: u64,
     pub ino: u64,
     pub size: i64,
+    /// The owner (`st_uid`, `st_gid`), as this process's user namespace names them.
+    pub uid: u32,
+    pub gid: u32,
 }
 
 impl Stat {
@@ -97,6 +100,9 @@ pub trait RootfsSyscall {
     fn renameat(&self, dir: BorrowedFd<'_>, from: &str, to: &str) -> Result<(), Errno>;
     /// `unlinkat(dir, name, 0)`: remove a file (never a directory).
     fn unlinkat(&self, dir: BorrowedFd<'_>, name: &str) -> Result<(), Errno>;
+    /// `setfsgid(gid)` then `setfsuid(uid)`: the ids this thread creates files as. Returns the
+    /// ids it had; fails (EPERM) when the kernel kept them.
+    fn set_fs_ids(&self, uid: u32, gid: u32) -> Result<(u32, u32), Errno>;
     /// `mount(source, /proc/self/fd/<target>, fstype, flags, data)`: a mount onto the object
     /// `target` names.
     fn mount(

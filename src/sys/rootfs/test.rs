@@ -107,6 +107,10 @@ pub enum RootfsCall {
         target: String,
         flags: MsFlags,
     },
+    SetFsIds {
+        uid: u32,
+        gid: u32,
+    },
 }
 
 #[derive(Default)]
@@ -117,6 +121,12 @@ struct State {
     /// Paths with a filesystem type of their own; a path has the longest one it is under.
     fs: Vec<(String, FsType)>,
     host: HashMap<PathBuf, Node>,
+    /// Filesystems mounted in a user namespace of their own, with the host ids their files are
+    /// owned by: a path has the longest one it is under. Only those ids can create files there
+    /// (anything else: EOVERFLOW, as for ids the namespace does not map).
+    userns_fs: Vec<(String, (u32, u32))>,
+    /// The ids files are created as (`setfsuid`, `setfsgid`).
+    fs_ids: (u32, u32),
 }
 
 /// The recording double of [`RootfsSyscall`]; the rootfs starts as an empty directory `/`.
@@ -193,6 +203,21 @@ impl RecordingRootfs {
         self
     }
 
+    /// The filesystem under `path` was mounted in a user namespace whose root is `ids` on the
+    /// host: its files are owned by `ids`, and only `ids` can create files on it.
+    pub fn with_userns_fs(self, path: &str, ids: (u32, u32)) -> RecordingRootfs {
+        self.state
+            .borrow_mut()
+            .userns_fs
+            .push((path.to_string(), ids));
+        self
+    }
+
+    /// The ids files are created as now.
+    pub fn fs_ids(&self) -> (u32, u32) {
+        self.state.borrow().fs_ids
+    }
+
     /// The container path a descriptor the double handed out names.
     pub fn path_of(&self, fd: &OwnedFd) -> String {
         use std::os::fd::AsFd;
@@ -267,8 +292,29 @@ impl State {
         if self.nodes.contains_key(&path) {
             return Err(Errno::EEXIST);
         }
+        if self.owner(&path).is_some_and(|ids| ids != self.fs_ids) {
+            return Err(Errno::EOVERFLOW);
+        }
         self.nodes.insert(path, node);
         Ok(())
+    }
+
+    /// The owner of the files at `path` when it is on a filesystem of a user namespace.
+    fn owner(&self, path: &str) -> Option<(u32, u32)> {
+        self.userns_fs
+            .iter()
+            .filter(|(m, _)| path == m || path.starts_with(&format!("{m}/")) || m == "/")
+            .max_by_key(|(m, _)| m.len())
+            .map(|(_, ids)| *ids)
+    }
+
+    /// `stat` of the object at `path`, owned as its filesystem says.
+    fn stat(&self, path: &str) -> Result<Stat, Errno> {
+        let mut st = self.get(path)?.stat();
+        if let Some((uid, gid)) = self.owner(path) {
+            (st.uid, st.gid) = (uid, gid);
+        }
+        Ok(st)
     }
 
     /// Path resolution as `openat2(RESOLVE_IN_ROOT)` does it: `..` stops at `/`, an absolute
@@ -433,14 +479,12 @@ impl RootfsSyscall for RecordingRootfs {
             at,
             name: name.to_string(),
         };
-        self.call(call, |s| s.get(&path).map(Node::stat))
+        self.call(call, |s| s.stat(&path))
     }
 
     fn fstat(&self, fd: BorrowedFd<'_>) -> Result<Stat, Errno> {
         let at = self.at(fd);
-        self.call(RootfsCall::Fstat(at.clone()), |s| {
-            s.get(&at).map(Node::stat)
-        })
+        self.call(RootfsCall::Fstat(at.clone()), |s| s.stat(&at))
     }
 
     fn fstatfs(&self, fd: BorrowedFd<'_>) -> Result<FsType, Errno> {
@@ -450,7 +494,9 @@ impl RootfsSyscall for RecordingRootfs {
 
     fn stat_host(&self, path: &Path) -> Result<Stat, Errno> {
         self.call(RootfsCall::StatHost(path.to_path_buf()), |s| {
-            s.host.get(path).map(Node::stat).ok_or(Errno::ENOENT)
+            // Host objects are on a device of their own, never the rootfs's.
+            let on_host = |n: &Node| Stat { dev: 1, ..n.stat() };
+            s.host.get(path).map(on_host).ok_or(Errno::ENOENT)
         })
     }
 
@@ -520,6 +566,12 @@ impl RootfsSyscall for RecordingRootfs {
                 s.nodes.remove(&path);
                 Ok(())
             }
+        })
+    }
+
+    fn set_fs_ids(&self, uid: u32, gid: u32) -> Result<(u32, u32), Errno> {
+        self.call(RootfsCall::SetFsIds { uid, gid }, |s| {
+            Ok(std::mem::replace(&mut s.fs_ids, (uid, gid)))
         })
     }
 
