@@ -268,3 +268,13 @@ fn cap_sys_admin_in_a_user_namespace_gets_no_mig_config_or_monitor() {
         );
     }
 }
+
+#[test]
+fn hook_crun_cgroup_v1() {
+    gets_exactly_its_device(Mode::CrunV1, Via::Hook);
+}
+
+#[test]
+fn runtime_crun_cgroup_v1() {
+    gets_exactly_its_device(Mode::CrunV1, Via::Runtime);
+}
