@@ -434,3 +434,58 @@ fn stale_cdi_index_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("0:1 is now {}", UUIDS[2])), "{err}");
 }
+
+/// Every lease in the simulated host's store, live or not: (container, UUID).
+fn all_leases(host: &SimHost) -> Vec<(String, String)> {
+    let state_dir = migcage_simulate::config::state_dir(host.dir.path());
+    migcage::host::lease::Store::new(&state_dir)
+        .read()
+        .unwrap_or_else(|e| panic!("lease store {}: {e}", state_dir.display()))
+        .into_iter()
+        .map(|l| (l.container, l.uuid))
+        .collect()
+}
+
+/// The CDI spec's poststop hook gives a container's lease back when the container goes:
+/// `podman run --rm` leaves no lease (not even one whose holder is gone, waiting to be found
+/// stale), and a detached container holds its instance until `podman rm`.
+#[test]
+fn cdi_containers_leave_no_lease() {
+    let Some(podman) = Podman::new("cdi_containers_leave_no_lease") else {
+        return;
+    };
+    let host = SimHost::new("a100-7x1g");
+    let listing = host.list();
+    let cdi = podman.path("cdi");
+    podman.generate_cdi(&host, &["--output", &format!("{}/", cdi.display())]);
+    let run = podman.run_probe(&host, &["--device", "nvidia.com/gpu=0:1"]);
+    assert!(run.ok(), "run --rm: {}", run.stderr());
+    assert_sees_exactly(&run, &host, &listing, &["0:1"], "podman run --rm");
+    assert_eq!(all_leases(&host), [], "after podman run --rm");
+
+    let flags = [
+        "run",
+        "-d",
+        "--name",
+        "migcage-lease",
+        "--network=none",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+        "--device",
+        "nvidia.com/gpu=0:2",
+        IMAGE,
+        "sleep",
+        "60",
+    ];
+    let run = podman.podman(&flags);
+    assert!(run.ok(), "run -d: {}", run.stderr());
+    let uuid = common::uuid_of(&listing, "0:2");
+    let held = all_leases(&host);
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].1, uuid, "the running container holds 0:2");
+    let run = podman.podman(&["rm", "--force", "--time", "0", "migcage-lease"]);
+    assert!(run.ok(), "rm: {}", run.stderr());
+    assert_eq!(all_leases(&host), [], "after podman rm");
+}

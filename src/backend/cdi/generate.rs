@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::spec::{
     minimum_version, valid_device_name, Device, Format, Kind, Spec, SpecEdits, SpecHook,
 };
-use super::{CdiError, DEFAULT_DIR, DEVICE_LIST_HOST_PATH, HOOK_STAGE};
+use super::{CdiError, DEFAULT_DIR, DEVICE_LIST_HOST_PATH, HOOK_STAGE, POSTSTOP_STAGE};
 use crate::core::edits::{ContainerEdits, Hook, Mount};
 use crate::core::plan::{self, nodes::common_nodes, PlanError};
 use crate::core::request::{
@@ -163,13 +163,24 @@ pub fn generate(
         }
     }
 
-    let hook = Hook::migcage(&opts.hook_path, HOOK_STAGE, opts.config_path.as_deref());
+    let config = opts.config_path.as_deref();
+    let hooks = vec![
+        SpecHook::new(
+            HOOK_STAGE,
+            Hook::migcage(&opts.hook_path, HOOK_STAGE, config),
+        ),
+        // The container's leases go with it (`podman run --rm`), not when found stale.
+        SpecHook::new(
+            POSTSTOP_STAGE,
+            Hook::migcage(&opts.hook_path, POSTSTOP_STAGE, config),
+        ),
+    ];
     let mut spec = Spec {
         cdi_version: String::new(),
         kind: opts.kind.to_string(),
         annotations: BTreeMap::new(),
         devices,
-        container_edits: SpecEdits::from_plan(&top, vec![SpecHook::new(HOOK_STAGE, hook)]),
+        container_edits: SpecEdits::from_plan(&top, hooks),
     };
     spec.cdi_version = minimum_version(&spec).to_string();
     Ok(Generated { spec, notes })

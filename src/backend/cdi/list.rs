@@ -225,16 +225,21 @@ fn gone<'a>(
     line
 }
 
-/// A line for each `migcage hook` of the spec whose binary is missing.
+/// A line for each binary of the spec's `migcage hook`s that is missing (once, however many
+/// stages run it).
 fn missing_hooks(disk: &Spec) -> Vec<String> {
-    disk.container_edits
-        .hooks
-        .iter()
-        .filter(|h| h.runs_migcage() && !Path::new(&h.path).is_file())
-        .map(|h| {
+    let mut paths: Vec<&str> = Vec::new();
+    for h in &disk.container_edits.hooks {
+        if h.runs_migcage() && !Path::new(&h.path).is_file() && !paths.contains(&h.path.as_str()) {
+            paths.push(&h.path);
+        }
+    }
+    paths
+        .into_iter()
+        .map(|path| {
             format!(
-                "{}: the hook {} does not exist, so every container asking for a device fails to start; reinstall migcage, or {FIX} --hook-path",
-                disk.kind, h.path
+                "{}: the hook {path} does not exist, so every container asking for a device fails to start; reinstall migcage, or {FIX} --hook-path",
+                disk.kind
             )
         })
         .collect()

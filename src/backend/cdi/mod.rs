@@ -22,6 +22,9 @@
 //!   nodes' `DeviceAllow=` on the container's systemd unit (see [`HOOK_STAGE`]). The hook is
 //!   idempotent: the engine has already made the nodes and their cgroup rules, which it leaves
 //!   as they are.
+//!   A `poststop` hook (`migcage hook poststop`) then gives the container's leases back when the
+//!   container goes (`podman run --rm`, `podman rm`); an engine that drops it leaves them to
+//!   `migcage release` and stale detection, as before.
 //!
 //! The plan's symbolic links and ld cache entries have no CDI field: they are the hook's work
 //! inside the container, which plans the container again from its spec.
@@ -89,6 +92,8 @@ pub const DEVICE_LIST_HOST_PATH: &str = "/dev/null";
 /// host's `/dev/char`; a createContainer hook runs inside the container's namespaces, where the
 /// cgroup namespace hides the container's unit and `/dev/char` is the container's.
 pub const HOOK_STAGE: &str = "createRuntime";
+/// The stage of the hook that releases the container's leases.
+pub const POSTSTOP_STAGE: &str = "poststop";
 
 /// Why a CDI spec cannot be generated, written, read or trusted. One line each.
 #[derive(Debug, thiserror::Error)]

@@ -101,7 +101,7 @@ fn common_edits_are_written_once() {
             "NVIDIA_DRIVER_CAPABILITIES=compute,utility"
         ]
     );
-    assert_eq!(top.hooks.len(), 1);
+    assert_eq!(top.hooks.len(), 2, "the hook and its poststop");
     let h = &top.hooks[0];
     assert_eq!(
         (h.hook_name.as_str(), h.path.as_str(), h.args.join(" ")),
@@ -124,6 +124,34 @@ fn hook_is_told_a_non_default_config() {
         spec.container_edits.hooks[0].env,
         ["MIGCAGE_CONFIG=/sim/config.toml"]
     );
+}
+
+#[test]
+fn a_poststop_hook_releases_the_containers_leases() {
+    let mut o = opts("nvidia.com/gpu");
+    o.config_path = Some("/sim/config.toml".into());
+    let spec = generate(&inventory(), Path::new("/dev"), &o).unwrap().spec;
+    let poststop: Vec<_> = spec
+        .container_edits
+        .hooks
+        .iter()
+        .filter(|h| h.hook_name == "poststop")
+        .collect();
+    assert_eq!(poststop.len(), 1, "{:?}", spec.container_edits.hooks);
+    let h = poststop[0];
+    assert_eq!(
+        (h.path.as_str(), h.args.join(" "), h.env.clone()),
+        (
+            "/usr/bin/migcage",
+            "migcage hook poststop".into(),
+            vec!["MIGCAGE_CONFIG=/sim/config.toml".to_string()]
+        )
+    );
+    // Only at the top level, once: no device carries a hook of its own.
+    assert!(spec
+        .devices
+        .iter()
+        .all(|d| d.container_edits.hooks.is_empty()));
 }
 
 #[test]
