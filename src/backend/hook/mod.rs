@@ -229,7 +229,10 @@ fn apply_plan(
         || !e.ld_cache.is_empty();
     if in_container {
         let pid = container_pid(stage, state)?;
-        let work = container_work(config, &state.bundle, spec, plan)?;
+        let mut work = container_work(config, &state.bundle, spec, plan)?;
+        // A rootless engine runs the hook in its user namespace: no `mknod` there either.
+        let userns = crate::host::userns::current(Path::new(PROCESS_PROC));
+        work.bind_nodes |= userns.is_child();
         let id = state.id.clone();
         if work.bind_nodes && !runs_inside_container(stage, state) {
             host_nodes::ensure_host_nodes(&work.nodes).map_err(|message| HookError::Container {
@@ -251,8 +254,14 @@ fn apply_plan(
         outcome.nodes_created = applied.nodes_created;
         outcome.proc_view = applied.proc_view;
         outcome.applied = Some(applied);
-        // `none` (driver files only) has no device to grant.
-        if !plan.edits.device_rules.is_empty() {
+        // `none` (driver files only) has no device to grant. A rootless container has no
+        // device cgroup (its runtime could not make one either): what is mounted in it is all
+        // it can reach, and systemd's user manager holds no device policy to keep.
+        if let crate::host::userns::UserNamespace::Child { host_uid } = userns {
+            if !plan.edits.device_rules.is_empty() {
+                outcome.cgroup = Some(rootless_cgroup_line(host_uid));
+            }
+        } else if !plan.edits.device_rules.is_empty() {
             crate::faultpoint::hit("before-cgroup");
             let granted = cgroup::grant_devices(
                 Path::new(PROCESS_PROC),
@@ -279,6 +288,12 @@ fn apply_plan(
         }
     }
     Ok(())
+}
+
+/// What the outcome says of the cgroup of a rootless container (the hook in a user namespace
+/// whose root is `host_uid` on the host).
+fn rootless_cgroup_line(host_uid: u32) -> String {
+    format!("none: rootless (migcage runs in a user namespace, host uid {host_uid}): no device cgroup exists; the container reaches only the nodes mounted in it")
 }
 
 /// After the cgroup grant, so that it survives `systemctl daemon-reload`: the granted nodes'
