@@ -29,6 +29,12 @@ pub enum PipelineError {
     Lease(#[from] LeaseError),
     #[error(transparent)]
     DriverFiles(#[from] crate::host::driver_discovery::DiscoveryError),
+    #[error("{asked}: a request by profile takes a lease in state_dir {dir}, which migcage cannot write here: it runs in a user namespace (a rootless engine, host uid {host_uid}); ask for an instance by index or UUID instead (NVIDIA_VISIBLE_DEVICES=0:1), or set state_dir in the migcage config to a directory this user can write (its leases are then this user's alone)")]
+    RootlessLeases {
+        asked: String,
+        dir: String,
+        host_uid: u32,
+    },
 }
 
 /// The request a spec makes and, unless it asks for nothing, its plan on this host. A container
@@ -92,7 +98,22 @@ fn plan_with_leases(
             plan::resolve(&request, &inv, &config.dev_root)?
         }
         None => dry_run_plan(config, &request, &inv)?,
-        Some(holder) => leased_plan(config, &request, &inv, holder)?,
+        Some(holder) => match leased_plan(config, &request, &inv, holder) {
+            // Rootless, by index or UUID: the instance is checked against the leases others
+            // hold, but this user cannot record its own (the one line is for profiles, which
+            // need a lease to choose at all).
+            Err(PipelineError::RootlessLeases { dir, host_uid, .. })
+                if !allocate::has_profile(request.selectors()) =>
+            {
+                tracing::warn!(
+                    state_dir = dir,
+                    host_uid,
+                    "rootless: the named instances are not leased (state_dir is not writable here); they are still refused when another container holds them"
+                );
+                dry_run_plan(config, &request, &inv)?
+            }
+            other => other?,
+        },
     };
     plan::driver::add(&mut plan, request.driver_capabilities, &driver);
     Ok((request, Some(plan)))
@@ -139,6 +160,23 @@ fn dry_run_plan(
     Ok(resolve_choice(config, request, inv, &choice)?)
 }
 
+/// A lease store this process may not write, in a rootless engine's user namespace: the one
+/// line that says why and what to do, instead of the bare EACCES.
+fn rootless_refusal(config: &Config, asked: &str, e: LeaseError) -> PipelineError {
+    let denied = matches!(&e, LeaseError::Io { error, .. }
+        if error.kind() == std::io::ErrorKind::PermissionDenied);
+    match crate::host::userns::current(Path::new(lease::PROCESS_PROC)) {
+        crate::host::userns::UserNamespace::Child { host_uid } if denied => {
+            PipelineError::RootlessLeases {
+                asked: asked.to_string(),
+                dir: config.state_dir.display().to_string(),
+                host_uid,
+            }
+        }
+        _ => e.into(),
+    }
+}
+
 /// Choose the request's MIG instances against the leases, resolve the request with the chosen
 /// instances in place of its profile items, and record the holder's leases: read, choose,
 /// resolve and write under one lock, so that two containers starting at once never get one
@@ -152,10 +190,12 @@ fn leased_plan(
     let proc = Path::new(lease::PROCESS_PROC);
     let (pid, stat) = holder_process(holder, proc)?;
     let store = lease::Store::new(&config.state_dir);
-    let locked = store.lock()?;
+    let origin = plan::source_name(request);
+    let locked = store
+        .lock()
+        .map_err(|e| rootless_refusal(config, &origin, e))?;
     let all = locked.read()?;
     let (live, stale) = lease::partition_live(all.clone(), proc);
-    let origin = plan::source_name(request);
     let wanted = wanted(config, request, &origin, Some(&holder.container));
     let outcome = allocate::choose(&wanted, inv, &live)
         .map_err(PipelineError::from)

@@ -179,6 +179,12 @@ impl Store {
             // Nobody ever leased here: nothing to release, and nothing to create.
             return Ok(Vec::new());
         }
+        // Read first without the lock (the file is only ever replaced whole, by rename, so a
+        // read sees one version): a container that holds nothing here, the most common case,
+        // takes no lock and needs no write access (a rootless engine's poststop hook has none).
+        if !self.read()?.iter().any(|l| l.container == container) {
+            return Ok(Vec::new());
+        }
         let locked = self.lock()?;
         let all = locked.read()?;
         let (gone, kept): (Vec<Lease>, Vec<Lease>) =
