@@ -27,25 +27,80 @@ pub use crate::backend::hook::entry::run_logged as run_hook_logged;
 /// The `message` of a container record.
 pub const CONTAINER_MESSAGE: &str = "container";
 
-/// Install the JSON file logger; returns false when logging is off or the file can't be opened.
+/// journald's socket for native messages: anyone may send to it.
+pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+
+/// Install the JSON file logger; returns false when logging is off. A file that cannot be
+/// opened (a rootless engine's hook may not write root's log) sends the same records to the
+/// journal instead, as `SYSLOG_IDENTIFIER=migcage`, where one is running: the runtime does not
+/// show a hook's stderr everywhere (crun under Podman drops it), and the one line must reach
+/// someone.
 pub fn init(cfg: &LogConfig) -> bool {
     if cfg.file.is_empty() {
         return false;
     }
     let level: LevelFilter = cfg.level.parse().unwrap_or(LevelFilter::INFO);
-    let Ok(file) = OpenOptions::new().create(true).append(true).open(&cfg.file) else {
-        return false;
-    };
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
         .with_max_level(level)
         .with_current_span(false)
         .with_span_list(false)
-        .with_target(false)
-        .with_writer(Mutex::new(file))
-        .try_init()
-        .is_ok()
+        .with_target(false);
+    match OpenOptions::new().create(true).append(true).open(&cfg.file) {
+        Ok(file) => builder.with_writer(Mutex::new(file)).try_init().is_ok(),
+        Err(_) if Path::new(JOURNAL_SOCKET).exists() => builder
+            .with_writer(Mutex::new(JournalWriter::new(JOURNAL_SOCKET)))
+            .try_init()
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Lines written to it go to journald, one native datagram per line: the line as `MESSAGE`
+/// (a JSON record holds no newline), `SYSLOG_IDENTIFIER=migcage`. A send that fails is dropped,
+/// as a log file that cannot be written is.
+pub struct JournalWriter {
+    socket: std::path::PathBuf,
+    line: Vec<u8>,
+}
+
+impl JournalWriter {
+    pub fn new(socket: impl Into<std::path::PathBuf>) -> JournalWriter {
+        JournalWriter {
+            socket: socket.into(),
+            line: Vec::new(),
+        }
+    }
+
+    fn send(&self, line: &[u8]) {
+        let mut datagram = b"SYSLOG_IDENTIFIER=migcage\nMESSAGE=".to_vec();
+        datagram.extend_from_slice(line);
+        datagram.push(b'\n');
+        if let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() {
+            let _ = sock.send_to(&datagram, &self.socket);
+        }
+    }
+}
+
+impl std::io::Write for JournalWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.line.extend_from_slice(buf);
+        while let Some(end) = self.line.iter().position(|&b| b == b'\n') {
+            let rest = self.line.split_off(end + 1);
+            let line = std::mem::replace(&mut self.line, rest);
+            self.send(&line[..end]);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.line.is_empty() {
+            let line = std::mem::take(&mut self.line);
+            self.send(&line);
+        }
+        Ok(())
+    }
 }
 
 /// One container, as the log records it. Lists are comma-separated strings (the record stays
@@ -233,5 +288,28 @@ mod tests {
         let f = ContainerRecord::failed(Stage::Poststop, None, None, "boom".into(), 7);
         assert!(f.asked());
         assert_eq!((f.stage.as_str(), f.outcome), ("poststop", "error"));
+    }
+
+    #[test]
+    fn journal_writer_sends_one_datagram_per_line() {
+        use std::io::Write;
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("socket");
+        let server = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        let mut w = JournalWriter::new(&path);
+        w.write_all(b"{\"a\":1}\n{\"b\"").unwrap();
+        w.write_all(b":2}\n{\"c\":3}").unwrap();
+        w.flush().unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        for _ in 0..3 {
+            let n = server.recv(&mut buf).unwrap();
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        let msg = |m: &str| format!("SYSLOG_IDENTIFIER=migcage\nMESSAGE={m}\n");
+        assert_eq!(got, [msg("{\"a\":1}"), msg("{\"b\":2}"), msg("{\"c\":3}")]);
+        // No socket: the line is dropped, never an error.
+        let mut gone = JournalWriter::new(d.path().join("none"));
+        assert!(gone.write_all(b"x\n").is_ok());
     }
 }
