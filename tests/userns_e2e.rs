@@ -278,3 +278,15 @@ fn hook_crun_cgroup_v1() {
 fn runtime_crun_cgroup_v1() {
     gets_exactly_its_device(Mode::CrunV1, Via::Runtime);
 }
+
+#[test]
+#[ignore = "crun on cgroup v2 needs CAP_SYS_RESOURCE: tests/vm.rs runs it in the systemd VM"]
+fn hook_crun_cgroup_v2() {
+    gets_exactly_its_device(Mode::CrunV2, Via::Hook);
+}
+
+#[test]
+#[ignore = "crun on cgroup v2 needs CAP_SYS_RESOURCE: tests/vm.rs runs it in the systemd VM"]
+fn runtime_crun_cgroup_v2() {
+    gets_exactly_its_device(Mode::CrunV2, Via::Runtime);
+}

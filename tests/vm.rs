@@ -4,7 +4,9 @@
 //! device 0:1 of a simulated a100-7x1g probes its device access before and after
 //! `systemctl daemon-reload`. Every `VM-RESULT` line must match [`EXPECTED`]; a mode that differs
 //! in either direction (a regression, or a known failure that now passes) fails the test, so the
-//! table is kept true.
+//! table is kept true. Rootless Podman (a non-root user with a systemd user session, crun) is
+//! probed by what is in its container (no device cgroup exists there), and a rootless request
+//! by profile must be refused with the line naming `state_dir`.
 //!
 //! In the same boot, the end-to-end tests of crun on cgroup v2 (`*_crun_cgroup_v2`, `#[ignore]`d
 //! on the hosts that lack CAP_SYS_RESOURCE, see `tests/common`'s `Mode::CrunV2`) run from their
@@ -44,6 +46,10 @@ const EXPECTED: &[Row] = &[
     ("podman-hooksd-crun", Ok, Ok),
     ("podman-cdi-runc", Ok, Ok),
     ("podman-runtime-runc", Ok, Ok),
+    ("rootless-podman-cdi-crun", Ok, Ok),
+    ("rootless-podman-hooksd-crun", Ok, Ok),
+    // A refusal: the container must not start, and its verdict fills both columns.
+    ("rootless-podman-profile-refused", Ok, Ok),
     ("docker-gpus", Ok, Ok),
     ("docker-runtime", Ok, Ok),
 ];
@@ -86,6 +92,10 @@ const CRUN_V2_TESTS: &[(&str, &[&str])] = &[
         ],
     ),
     ("fault_e2e", &["killed_at_every_step_crun_cgroup_v2"]),
+    (
+        "userns_e2e",
+        &["hook_crun_cgroup_v2", "runtime_crun_cgroup_v2"],
+    ),
 ];
 
 /// The differences between the VM's run of [`CRUN_V2_TESTS`] (its output) and what must be,

@@ -45,6 +45,9 @@ for n in "${own[@]}"; do own_numbers+="${n#* } "; done
 mapfile -t host_nodes < <(cd "$sim/dev" && for f in nvidia* nvidia-caps/*; do
   [[ -c $f ]] && echo "$f $(stat -c '%Hr:%Lr' "$f")"; done)
 
+# The drivers' majors (decimal, space separated): a character device with one of them is a GPU's.
+gpu_majors=$(for line in "${host_nodes[@]}"; do n=${line#* }; echo "${n%:*}"; done | sort -u | tr '\n' ' ')
+
 # A busybox root filesystem, plain and as a tar for the engines' `import`.
 rootfs=$work/rootfs
 rm -f "$work/podman-ready" "$work/docker-ready"
@@ -65,15 +68,45 @@ for f in /hostdev/nvidia* /hostdev/nvidia-caps/*; do [ -c "$f" ] && probe "$f"; 
 for f in /dev/nvidia* /dev/nvidia-caps/*; do [ -c "$f" ] && probe "$f"; done
 echo PROBE-DONE
 '
-container_script="$probe
-touch /sync/probed
-i=0; while [ ! -e /sync/reloaded ] && [ \$i -lt 600 ]; do sleep 0.2; i=\$((i+1)); done
-$probe"
+# The rootless probe: no /hostdev (nothing but the cgroup would stop the container opening the
+# other nodes there, and a rootless container has none); instead every character device in its
+# tree, outside /proc and /sys, with its numbers (hex, as busybox stat prints them).
+# shellcheck disable=SC2016 # expanded in the container
+rootless_probe='
+probe() { out=$(cat "$1" 2>&1 </dev/null); case "$out" in
+  *"No such device or address"*) r=ENXIO;; *"Operation not permitted"*) r=EPERM;;
+  *"Permission denied"*) r=EACCES;; *"No such file"*) r=ENOENT;; *) r="OTHER";; esac; echo "OPEN $1 $r"; }
+find / \( -path /proc -o -path /sys \) -prune -o -type c -print 2>/dev/null | while read -r f; do stat -c "CHAR %n %t:%T" "$f"; done
+for f in /dev/nvidia* /dev/nvidia-caps/*; do [ -c "$f" ] && probe "$f"; done
+echo PROBE-DONE
+'
+# A probe, the handshake with this script (it runs `systemctl daemon-reload` in between), the
+# probe again.
+with_handshake() {
+  printf '%s\n%s\n%s\n' "$1" 'touch /sync/probed
+i=0; while [ ! -e /sync/reloaded ] && [ $i -lt 600 ]; do sleep 0.2; i=$((i+1)); done' "$1"
+}
+container_script=$(with_handshake "$probe")
+rootless_script=$(with_handshake "$rootless_probe")
+
+# probe_section FILE N: the N-th probe's output in FILE, ending in DONE when it ran to its end.
+probe_section() {
+  awk -v n="$2" '/^PROBE-DONE/ {k++; if (k == n) {print "DONE"; exit}; next} k == n - 1' "$1"
+}
+# own_not_open SECTION: a line for each of $want_dev's nodes that did not open to ENXIO.
+own_not_open() {
+  local line path got
+  for line in "${own[@]}"; do
+    path=${line% *}
+    got=$(awk -v p="$path" '$1 == "OPEN" && $2 == p {print $3}' <<<"$1")
+    [[ $got == ENXIO ]] || echo "$path ${got:-missing}!=ENXIO"
+  done
+}
 
 # check FILE N: the verdict on the N-th probe's output in FILE.
 check() {
   local out=$1 n=$2 section line path num want got bad=() own_ok=0 other_ok=0 others=0
-  section=$(awk -v n="$n" '/^PROBE-DONE/ {k++; if (k == n) {print "DONE"; exit}; next} k == n - 1' "$out")
+  section=$(probe_section "$out" "$n")
   [[ $section == *DONE ]] || { echo "FAIL: probe $n did not run"; return; }
   for line in "${host_nodes[@]}"; do
     path=/hostdev/${line% *} num=${line#* }
@@ -86,11 +119,7 @@ check() {
       bad+=("$path(${num}) ${got:-none}!=$want")
     fi
   done
-  for line in "${own[@]}"; do
-    path=${line% *}
-    got=$(awk -v p="$path" '$1 == "OPEN" && $2 == p {print $3}' <<<"$section")
-    [[ $got == ENXIO ]] || bad+=("$path ${got:-missing}!=ENXIO")
-  done
+  mapfile -t -O "${#bad[@]}" bad < <(own_not_open "$section")
   if ((${#bad[@]} == 0)); then
     echo ok
   else
@@ -98,7 +127,34 @@ check() {
   fi
 }
 
-declare -A verify=()
+# check_rootless FILE N: the verdict on a rootless container's N-th probe. Such a container has
+# no device cgroup (its runtime runs in a user namespace and can make none): it reaches exactly
+# what is mounted in it. Every character device in its tree with a GPU driver's major must be
+# one of $want_dev's, each of those must be there and open (ENXIO), and the other instances'
+# caps nodes must not be in it at all.
+check_rootless() {
+  local out=$1 n=$2 section path num dec maj bad=() seen=" " line
+  section=$(probe_section "$out" "$n")
+  [[ $section == *DONE ]] || { echo "FAIL: probe $n did not run"; return; }
+  while read -r _ path num; do
+    maj=$((16#${num%:*}))
+    dec="$maj:$((16#${num#*:}))"
+    [[ " $gpu_majors " == *" $maj "* ]] || continue
+    seen+="$dec "
+    [[ $own_numbers == *" $dec "* ]] || bad+=("$path($dec) is in the container but not $want_dev's")
+  done < <(grep '^CHAR ' <<<"$section")
+  for line in "${own[@]}"; do
+    [[ $seen == *" ${line#* } "* ]] || bad+=("${line% *}(${line#* }) missing")
+  done
+  mapfile -t -O "${#bad[@]}" bad < <(own_not_open "$section")
+  if ((${#bad[@]} == 0)); then
+    echo ok
+  else
+    echo "FAIL: ${#bad[@]} wrong; ${bad[0]}"
+  fi
+}
+
+declare -A verify=() checker=()
 # scenario MODE PREPARE CLEANUP CMD...: run CMD (a container running $container_script with the
 # sync directory on /sync and the simulated nodes on /hostdev) through the reload handshake.
 results=()
@@ -106,10 +162,11 @@ scenario() {
   local mode=$1 prepare=$2 cleanup=$3 pid i before after
   shift 3
   if [[ -n ${MIGCAGE_VM_MODES:-} && " $MIGCAGE_VM_MODES " != *" $mode "* ]]; then return; fi
-  local d=$work/$mode
+  local d=$work/$mode start_epoch
   rm -rf "$d" && mkdir -p "$d/sync"
   echo "== $mode" >&2
   local t0=$SECONDS
+  start_epoch=$(date +%s)
   # In a subshell with errexit on (an `if` would turn it off): any failing step stops it.
   local prc=0
   set +e
@@ -135,8 +192,8 @@ scenario() {
     for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
-    before=$(check "$d/out" 1)
-    after=$(check "$d/out" 2)
+    before=$("${checker[$mode]:-check}" "$d/out" 1)
+    after=$("${checker[$mode]:-check}" "$d/out" 2)
     if [[ $before == "FAIL: probe 1 did not run" ]]; then
       before+=" ($(grep -v '^\s*$' "$d/err" | tail -n 1 | cut -c1-200))"
     fi
@@ -158,6 +215,10 @@ scenario() {
     # What migcage itself said of this container (its systemd registration above all).
     jq -c --arg c "vm-${mode}" 'select(.container == $c) | {stage, outcome, cgroup, systemd, error}' \
       "$sim/migcage.log" "$d/migcage.log" 2>/dev/null | tail -n 3 | sed 's/^/   log: /' >&2 || true
+    # A rootless hook cannot write that file: it logs to the journal.
+    # (Podman names the container by its own id there, so: every record since the start.)
+    journalctl -q -t migcage --since "@$start_epoch" -o cat 2>/dev/null |
+      jq -c 'select(.stage) | {stage, outcome, cgroup, error}' 2>/dev/null | tail -n 3 | sed 's/^/   journal: /' >&2 || true
   fi
   results+=("$line")
 }
@@ -257,12 +318,18 @@ printf '[storage]\ndriver = "vfs"\ngraphroot = "%s"\nrunroot = "%s"\n' \
   "$work/podman/root" "$work/podman/runroot" >/etc/containers/storage.conf
 rm -rf "$work/podman"
 podman_opts=()
+# What every Podman scenario shares, root or not: the hooks.d file and the CDI spec.
+podman_files() {
+  [[ -e $work/podman-files ]] && return 0
+  mkdir -p "$work/hooks.d" /etc/cdi
+  jq '.hook.path = "/usr/local/bin/migcage"' "$share/hooks/oci-migcage-hook.json" >"$work/hooks.d/oci-migcage-hook.json"
+  migcage cdi generate --output /etc/cdi/ >/dev/null
+  touch "$work/podman-files"
+}
 prep_podman() {
+  podman_files
   if [[ ! -e $work/podman-ready ]]; then
     podman "${podman_opts[@]}" import "$work/busybox.tar" localhost/migcage-vm:bb >/dev/null
-    mkdir -p "$work/hooks.d" /etc/cdi
-    jq '.hook.path = "/usr/local/bin/migcage"' "$share/hooks/oci-migcage-hook.json" >"$work/hooks.d/oci-migcage-hook.json"
-    migcage cdi generate --output /etc/cdi/ >/dev/null
     touch "$work/podman-ready"
   fi
   podman "${podman_opts[@]}" info --format '{{.Host.CgroupManager}} {{.Host.CgroupsVersion}}' >"$1/podman-info"
@@ -283,6 +350,127 @@ scenario podman-hooksd-runc prep_podman podman_gone run_podman_hooksd_runc "$(d_
 scenario podman-hooksd-crun prep_podman podman_gone run_podman_hooksd_crun "$(d_of podman-hooksd-crun)"
 scenario podman-cdi-runc prep_podman podman_gone run_podman_cdi_runc "$(d_of podman-cdi-runc)"
 scenario podman-runtime-runc prep_podman podman_gone run_podman_runtime "$(d_of podman-runtime-runc)"
+
+# --- Rootless Podman (crun; a user with subordinate ids and a systemd user session) -----------
+# The engine, crun and migcage's hook run in the user's own user namespace: no mknod (the hook
+# bind-mounts the host's nodes) and no device cgroup (check_rootless: what is mounted is what
+# the container reaches). Each run's hook reads /etc/migcage/config.toml like root's.
+rl_user=migcage-user
+rl_uid() { id -u "$rl_user"; }
+as_user() {
+  local uid
+  uid=$(rl_uid)
+  cd / && runuser -u "$rl_user" -- env HOME="/home/$rl_user" XDG_RUNTIME_DIR="/run/user/$uid" \
+    DBUS_SESSION_BUS_ADDRESS="unix:path=/run/user/$uid/bus" PATH=/usr/local/bin:/usr/bin:/bin "$@"
+}
+prep_rootless() {
+  local uid i f
+  podman_files
+  if [[ ! -e $work/rootless-ready ]]; then
+    id -u "$rl_user" >/dev/null 2>&1 || useradd -m -s /bin/sh "$rl_user"
+    for f in /etc/subuid /etc/subgid; do
+      grep -q "^$rl_user:" "$f" 2>/dev/null || echo "$rl_user:300000:65536" >>"$f"
+    done
+    uid=$(rl_uid)
+    loginctl enable-linger "$rl_user"
+    systemctl start "user@$uid.service"
+    for ((i = 0; i < 300; i++)); do [[ -S /run/user/$uid/bus ]] && break; sleep 0.2; done
+    [[ -S /run/user/$uid/bus ]] || { echo "no user bus for $rl_user after 60 s"; return 1; }
+    install -d -o "$rl_user" -g "$rl_user" "/home/$rl_user/.config" "/home/$rl_user/.config/containers"
+    printf '[storage]\ndriver = "vfs"\n' >"/home/$rl_user/.config/containers/storage.conf"
+    chown "$rl_user:" "/home/$rl_user/.config/containers/storage.conf"
+    as_user podman import "$work/busybox.tar" localhost/migcage-vm:bb >/dev/null
+    touch "$work/rootless-ready"
+  fi
+  chown "$rl_user:" "$1/sync"
+  as_user podman info --format '{{.Host.CgroupManager}} {{.Host.CgroupsVersion}} {{.Host.Security.Rootless}}' >"$1/podman-info"
+  grep -q '^systemd v2 true$' "$1/podman-info" || { echo "rootless podman: $(cat "$1/podman-info")"; return 1; }
+}
+rootless_gone() { as_user podman rm -f "vm-${1##*/}" >/dev/null 2>&1 || true; }
+rootless_run() {
+  local d=$1; shift
+  as_user podman run --rm --name "vm-${d##*/}" --network=none --runtime crun \
+    -v "$d/sync:/sync" "$@" localhost/migcage-vm:bb sh -c "$rootless_script"
+}
+# A rootless runtime cannot mknod: it bind-mounts each of the spec's devices from the host's
+# path of the same name (an OCI device has no host path), so the CDI case needs the nodes where
+# a real driver makes them, in /dev. They are copies of the simulated ones (same numbers, mode,
+# owner), made for this scenario only and removed by its cleanup.
+prep_rootless_devnodes() {
+  local line f
+  prep_rootless "$1"
+  for line in "${host_nodes[@]}"; do
+    f=${line%% *}
+    [[ -e /dev/$f ]] && continue
+    mkdir -p "$(dirname "/dev/$f")"
+    cp -a "$sim/dev/$f" "/dev/$f"
+    echo "/dev/$f" >>"$1/devnodes"
+  done
+}
+rootless_gone_devnodes() {
+  local f
+  rootless_gone "$1"
+  [[ -f $1/devnodes ]] || return 0
+  while read -r f; do rm -f "$f"; done <"$1/devnodes"
+  rmdir /dev/nvidia-caps 2>/dev/null || true
+}
+run_rootless_cdi() { rootless_run "$1" --device "nvidia.com/gpu=$want_dev"; }
+run_rootless_hooksd() { rootless_run "$1" --hooks-dir "$work/hooks.d" -e "NVIDIA_VISIBLE_DEVICES=$want_dev"; }
+checker[rootless-podman-cdi-crun]=check_rootless
+checker[rootless-podman-hooksd-crun]=check_rootless
+scenario rootless-podman-cdi-crun prep_rootless_devnodes rootless_gone_devnodes run_rootless_cdi "$(d_of rootless-podman-cdi-crun)"
+scenario rootless-podman-hooksd-crun prep_rootless rootless_gone run_rootless_hooksd "$(d_of rootless-podman-hooksd-crun)"
+
+# refusal MODE PREPARE CLEANUP WANT CMD...: CMD (a container that must not start) fails, its
+# stderr says WANT, and the lease store is as it was. A refusal has no reload step: its verdict
+# fills both columns.
+leases=$sim/run/migcage/leases.json
+refusal() {
+  local mode=$1 prepare=$2 cleanup=$3 want=$4 verdict=ok prc rc store
+  shift 4
+  if [[ -n ${MIGCAGE_VM_MODES:-} && " $MIGCAGE_VM_MODES " != *" $mode "* ]]; then return; fi
+  local d=$work/$mode
+  rm -rf "$d" && mkdir -p "$d/sync"
+  echo "== $mode" >&2
+  set +e
+  (set -e; "$prepare" "$d") >"$d/prepare.log" 2>&1
+  prc=$?
+  set -e
+  if ((prc != 0)); then
+    verdict="FAIL: setup: $(grep -v '^\s*$' "$d/prepare.log" | tail -n 3 | tr '\n' ' ' | cut -c1-300)"
+  else
+    store=$(cat "$leases" 2>/dev/null || echo none)
+    local since
+    since=$(date +%s)
+    set +e
+    "$@" >"$d/out" 2>"$d/err" </dev/null
+    rc=$?
+    set -e
+    sleep 1
+    # crun under Podman does not show the hook's stderr; the hook's record in the journal
+    # (where a rootless hook logs) carries the same line.
+    journalctl -q -t migcage --since "@$since" -o cat 2>/dev/null | jq -r 'select(.error) | .error' \
+      >>"$d/err" 2>/dev/null || true
+    if ((rc == 0)); then
+      verdict="FAIL: the container started"
+    elif ! grep -qF -- "$want" "$d/err"; then
+      verdict="FAIL: its error does not say '$want' ($(grep -v '^\s*$' "$d/err" | tail -n 1 | cut -c1-300))"
+    elif [[ $(cat "$leases" 2>/dev/null || echo none) != "$store" ]]; then
+      verdict="FAIL: the lease store changed"
+    fi
+  fi
+  "$cleanup" "$d" >>"$d/prepare.log" 2>&1 || true
+  local line="VM-RESULT $mode before=$verdict after=$verdict"
+  echo "$line"
+  results+=("$line")
+}
+# A rootless user cannot write root's state_dir: a request by profile (a lease) is refused with
+# the line that names the key, and nothing is leased.
+run_rootless_profile() {
+  as_user podman run --rm --name vm-rootless-podman-profile-refused --network=none --runtime crun \
+    --hooks-dir "$work/hooks.d" -e NVIDIA_VISIBLE_DEVICES=profile:1g.5gb localhost/migcage-vm:bb true
+}
+refusal rootless-podman-profile-refused prep_rootless rootless_gone "a request by profile takes a lease in state_dir" run_rootless_profile
 
 # --- Docker (the image's dockerd: systemd cgroup driver) --------------------------------------
 prep_docker() {
