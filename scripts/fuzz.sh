@@ -3,7 +3,7 @@
 # it ran and the coverage it reached. A crash (panic, failed property, sanitizer report, timeout)
 # fails the script and names the input that caused it.
 #
-#   MIGCAGE_FUZZ_SECONDS   seconds per target (default 60, as in CI; 0 = build only)
+#   MIGCAGE_FUZZ_SECONDS   seconds per target (default 20, as in CI; 0 = build only)
 #   MIGCAGE_FUZZ_TARGETS   space-separated subset of targets (default: all of `cargo fuzz list`)
 #
 # cargo-fuzz needs nightly compiler flags (-Zsanitizer, sancov passes); only the stable toolchain
@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-secs=${MIGCAGE_FUZZ_SECONDS:-60}
+secs=${MIGCAGE_FUZZ_SECONDS:-20}
 export RUSTC_BOOTSTRAP=1
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

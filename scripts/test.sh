@@ -21,7 +21,7 @@ scripts/check-skips.sh "$MIGCAGE_SKIP_LOG"
 # engine's scenario probed before and after `systemctl daemon-reload` (tests/vm.rs holds the
 # expected table). Minutes under software emulation, so it is an ignored test run here.
 cargo test --test vm -- --ignored --nocapture 2>&1
-# Every fuzz target for a bounded time (MIGCAGE_FUZZ_SECONDS each, 60 by default; fuzz/ is its
+# Every fuzz target for a bounded time (MIGCAGE_FUZZ_SECONDS each, 20 by default; fuzz/ is its
 # own workspace, so the lines above do not build it).
 scripts/fuzz.sh
 # Last: it installs the .deb on this machine (its hooks.d file would act on the podman tests'
