@@ -59,8 +59,77 @@ fn set_str(t: &mut dyn TableLike, key: &str, value: &str) -> bool {
     true
 }
 
-/// config.toml with a `migcage` runtime: the runc shim with `options.BinaryName = binary` (and
-/// `default_runtime_name`, if asked). Returns the text unchanged when it already says so.
+/// The annotations migcage reads from a container's spec, which containerd passes to a runtime
+/// only when its entry lists them: the device plugin's CDI annotations and migcage's own (set on
+/// the container by the kubelet), and migcage's own set on the pod (containerd gives pod
+/// annotations to every container of the pod, and to its sandbox, which migcage never serves).
+pub const CONTAINER_ANNOTATIONS: [&str; 2] = ["cdi.k8s.io/*", "migcage.io/*"];
+pub const POD_ANNOTATIONS: [&str; 1] = ["migcage.io/*"];
+
+/// containerd's built-in runtime, the default when `default_runtime_name` is not set.
+pub const RUNC: &str = "runc";
+
+/// Add the patterns missing from the string array `key` of `t` (made when absent).
+fn allow(t: &mut dyn TableLike, key: &str, patterns: &[&str], at: &str) -> Result<bool, String> {
+    if t.get(key).is_none() {
+        t.insert(key, toml_edit::value(toml_edit::Array::new()));
+    }
+    let item = t.get_mut(key).expect("just made");
+    let type_name = item.type_name();
+    let array = item
+        .as_array_mut()
+        .ok_or_else(|| format!("{at}.{key} is a {type_name}, expected an array of strings"))?;
+    let mut changed = false;
+    for p in patterns {
+        if !array.iter().any(|v| v.as_str() == Some(p)) {
+            array.push(*p);
+            changed = true;
+        }
+    }
+    Ok(changed)
+}
+
+/// A table's plain values (no subtables), their decoration dropped.
+fn values(t: &dyn TableLike) -> KeyValues {
+    t.iter()
+        .filter(|(_, v)| v.is_value())
+        .map(|(k, v)| {
+            let mut v = v.clone();
+            if let Some(v) = v.as_value_mut() {
+                v.decor_mut().clear();
+            }
+            (k.to_string(), v)
+        })
+        .collect()
+}
+
+/// The `runc` entry's values and its options' values, to start a new `migcage` entry from.
+fn runc_base(runtimes: &dyn TableLike) -> Option<(KeyValues, KeyValues)> {
+    let runc = runtimes.get(RUNC).and_then(Item::as_table_like)?;
+    let options = runc
+        .get("options")
+        .and_then(Item::as_table_like)
+        .map(values)
+        .unwrap_or_default();
+    Some((values(runc), options))
+}
+
+/// Keep `runc` when it is (or stays) the default: containerd reads a `runtimes` table as the
+/// whole set of runtimes, so a file that defines only `migcage` loses the built-in `runc` and the
+/// CRI plugin refuses to load (`no corresponding runtime configured ... "runc"`).
+fn keep_runc(default: &str, runtimes: &mut dyn TableLike) -> bool {
+    if default != RUNC || runtimes.get(RUNC).is_some() {
+        return false;
+    }
+    let mut t = Table::new();
+    t.insert("runtime_type", toml_edit::value("io.containerd.runc.v2"));
+    runtimes.insert(RUNC, Item::Table(t));
+    true
+}
+
+/// config.toml with a `migcage` runtime: the runc shim with `options.BinaryName = binary`, the
+/// annotations migcage reads passed through, `runc` kept as the default (unless `set_default`
+/// makes migcage the default). Returns the text unchanged when it already says so.
 pub fn containerd_edit(old: &str, binary: &Path, set_default: bool) -> Result<String, String> {
     let mut doc: DocumentMut = old
         .parse()
@@ -86,40 +155,26 @@ pub fn containerd_edit(old: &str, binary: &Path, set_default: bool) -> Result<St
         item = child(item, key, &mut at)?;
     }
     let containerd = item;
+    // Read before --set-default changes it: runc stays when it was the default.
+    let default = table_like(containerd)
+        .get("default_runtime_name")
+        .and_then(Item::as_str)
+        .unwrap_or(RUNC)
+        .to_string();
     if set_default {
         changed |= set_str(table_like(containerd), "default_runtime_name", RUNTIME_NAME);
     }
     let runtimes = child(containerd, "runtimes", &mut at)?;
+    changed |= keep_runc(&default, table_like(runtimes));
     let runtimes_at = at.clone();
-    // A new entry starts from runc's settings (SystemdCgroup and friends), values only.
-    let mut base: Option<(KeyValues, KeyValues)> = None;
     let rt = table_like(runtimes);
+    // A new entry starts from runc's settings (SystemdCgroup and friends), values only.
+    let mut base = None;
     if rt.get(RUNTIME_NAME).is_none() {
-        if let Some(runc) = rt.get("runc").and_then(Item::as_table_like) {
-            let values = |t: &dyn TableLike| -> KeyValues {
-                t.iter()
-                    .filter(|(_, v)| v.is_value())
-                    .map(|(k, v)| {
-                        let mut v = v.clone();
-                        if let Some(v) = v.as_value_mut() {
-                            v.decor_mut().clear();
-                        }
-                        (k.to_string(), v)
-                    })
-                    .collect()
-            };
-            let options = runc
-                .get("options")
-                .and_then(Item::as_table_like)
-                .map(values)
-                .unwrap_or_default();
-            base = Some((values(runc), options));
-        }
+        base = runc_base(rt);
         let mut t = Table::new();
-        if let Some((values, _)) = &base {
-            for (k, v) in values {
-                t.insert(k, v.clone());
-            }
+        for (k, v) in base.iter().flat_map(|(values, _)| values) {
+            t.insert(k, v.clone());
         }
         rt.insert(RUNTIME_NAME, Item::Table(t));
         changed = true;
@@ -129,16 +184,17 @@ pub fn containerd_edit(old: &str, binary: &Path, set_default: bool) -> Result<St
     if let Some(t) = entry.as_table_mut() {
         t.set_implicit(false);
     }
-    changed |= set_str(table_like(entry), "runtime_type", "io.containerd.runc.v2");
+    let e = table_like(entry);
+    changed |= set_str(e, "runtime_type", "io.containerd.runc.v2");
+    changed |= allow(e, "container_annotations", &CONTAINER_ANNOTATIONS, &at)?;
+    changed |= allow(e, "pod_annotations", &POD_ANNOTATIONS, &at)?;
     let options = child(entry, "options", &mut at)?;
     if let Some(t) = options.as_table_mut() {
         t.set_implicit(false);
     }
-    if let Some((_, opts)) = base {
-        for (k, v) in opts {
-            if table_like(options).get(&k).is_none() {
-                table_like(options).insert(&k, v);
-            }
+    for (k, v) in base.into_iter().flat_map(|(_, opts)| opts) {
+        if table_like(options).get(&k).is_none() {
+            table_like(options).insert(&k, v);
         }
     }
     changed |= set_str(table_like(options), "BinaryName", &binary);
@@ -195,6 +251,84 @@ mod tests {
             doc["plugins"]["cri"]["containerd"]["runtimes"]["migcage"]["options"]["BinaryName"]
                 .as_str(),
             Some("/usr/bin/migcage-runtime")
+        );
+    }
+
+    fn cri(doc: &toml::Table) -> &toml::Value {
+        &doc["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]
+    }
+
+    #[test]
+    fn an_empty_file_keeps_runc_as_the_default() {
+        let bin = Path::new("/b");
+        for set_default in [false, true] {
+            let out = containerd_edit("", bin, set_default).unwrap();
+            let doc: toml::Table = out.parse().unwrap();
+            let c = cri(&doc);
+            assert_eq!(
+                c["runtimes"]["runc"]["runtime_type"].as_str(),
+                Some("io.containerd.runc.v2"),
+                "{out}"
+            );
+            assert_eq!(
+                c.get("default_runtime_name").and_then(|d| d.as_str()),
+                set_default.then_some("migcage")
+            );
+            assert_eq!(containerd_edit(&out, bin, set_default).unwrap(), out);
+        }
+        // Another default that exists: no runc is added.
+        let other = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\ndefault_runtime_name = \"crun\"\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.crun]\nruntime_type = \"io.containerd.runc.v2\"\n";
+        let doc: toml::Table = containerd_edit(other, bin, false).unwrap().parse().unwrap();
+        assert!(cri(&doc)["runtimes"].get("runc").is_none());
+        // Other runtimes but no runc, runc the default (unset): runc comes back.
+        let kata = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.kata]\nruntime_type = \"io.containerd.kata.v2\"\n";
+        let doc: toml::Table = containerd_edit(kata, bin, false).unwrap().parse().unwrap();
+        let rt = &cri(&doc)["runtimes"];
+        assert!(rt["runc"].is_table() && rt["kata"].is_table() && rt["migcage"].is_table());
+    }
+
+    #[test]
+    fn the_entry_passes_the_annotations_migcage_reads() {
+        let bin = Path::new("/b");
+        let doc: toml::Table = containerd_edit("", bin, false).unwrap().parse().unwrap();
+        let m = &cri(&doc)["runtimes"]["migcage"];
+        let strs = |k: &str| -> Vec<String> {
+            m[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(
+            strs("container_annotations"),
+            ["cdi.k8s.io/*", "migcage.io/*"]
+        );
+        assert_eq!(strs("pod_annotations"), ["migcage.io/*"]);
+        // An entry with its own patterns keeps them; runc's empty lists are not copied as such.
+        let own = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\ncontainer_annotations = []\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.migcage]\ncontainer_annotations = [\"x.io/*\", \"migcage.io/*\"]\n";
+        let out = containerd_edit(own, bin, false).unwrap();
+        let doc: toml::Table = out.parse().unwrap();
+        let c = cri(&doc);
+        assert_eq!(
+            c["runtimes"]["migcage"]["container_annotations"],
+            toml::Value::Array(vec![
+                "x.io/*".into(),
+                "migcage.io/*".into(),
+                "cdi.k8s.io/*".into()
+            ])
+        );
+        assert_eq!(
+            c["runtimes"]["runc"]["container_annotations"]
+                .as_array()
+                .unwrap()
+                .len(),
+            0
+        );
+        let bad = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.migcage]\npod_annotations = \"migcage.io/*\"\n";
+        let e = containerd_edit(bad, bin, false).unwrap_err();
+        assert!(
+            e.contains("migcage.pod_annotations is a string, expected an array"),
+            "{e}"
         );
     }
 

@@ -12,7 +12,12 @@
 //! - **containerd**: the runc shim (`io.containerd.runc.v2`) with `options.BinaryName` = the same
 //!   link, under `plugins."io.containerd.grpc.v1.cri".containerd.runtimes.migcage` (config version
 //!   2), `plugins."io.containerd.cri.v1.runtime"...` (version 3) or `plugins.cri...` (version 1).
-//!   A new entry starts from the `runc` entry's settings (such as `SystemdCgroup`).
+//!   A new entry starts from the `runc` entry's settings (such as `SystemdCgroup`), and passes the
+//!   annotations migcage reads (`container_annotations`: `cdi.k8s.io/*`, `migcage.io/*`;
+//!   `pod_annotations`: `migcage.io/*`). containerd reads a `runtimes` table as the whole set of
+//!   runtimes, so when `runc` is the default (or no default is set) and the file has no `runc`
+//!   entry, one is written: an empty or missing file would otherwise leave the CRI plugin without
+//!   its default runtime, and it refuses to load.
 //! - **podman** and **crio**: the OCI hooks.d file (as shipped in the repository's `hooks/`)
 //!   running `migcage hook prestart`, in `/usr/share/containers/oci/hooks.d`.
 
