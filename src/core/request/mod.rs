@@ -66,6 +66,10 @@
 //! * `NVIDIA_REQUIRE_*` and `NVIDIA_DISABLE_REQUIRE` (CUDA / driver / architecture constraints
 //!   checked by the reference toolkit) are ignored by migcage.
 //!
+//! Kubernetes: a pod's sandbox container is never given a device, and
+//! `migcage.io/profile.<container name>` asks for a profile for one container of a pod
+//! (`pod.rs`, docs/kubernetes.md).
+//!
 //! When nothing selects a device ([`Request::is_noop`]), the container is left untouched and the
 //! other variables are not even parsed (as the reference toolkit does): a stray
 //! `NVIDIA_DRIVER_CAPABILITIES` in an image without GPUs must not break it.
@@ -84,6 +88,7 @@ mod errors;
 mod merge;
 mod migcage;
 mod mounts;
+mod pod;
 mod selector;
 mod spec_view;
 mod types;
@@ -94,6 +99,7 @@ use crate::config::RequestPolicy;
 
 pub use capabilities::DriverCapabilities;
 pub use errors::RequestError;
+pub use pod::profile_key;
 pub use selector::DeviceSelector;
 pub use spec_view::has_user_namespace;
 pub use types::{Devices, Request, Source, SourceSelection};
@@ -129,9 +135,13 @@ pub const MAX_PROFILE_COUNT: u32 = 64;
 /// Parse a container's request from its config.json under a policy. See the module docs for the
 /// syntax and the rules.
 pub fn parse(spec: &Value, policy: &RequestPolicy) -> Result<Request, RequestError> {
-    let view = spec_view::SpecView::read(spec)?;
+    let mut view = spec_view::SpecView::read(spec)?;
     let mut notes = Vec::new();
     let privileged = view.privileged;
+    if let Some(note) = pod::sandbox_note(&view) {
+        return Ok(pod::untouched(privileged, note));
+    }
+    pod::container_profile(&mut view, &mut notes);
 
     // Groups in the order their list wins when they agree: mounts, CDI, migcage, env.
     let mut groups = Vec::new();
