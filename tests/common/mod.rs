@@ -556,6 +556,17 @@ fn sha256_file(path: &Path) -> String {
 /// take a plain root filesystem tar).
 pub fn busybox_oci_archive(dir: &Path, name: &str) -> PathBuf {
     let layer = busybox_tar(dir);
+    oci_archive(dir, name, &layer, &["PATH=/bin"], &["sh"])
+}
+
+/// `dir/<name's last part>-oci.tar`: an OCI image archive of the root filesystem tar `layer`,
+/// with `env` and `cmd` in its config, named `name` in its index.
+pub fn oci_archive(dir: &Path, name: &str, layer: &Path, env: &[&str], cmd: &[&str]) -> PathBuf {
+    let stem: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let dir = &dir.join(format!("oci-{stem}"));
     let layout = dir.join("oci-layout-dir");
     let blobs = layout.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
@@ -571,12 +582,12 @@ pub fn busybox_oci_archive(dir: &Path, name: &str) -> PathBuf {
         std::fs::write(&p, serde_json::to_vec(value).unwrap()).unwrap();
         blob(&p)
     };
-    let (layer_digest, layer_size) = blob(&layer);
+    let (layer_digest, layer_size) = blob(layer);
     let (config_digest, config_size) = json_blob(
         "oci-config.json",
         &json!({
             "architecture": "amd64", "os": "linux",
-            "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]},
+            "config": {"Env": env, "Cmd": cmd},
             "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]}
         }),
     );
@@ -607,7 +618,7 @@ pub fn busybox_oci_archive(dir: &Path, name: &str) -> PathBuf {
         br#"{"imageLayoutVersion":"1.0.0"}"#,
     )
     .unwrap();
-    let archive = dir.join("busybox-oci.tar");
+    let archive = dir.join(format!("{stem}-oci.tar"));
     let out = Command::new("tar")
         .arg("-C")
         .arg(&layout)

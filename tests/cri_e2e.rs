@@ -1,0 +1,357 @@
+//! Kubernetes' path to migcage, for real: a private containerd (Debian's 1.6) with its CRI
+//! plugin, configured by `migcage configure containerd`, driven through the CRI API as the
+//! kubelet drives it (RunPodSandbox, CreateContainer, StartContainer with the `migcage` runtime
+//! handler), with what the NVIDIA device plugin's strategies put in a container, in an image
+//! that carries `NVIDIA_VISIBLE_DEVICES=all` as the CUDA images do. Each container runs the
+//! isolation probe and must see exactly the instances it was allocated.
+//!
+//! The daemon has its own root, state, sockets and config, runs its pods in the node's network
+//! namespace (no CNI here), under a cgroup parent of the test's; the sandbox image is a static C
+//! pause program built and imported by the test (no registry is reachable).
+
+mod common;
+mod cri;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use common::{assert_sees_exactly, SimHost, MIGCAGE, PROBE};
+use cri::client::{ContainerSpec, Cri, PodSpec};
+use cri::daemon::{private_config, Containerd};
+use cri::image;
+
+/// One private containerd at a time: they share the runc shim's /run/containerd.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const HANDLER: &str = "migcage";
+
+fn needs(test: &str) -> bool {
+    common::need_programs(
+        test,
+        &[
+            ("containerd", "containerd"),
+            ("ctr", "containerd"),
+            ("runc", "runc"),
+            ("busybox", "busybox-static"),
+            ("cc", "gcc"),
+        ],
+    )
+}
+
+/// `migcage configure containerd` on `file`, registering `link`.
+fn configure(file: &Path, link: &Path) {
+    let out = Command::new(MIGCAGE)
+        .args(["configure", "containerd", "--config-file"])
+        .arg(file)
+        .arg("--binary")
+        .arg(link)
+        .env_remove("MIGCAGE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "configure containerd: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The runtime link, configure's result on `original` (None: no file), and containerd started
+/// on it as a private instance.
+fn configured_node(dir: &Path, original: Option<&str>, env: &[(&str, &Path)]) -> Containerd {
+    let link = dir.join("bin/migcage-runtime");
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(MIGCAGE, &link).unwrap();
+    let file = dir.join("config.toml");
+    if let Some(text) = original {
+        std::fs::write(&file, text).unwrap();
+    }
+    configure(&file, &link);
+    let configured = std::fs::read_to_string(&file).unwrap();
+    let private = dir.join("private.toml");
+    std::fs::write(&private, private_config(&configured, dir, image::PAUSE)).unwrap();
+    Containerd::start(dir, &private, env)
+}
+
+/// `containerd config dump` of the running instance's file.
+fn config_dump(c: &Containerd) -> String {
+    let out = Command::new("containerd")
+        .arg("--config")
+        .arg(c.dir.join("private.toml"))
+        .args(["config", "dump"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn configure_leaves_a_node_whose_cri_plugin_loads() {
+    if !needs("configure_leaves_a_node_whose_cri_plugin_loads") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let fixture = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/configure/containerd-1.6-default.toml"),
+    )
+    .unwrap();
+    let with_kata = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.kata]\n  runtime_type = \"io.containerd.kata.v2\"\n";
+    for (case, original) in [
+        ("empty file", Some("")),
+        ("missing file", None),
+        ("containerd 1.6's default config", Some(fixture.as_str())),
+        (
+            "version 2 with another runtime and no runc",
+            Some(with_kata),
+        ),
+    ] {
+        let dir = tempfile::Builder::new()
+            .prefix("migcage-cri-")
+            .tempdir()
+            .unwrap();
+        let c = configured_node(dir.path(), original, &[]);
+        assert_eq!(
+            c.cri_plugin_state(),
+            "ok",
+            "{case}: CRI plugin\n{}",
+            c.log()
+        );
+        let dump = config_dump(&c);
+        let runtimes = "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes";
+        for rt in ["runc", "migcage"] {
+            assert!(
+                dump.contains(&format!("{runtimes}.{rt}]")),
+                "{case}: no {rt} in\n{dump}"
+            );
+        }
+        assert!(
+            dump.contains("default_runtime_name = \"runc\""),
+            "{case}:\n{dump}"
+        );
+        let entry = dump.split(&format!("{runtimes}.migcage]")).nth(1).unwrap();
+        let entry = entry.split("[plugins.").next().unwrap();
+        assert!(
+            entry.contains("container_annotations = [\"cdi.k8s.io/*\", \"migcage.io/*\"]")
+                && entry.contains("pod_annotations = [\"migcage.io/*\"]"),
+            "{case}: {entry}"
+        );
+        drop(c);
+    }
+}
+
+/// What one container of a pod was given by the device plugin, and must see.
+struct Case<'a> {
+    container: ContainerSpec<'a>,
+    sees: Vec<&'a str>,
+}
+
+/// A pod on a host: its label, its annotations, its containers.
+type Scenario<'a> = (&'a SimHost, &'a str, Vec<(&'a str, &'a str)>, Vec<Case<'a>>);
+
+fn env(v: &str) -> Vec<(String, String)> {
+    vec![("NVIDIA_VISIBLE_DEVICES".into(), v.into())]
+}
+
+fn annotation(k: &str, v: &str) -> Vec<(String, String)> {
+    vec![(k.into(), v.into())]
+}
+
+/// The probe, with the host's nodes on /hostdev, in each container of one pod.
+fn run_pod(
+    cri: &mut Cri,
+    host: &SimHost,
+    label: &str,
+    pod_annotations: &[(&str, &str)],
+    cases: Vec<Case>,
+    parent: &str,
+) {
+    let listing = host.list();
+    let name = common::unique("pod");
+    let pod = cri
+        .run_pod(&PodSpec {
+            name: &name,
+            annotations: pod_annotations,
+            handler: HANDLER,
+            cgroup_parent: parent,
+        })
+        .unwrap_or_else(|e| panic!("{label}: RunPodSandbox: {e}"));
+    let mut started = Vec::new();
+    for mut case in cases {
+        case.container.mounts.push((host.dev(), "/hostdev".into()));
+        let id = cri
+            .start(&pod, image::BUSYBOX_CUDA, &case.container, PROBE)
+            .unwrap_or_else(|e| panic!("{label}: container {}: {e}", case.container.name));
+        started.push((case, id));
+    }
+    for (case, id) in &started {
+        let run = cri.wait(&pod, case.container.name, id);
+        let ctx = format!("{label}, container {}", case.container.name);
+        assert!(run.ok(), "{ctx}: {}{}", run.stdout(), run.stderr());
+        assert_sees_exactly(&run, host, &listing, &case.sees, &ctx);
+        eprintln!(
+            "CRI {label:<44} {:<8} sees {:?}",
+            case.container.name, case.sees
+        );
+    }
+    cri.remove_pod(&pod);
+}
+
+/// The cgroup parent of the test's pods, removed (in every hierarchy) when dropped.
+struct CgroupParent(String);
+
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        for cg in common::cgroups_named(&self.0) {
+            let _ = Command::new("find")
+                .arg(&cg)
+                .args(["-depth", "-type", "d", "-delete"])
+                .output();
+        }
+    }
+}
+
+#[test]
+fn the_kubelet_path_gives_each_container_exactly_its_instances() {
+    if !needs("the_kubelet_path_gives_each_container_exactly_its_instances") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let t0 = Instant::now();
+    // Dropped last: after containerd has stopped every pod.
+    let parent = CgroupParent(common::unique("migcage-cri"));
+    let single = SimHost::new("a100-7x1g");
+    let mixed = SimHost::new("a100-mixed");
+    let dir = tempfile::Builder::new()
+        .prefix("migcage-cri-")
+        .tempdir()
+        .unwrap();
+    // migcage reads the host through this link: the test points it at one host or the other.
+    let active: PathBuf = dir.path().join("migcage.toml");
+    let point_at = |h: &SimHost| {
+        let _ = std::fs::remove_file(&active);
+        std::os::unix::fs::symlink(h.config(), &active).unwrap();
+    };
+    point_at(&single);
+    let ctd = configured_node(dir.path(), None, &[("MIGCAGE_CONFIG", &active)]);
+    ctd.import(&image::pause_archive(dir.path()));
+    ctd.import(&image::busybox_cuda_archive(dir.path()));
+    let mut cri = Cri::connect(&ctd.socket(), &dir.path().join("logs"));
+    let cg_parent = format!("/{}", parent.0);
+    let setup = t0.elapsed();
+
+    let l1 = single.list();
+    let u = |i: &str| common::uuid_of(&l1, i);
+    let l2 = mixed.list();
+    let two_g = common::uuid_of(&l2, "0:1");
+    let volume = format!("{}/{}", "/var/run/nvidia-container-devices", u("0:5"));
+    let cdi_uuid = format!("k8s.device-plugin.nvidia.com/gpu={}", u("0:2"));
+    let cdi_key = "cdi.k8s.io/nvidia-device-plugin_0a1b2c3d";
+    let c = |name, envs, annotations, sees| Case {
+        container: ContainerSpec {
+            name,
+            envs,
+            annotations,
+            mounts: Vec::new(),
+        },
+        sees,
+    };
+    let scenarios: Vec<Scenario> = vec![
+        (
+            &single,
+            "envvar, single strategy (MIG UUID)",
+            vec![],
+            vec![c("cuda", env(&u("0:3")), vec![], vec!["0:3"])],
+        ),
+        (
+            &mixed,
+            "envvar, mixed strategy (2g.10gb UUID)",
+            vec![],
+            vec![c("cuda", env(&two_g), vec![], vec!["0:1"])],
+        ),
+        (
+            &single,
+            "volume-mounts",
+            vec![],
+            vec![Case {
+                container: ContainerSpec {
+                    name: "cuda",
+                    envs: env("/var/run/nvidia-container-devices"),
+                    mounts: vec![(PathBuf::from("/dev/null"), volume.clone())],
+                    ..Default::default()
+                },
+                sees: vec!["0:5"],
+            }],
+        ),
+        (
+            &single,
+            "cdi-annotations, one device by UUID",
+            vec![],
+            vec![c(
+                "cuda",
+                vec![],
+                annotation(cdi_key, &cdi_uuid),
+                vec!["0:2"],
+            )],
+        ),
+        (
+            &single,
+            "cdi-annotations, two devices by index",
+            vec![],
+            vec![c(
+                "cuda",
+                vec![],
+                annotation(cdi_key, "nvidia.com/gpu=0:1,nvidia.com/gpu=0:4"),
+                vec!["0:1", "0:4"],
+            )],
+        ),
+        (
+            &single,
+            "two containers, one instance each",
+            vec![],
+            vec![
+                c("first", env(&u("0:0")), vec![], vec!["0:0"]),
+                c(
+                    "second",
+                    vec![],
+                    annotation(cdi_key, "nvidia.com/mig=0:6"),
+                    vec!["0:6"],
+                ),
+            ],
+        ),
+        // containerd gives the pod's annotations to its sandbox too: the sandbox must not
+        // lease the host's only 1g.5gb before the container asks for it.
+        (
+            &mixed,
+            "pod annotation migcage.io/profile (pod-wide)",
+            vec![("migcage.io/profile", "1g.5gb")],
+            vec![c("cuda", vec![], vec![], vec!["0:2"])],
+        ),
+        (
+            &mixed,
+            "pod annotation migcage.io/profile.worker",
+            vec![("migcage.io/profile.worker", "1g.5gb")],
+            vec![
+                c("worker", vec![], vec![], vec!["0:2"]),
+                // No allocation: the image's NVIDIA_VISIBLE_DEVICES=all is all it has, and it gets
+                // the whole GPU (unless requests.env_privileged_only), as with NVIDIA's toolkit.
+                c("sidecar", vec![], vec![], vec!["0", "0:0", "0:1", "0:2"]),
+            ],
+        ),
+    ];
+    for (host, label, pod_annotations, cases) in scenarios {
+        point_at(host);
+        run_pod(&mut cri, host, label, &pod_annotations, cases, &cg_parent);
+    }
+    eprintln!(
+        "CRI part: {:.1} s in all ({:.1} s to build, import and start; {} over CRI)",
+        t0.elapsed().as_secs_f64(),
+        setup.as_secs_f64(),
+        cri.version()
+    );
+}
