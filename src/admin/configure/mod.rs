@@ -30,7 +30,7 @@ mod write;
 
 use std::path::{Path, PathBuf};
 
-pub use containerd::containerd_edit;
+pub use containerd::{containerd_edit, CONTAINER_ANNOTATIONS, POD_ANNOTATIONS, RUNC};
 pub use diff::unified_diff;
 pub use docker::docker_edit;
 pub use hooks::{hook_edit, hook_json};

@@ -121,6 +121,9 @@ pub struct RuntimeConfig {
     pub cgroup_driver: Option<String>,
     /// CDI enabled (containerd's `enable_cdi`), when the file sets it.
     pub cdi: Option<bool>,
+    /// What in the file breaks migcage's path (containerd: a default runtime it does not
+    /// define, a migcage entry that drops the annotations migcage reads).
+    pub problems: Vec<String>,
 }
 
 /// An OCI hooks.d file (podman, cri-o) that runs migcage or NVIDIA's hook.

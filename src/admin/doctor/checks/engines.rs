@@ -36,8 +36,25 @@ pub(super) fn check_runtimes(f: &Facts) -> Vec<Check> {
     for r in f.runtimes.iter().filter(|r| r.binary.is_some()) {
         let (ways, notes) = runtime_ways(f, r, &migcage_hooks, cdi_ok);
         out.push(runtime_verdict(r, &ways, &notes));
+        out.extend(config_problems(r));
     }
     out
+}
+
+/// A failing line for each configuration file whose settings break migcage's path.
+fn config_problems(r: &RuntimeFact) -> Vec<Check> {
+    r.configs
+        .iter()
+        .filter_map(|(path, c)| Some((path, c.as_ref().ok()?)))
+        .filter(|(_, c)| !c.problems.is_empty())
+        .map(|(path, c)| {
+            Check::fail(
+                format!("{} config", r.name),
+                format!("{}: {}", path.display(), c.problems.join("; ")),
+                format!("run migcage configure {} (it keeps runc and passes the annotations migcage reads), then restart {}", r.name, r.name),
+            )
+        })
+        .collect()
 }
 
 /// Which runtimes are installed, and which not.

@@ -171,3 +171,28 @@ fn state_dir_and_hooks() {
         "no migcage hook file in /etc/containers/oci/hooks.d"
     );
 }
+
+#[test]
+fn a_containerd_config_that_breaks_the_kubelet_path_fails() {
+    let mut f = facts();
+    let file = PathBuf::from("/etc/containerd/config.toml");
+    let text = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.migcage.options]\nBinaryName = \"/usr/bin/migcage-runtime\"\n";
+    let parsed = super::super::gather::parse_runtime_config("containerd", text);
+    f.runtimes = vec![RuntimeFact {
+        name: "containerd",
+        binary: Some(PathBuf::from("/usr/bin/containerd")),
+        configs: vec![(file, parsed)],
+    }];
+    let checks = check_runtimes(&f);
+    assert_eq!(checks[1].status, Status::Ok, "{}", checks[1]);
+    let c = &checks[2];
+    assert_eq!(c.status, Status::Fail);
+    assert_eq!(c.check, "containerd config");
+    assert!(c.found.starts_with("/etc/containerd/config.toml: plugins.\"io.containerd.grpc.v1.cri\".containerd.default_runtime_name is \"runc\""), "{c}");
+    assert!(
+        c.found
+            .contains("container_annotations lacks cdi.k8s.io/*, migcage.io/*"),
+        "{c}"
+    );
+    assert!(c.fix.starts_with("run migcage configure containerd"), "{c}");
+}

@@ -1,6 +1,7 @@
 //! Reading the host into [`Facts`]: the driver's procfs, NVML (with a bounded wait), device
 //! nodes, cgroup mounts, the runtimes' files, hooks.d, CDI specs and the state directory.
 
+mod containerd;
 mod engines;
 mod nodes;
 mod parse;

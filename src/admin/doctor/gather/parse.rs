@@ -79,6 +79,9 @@ fn parse_toml(runtime: &str, text: &str) -> Result<RuntimeConfig, String> {
             _ => crio_table(&mut rc, &path, t),
         }
     }
+    if runtime == "containerd" {
+        rc.problems = super::containerd::containerd_problems(&doc);
+    }
     Ok(rc)
 }
 
