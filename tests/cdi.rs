@@ -237,6 +237,26 @@ fn every_shipped_topology_gives_a_valid_cdi_spec() {
                     .map(|n| n["path"].as_str().unwrap())
                     .collect();
                 assert_eq!(top_paths, common, "{ctx}");
+                // The driver's files are the top level's mounts, with the hook's options.
+                let mounts = top["mounts"].as_array().unwrap();
+                assert!(
+                    mounts.iter().any(|m| m["containerPath"]
+                        .as_str()
+                        .unwrap()
+                        .contains("/libnvidia-ml.so.")),
+                    "{ctx}: no driver library in {mounts:?}"
+                );
+                for m in mounts {
+                    let o = &m["options"];
+                    assert!(
+                        o[0] == "ro" && o.as_array().unwrap().last().unwrap() == "bind",
+                        "{ctx}: {m}"
+                    );
+                    assert!(
+                        Path::new(m["hostPath"].as_str().unwrap()).exists(),
+                        "{ctx}: {m}"
+                    );
+                }
                 // Every device's own nodes are exactly what `list` says it gets, on the host's
                 // nodes, and it names its device in its mount.
                 for d in spec["devices"].as_array().unwrap() {

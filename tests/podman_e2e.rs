@@ -489,3 +489,73 @@ fn cdi_containers_leave_no_lease() {
     assert!(run.ok(), "rm: {}", run.stderr());
     assert_eq!(all_leases(&host), [], "after podman rm");
 }
+
+/// The driver files' container paths in the spec's top level, in `dir`'s nvidia.com-gpu.yaml.
+fn driver_mounts(spec: &Value) -> Vec<String> {
+    spec["containerEdits"]["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["containerPath"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A CDI consumer without migcage (no hooks.d file, and the spec's own hook taken out) gets the
+/// driver's files from the spec's mounts alone; with the spec's hook, each is mounted once (the
+/// hook finds them in place).
+#[test]
+fn the_cdi_spec_alone_gives_the_driver_files() {
+    let Some(podman) = Podman::new("the_cdi_spec_alone_gives_the_driver_files") else {
+        return;
+    };
+    let host = SimHost::new("a100-7x1g");
+    let file = podman.path("cdi/nvidia.com-gpu.json");
+    podman.generate_cdi(&host, &["--output", file.to_str().unwrap()]);
+    let full: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let files = driver_mounts(&full);
+    assert!(
+        files.iter().any(|f| f.contains("libcuda.so."))
+            && files.iter().any(|f| f.ends_with("/nvidia-smi")),
+        "the spec has no driver files: {files:?}"
+    );
+    let mut script = String::new();
+    for f in &files {
+        script.push_str(&format!(
+            "[ -f {f} ] && echo \"FILE {f} $(grep -c ' {f} ' /proc/self/mountinfo)\"; "
+        ));
+    }
+    assert!(std::fs::read_dir(podman.path("hooks.d"))
+        .unwrap()
+        .next()
+        .is_none());
+    let mut alone = full.clone();
+    alone["containerEdits"]
+        .as_object_mut()
+        .unwrap()
+        .remove("hooks");
+    for (label, spec) in [("without a hook", &alone), ("with the spec's hook", &full)] {
+        std::fs::write(&file, serde_json::to_vec_pretty(spec).unwrap()).unwrap();
+        let run = podman.podman(&[
+            "run",
+            "--rm",
+            "--network=none",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            "--device",
+            "nvidia.com/gpu=0:1",
+            IMAGE,
+            "sh",
+            "-c",
+            &script,
+        ]);
+        assert!(run.ok(), "{label}: {}", run.stderr());
+        let seen = run.prefixed("FILE ");
+        let want: Vec<String> = files.iter().map(|f| format!("{f} 1")).collect();
+        assert_eq!(
+            seen, want,
+            "{label}: driver files in the container (path, mounts)"
+        );
+    }
+}

@@ -26,12 +26,14 @@ fn options(
     kind: cdi::Kind,
     hook_path: PathBuf,
     caps: crate::core::request::DriverCapabilities,
+    driver_files: crate::core::driver_files::DriverFiles,
 ) -> cdi::GenerateOptions {
     cdi::GenerateOptions {
         kind,
         hook_path,
         config_path: hook_config.clone(),
         driver_capabilities: caps,
+        driver_files,
     }
 }
 
@@ -60,10 +62,11 @@ pub fn generate(
             .context("cannot tell where this migcage binary is; pass --hook-path")?,
     };
     let inv = discover(config)?;
+    let driver = crate::host::driver_discovery::discover(config, &inv.driver_version)?;
     let generated = cdi::generate(
         &inv,
         &config.dev_root,
-        &options(hook_config, kind, hook_path, caps),
+        &options(hook_config, kind, hook_path, caps, driver),
     )?;
     for note in &generated.notes {
         eprintln!("migcage: note: {note}");
@@ -130,7 +133,8 @@ pub fn list(
                     cdi::generate(
                         &inv,
                         &config.dev_root,
-                        &options(hook_config, kind, hook, caps),
+                        // Staleness is about devices: no driver files needed.
+                        &options(hook_config, kind, hook, caps, Default::default()),
                     )?
                     .spec,
                 )

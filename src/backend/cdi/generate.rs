@@ -8,6 +8,7 @@ use super::spec::{
     minimum_version, valid_device_name, Device, Format, Kind, Spec, SpecEdits, SpecHook,
 };
 use super::{CdiError, DEFAULT_DIR, DEVICE_LIST_HOST_PATH, HOOK_STAGE, POSTSTOP_STAGE};
+use crate::core::driver_files::DriverFiles;
 use crate::core::edits::{ContainerEdits, Hook, Mount};
 use crate::core::plan::{self, nodes::common_nodes, PlanError};
 use crate::core::request::{
@@ -24,8 +25,11 @@ pub struct GenerateOptions {
     /// The configuration the hook must read (`MIGCAGE_CONFIG` in the hook's environment); `None`
     /// for the default file.
     pub config_path: Option<PathBuf>,
-    /// Which driver files the devices come with (once the plan mounts driver files).
+    /// Which driver files the devices come with.
     pub driver_capabilities: DriverCapabilities,
+    /// The driver's files on this host: those `driver_capabilities` picks are the spec's mounts
+    /// (empty: a spec without driver files).
+    pub driver_files: DriverFiles,
 }
 
 /// A spec and what was left out of it, for the user.
@@ -133,7 +137,14 @@ pub fn generate(
             })?;
         planned.push(p.edits);
     }
-    let (top, own) = split_shared(inv, dev_root, &planned);
+    let (mut top, own) = split_shared(inv, dev_root, &planned);
+    // The driver's files are mounts every engine makes itself, with the hook's options; their
+    // links and ld cache entries have no CDI field and stay the hook's work.
+    let driver = plan::driver::driver_edits(
+        plan::driver::caps_of(opts.driver_capabilities),
+        &opts.driver_files,
+    );
+    top.mounts.extend(driver.mounts);
 
     let mut notes = Vec::new();
     let mut devices = Vec::new();

@@ -15,8 +15,9 @@
 //!   fileMode, cgroup permissions `rw`), and one bind mount of `/dev/null` on
 //!   `/var/run/nvidia-container-devices/<UUID>` (`.../all` for `all`);
 //! * in the spec's top-level `containerEdits`, once: the nodes every device needs (nvidiactl,
-//!   nvidia-uvm, nvidia-uvm-tools), the plan's mounts and environment common to every device (the
-//!   driver files, once the plan produces them), `NVIDIA_VISIBLE_DEVICES=/var/run/nvidia-container-devices`,
+//!   nvidia-uvm, nvidia-uvm-tools), the plan's mounts and environment common to every device, the
+//!   driver's files for the spec's driver capabilities as bind mounts with the hook's options
+//!   (so an engine without migcage gets them), `NVIDIA_VISIBLE_DEVICES=/var/run/nvidia-container-devices`,
 //!   and a `createRuntime` hook running `migcage hook createRuntime` for what the engine cannot
 //!   do: the isolated `/proc/driver/nvidia` view inside the container, and on the host the
 //!   nodes' `DeviceAllow=` on the container's systemd unit (see [`HOOK_STAGE`]). The hook is
@@ -26,8 +27,9 @@
 //!   container goes (`podman run --rm`, `podman rm`); an engine that drops it leaves them to
 //!   `migcage release` and stale detection, as before.
 //!
-//! The plan's symbolic links and ld cache entries have no CDI field: they are the hook's work
-//! inside the container, which plans the container again from its spec.
+//! The driver libraries' symbolic links and ld cache entries have no CDI field: they are the
+//! hook's work inside the container, which plans the container again from its spec (and finds
+//! the driver's files already mounted).
 //!
 //! The hook learns which devices it serves from the mounts, the Kubernetes device plugin's
 //! volume-mounts convention that the request parser already reads. Not from an environment

@@ -13,6 +13,7 @@ fn opts(kind: &str) -> GenerateOptions {
         hook_path: "/usr/bin/migcage".into(),
         config_path: None,
         driver_capabilities: DriverCapabilities::DEFAULT,
+        driver_files: Default::default(),
     }
 }
 
@@ -454,4 +455,84 @@ fn written_atomically_and_found_by_its_hook() {
         .map(|e| e.file_name())
         .collect();
     assert_eq!(left.len(), 3, "{left:?}");
+}
+
+#[test]
+fn driver_files_are_the_top_levels_mounts_with_the_hooks_options() {
+    use crate::core::driver_files::{Caps, DriverFiles, FileKind, HostFile, Library};
+    use crate::core::edits::LibArch;
+    let file = |kind, caps, path: &str, soname: Option<&str>| HostFile {
+        kind,
+        caps,
+        host_path: format!("/sim{path}").into(),
+        path: path.into(),
+        library: soname.map(|s| Library {
+            soname: s.into(),
+            arch: LibArch::X86_64,
+            dev_link: None,
+            in_ld_cache: true,
+        }),
+        sim_only: false,
+    };
+    let lib = "/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.15";
+    let mut o = opts("nvidia.com/gpu");
+    o.driver_files = DriverFiles {
+        driver_version: "550.54.15".into(),
+        files: vec![
+            file(FileKind::Library, Caps::COMPUTE, lib, Some("libcuda.so.1")),
+            file(FileKind::Binary, Caps::UTILITY, "/usr/bin/nvidia-smi", None),
+            file(
+                FileKind::Firmware,
+                Caps::COMPUTE,
+                "/lib/firmware/nvidia/550.54.15/gsp.bin",
+                None,
+            ),
+            // Not asked for (utility,compute): left out.
+            file(
+                FileKind::Library,
+                Caps::VIDEO,
+                "/usr/lib/x86_64-linux-gnu/libnvcuvid.so.550.54.15",
+                Some("libnvcuvid.so.1"),
+            ),
+        ],
+        missing: Vec::new(),
+    };
+    let spec = generate(&inventory(), Path::new("/dev"), &o).unwrap().spec;
+    let mounts: Vec<(&str, &str, Vec<&str>)> = spec
+        .container_edits
+        .mounts
+        .iter()
+        .map(|m| {
+            (
+                m.host_path.as_str(),
+                m.container_path.as_str(),
+                m.options.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    let exec = vec!["ro", "nosuid", "nodev", "bind"];
+    let noexec = vec!["ro", "nosuid", "nodev", "noexec", "bind"];
+    assert_eq!(
+        mounts,
+        [
+            (
+                "/sim/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.15",
+                lib,
+                exec.clone()
+            ),
+            ("/sim/usr/bin/nvidia-smi", "/usr/bin/nvidia-smi", exec),
+            (
+                "/sim/lib/firmware/nvidia/550.54.15/gsp.bin",
+                "/lib/firmware/nvidia/550.54.15/gsp.bin",
+                noexec
+            ),
+        ]
+    );
+    // The soname link and the ld cache stay the hook's: one hook, no other edit kind.
+    assert_eq!(spec.container_edits.hooks.len(), 1);
+    // Devices keep only their own edits.
+    assert!(spec
+        .devices
+        .iter()
+        .all(|d| d.container_edits.mounts.len() == 1));
 }

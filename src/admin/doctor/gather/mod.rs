@@ -225,6 +225,7 @@ fn gather_cdi(
                             hook_path,
                             config_path: None,
                             driver_capabilities: crate::core::request::DriverCapabilities::DEFAULT,
+                            driver_files: Default::default(),
                         };
                         cdi::generate(inv, dev_root, &opts).ok()
                     });
