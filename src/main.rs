@@ -103,6 +103,16 @@ enum Command {
         /// Print the unified diff; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// docker, containerd: turn on the engine's own CDI (containerd >= 1.7: enable_cdi and
+        /// cdi_spec_dirs; Docker >= 25: features.cdi) instead of registering a runtime, so that it
+        /// injects the devices of migcage's CDI spec itself.
+        #[arg(long)]
+        cdi: bool,
+        /// docker, containerd: the engine's version (such as 1.7.24), instead of what
+        /// `containerd --version` or `dockerd --version` prints. It decides --cdi and the layout
+        /// of a new containerd file (config version 3 for containerd 2.x).
+        #[arg(long)]
+        engine_version: Option<String>,
     },
     /// CDI specs for Podman, CRI-O and containerd 1.7+: generate one, or list what one offers.
     Cdi {
@@ -332,6 +342,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             binary,
             set_default,
             dry_run,
+            cdi,
+            engine_version,
         } => {
             let opts = configure::Options {
                 target,
@@ -341,6 +353,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 set_default,
                 dry_run,
                 migcage_config: hook_config,
+                cdi,
+                engine_version,
             };
             print!("{}", configure::report(&configure::configure(&opts)?));
         }

@@ -5,6 +5,7 @@
 pub mod cgroup;
 pub mod driver_files;
 pub mod edits;
+pub mod engine;
 pub mod inventory;
 pub mod ldcache;
 pub mod plan;

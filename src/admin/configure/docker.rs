@@ -138,6 +138,36 @@ pub fn docker_edit(old: &str, binary: &Path, set_default: bool) -> Result<String
     Ok(render_object(&top, 0, &unit) + "\n")
 }
 
+/// daemon.json with Docker's CDI on (`features.cdi = true`; Docker 25 to 28.1 need it, later
+/// ones have it on by default, where it is harmless): `docker run --device nvidia.com/gpu=0:1`
+/// then injects the device from migcage's spec. Every other entry, and every other feature,
+/// keeps its place and its text; unchanged text comes back when it already says so.
+pub fn docker_cdi_edit(old: &str) -> Result<String, String> {
+    let mut top = parse_entries(old, "not a JSON object")?;
+    let unit = indent_unit(old);
+    let on = json!(true);
+    let changed = match top.iter_mut().find(|(k, _)| k == "features") {
+        Some((_, raw)) => {
+            let mut features = parse_entries(raw, "\"features\" is not an object")?;
+            let changed = set_entry(&mut features, "cdi", &on, 1, &unit);
+            if changed {
+                *raw = render_object(&features, 1, &unit);
+            }
+            changed
+        }
+        None => {
+            let mut features = Vec::new();
+            set_entry(&mut features, "cdi", &on, 1, &unit);
+            top.push(("features".into(), render_object(&features, 1, &unit)));
+            true
+        }
+    };
+    if !changed {
+        return Ok(old.to_string());
+    }
+    Ok(render_object(&top, 0, &unit) + "\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +239,30 @@ mod tests {
         for bad in ["[1]", "{\"runtimes\": []}", "{"] {
             assert!(docker_edit(bad, Path::new("/x"), false).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn docker_cdi_turns_the_feature_on_and_keeps_the_rest() {
+        assert_eq!(
+            docker_cdi_edit("").unwrap(),
+            "{\n  \"features\": {\n    \"cdi\": true\n  }\n}\n"
+        );
+        let out = docker_cdi_edit(DAEMON_JSON).unwrap();
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["features"], json!({"cdi": true}));
+        assert!(
+            out.contains(r#""log-opts": {"max-size": "100m",   "max-file": "3"},"#),
+            "{out}"
+        );
+        assert_eq!(docker_cdi_edit(&out).unwrap(), out);
+        let old = r#"{"features": {"buildkit": true, "cdi": false}}"#;
+        let out = docker_cdi_edit(old).unwrap();
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["features"], json!({"buildkit": true, "cdi": true}));
+        assert!(out.find("buildkit") < out.find("cdi"), "{out}");
+        let on = r#"{"features": {"cdi": true}}"#;
+        assert_eq!(docker_cdi_edit(on).unwrap(), on);
+        let e = docker_cdi_edit(r#"{"features": ["cdi"]}"#).unwrap_err();
+        assert!(e.starts_with("\"features\" is not an object: "), "{e}");
     }
 }

@@ -18,9 +18,17 @@
 //!   runtimes, so when `runc` is the default (or no default is set) and the file has no `runc`
 //!   entry, one is written: an empty or missing file would otherwise leave the CRI plugin without
 //!   its default runtime, and it refuses to load.
+//! - **`--cdi`** (docker, containerd): instead of a runtime entry, the engine's own CDI support is
+//!   turned on, so that it injects the devices of migcage's CDI spec itself: containerd >= 1.7
+//!   gets `enable_cdi = true` and `cdi_spec_dirs` in the CRI plugin's table, Docker >= 25
+//!   `features.cdi = true`. Older versions are refused with one line; the version is what the
+//!   engine's binary prints (`--engine-version` states it instead).
+//! - An empty or missing containerd file becomes config version 3 for containerd 2.x, version 2
+//!   otherwise (and when no containerd can be asked: 2.x reads version 2 too).
 //! - **podman** and **crio**: the OCI hooks.d file (as shipped in the repository's `hooks/`)
 //!   running `migcage hook prestart`, in `/usr/share/containers/oci/hooks.d`.
 
+mod cdi;
 mod containerd;
 mod diff;
 mod docker;
@@ -30,14 +38,16 @@ mod write;
 
 use std::path::{Path, PathBuf};
 
+pub use cdi::{cdi_version, containerd_cdi_edit, engine_version, CDI_SPEC_DIRS};
 pub use containerd::{containerd_edit, CONTAINER_ANNOTATIONS, POD_ANNOTATIONS, RUNC};
 pub use diff::unified_diff;
-pub use docker::docker_edit;
+pub use docker::{docker_cdi_edit, docker_edit};
 pub use hooks::{hook_edit, hook_json};
 pub use report::report;
 pub use write::backup_stamp;
 
 use crate::backend::runtime::RUNTIME_ARGV0;
+use crate::core::engine::{self, Engine};
 
 /// The engine to configure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -65,6 +75,15 @@ impl Target {
             Target::Podman => "podman",
             Target::Containerd => "containerd",
             Target::Crio => "crio",
+        }
+    }
+
+    /// The engine whose version decides what `configure` writes (CDI, config layout).
+    fn engine(self) -> Option<Engine> {
+        match self {
+            Target::Docker => Some(Engine::Docker),
+            Target::Containerd => Some(Engine::Containerd),
+            Target::Podman | Target::Crio => None,
         }
     }
 
@@ -102,6 +121,10 @@ pub struct Options {
     /// migcage's own configuration file when it is not the default one: the hook gets it in its
     /// environment.
     pub migcage_config: Option<PathBuf>,
+    /// docker and containerd: turn on the engine's CDI instead of registering a runtime.
+    pub cdi: bool,
+    /// docker and containerd: the engine's version, instead of what its binary prints.
+    pub engine_version: Option<String>,
 }
 
 /// Why configuring failed. One line each; nothing was changed unless it says so.
@@ -134,8 +157,8 @@ pub enum ConfigureError {
 pub struct Outcome {
     pub target: Target,
     pub file: PathBuf,
-    /// The executable registered (the runtime link, or migcage for a hook).
-    pub binary: PathBuf,
+    /// The executable registered (the runtime link, or migcage for a hook); none with `--cdi`.
+    pub binary: Option<PathBuf>,
     pub changed: bool,
     pub diff: String,
     pub backup: Option<PathBuf>,
@@ -188,37 +211,85 @@ fn binary_for(opts: &Options) -> Result<(PathBuf, Option<PathBuf>), ConfigureErr
     }
 }
 
-/// Register migcage with `opts.target`.
-pub fn configure(opts: &Options) -> Result<Outcome, ConfigureError> {
+/// The flags that do not go together, or not with this target; the engine version stated.
+fn check_usage(opts: &Options) -> Result<Option<engine::Version>, ConfigureError> {
+    let name = opts.target.name();
+    let usage = |m: String| Err(ConfigureError::Usage(m));
     if opts.hooks_dir.is_some() && !opts.target.uses_hook() {
-        return Err(ConfigureError::Usage(format!(
-            "--hooks-dir is for podman and crio; {} takes --config-file",
-            opts.target.name()
-        )));
+        return usage(format!(
+            "--hooks-dir is for podman and crio; {name} takes --config-file"
+        ));
     }
     if opts.set_default && opts.target.uses_hook() {
-        return Err(ConfigureError::Usage(format!(
-            "--set-default is for docker and containerd; {} runs migcage as a hook for every container",
-            opts.target.name()
-        )));
+        return usage(format!(
+            "--set-default is for docker and containerd; {name} runs migcage as a hook for every container"
+        ));
     }
+    let Some(engine) = opts.target.engine() else {
+        if opts.cdi {
+            return usage(format!("--cdi is for docker and containerd; {name} reads CDI specs from /etc/cdi and /var/run/cdi by itself: run migcage cdi generate"));
+        }
+        if opts.engine_version.is_some() {
+            return usage(format!(
+                "--engine-version is for docker and containerd; {name} takes none"
+            ));
+        }
+        return Ok(None);
+    };
+    if opts.cdi && opts.set_default {
+        return usage(format!("--cdi turns on {name}'s own CDI and registers no runtime, so --set-default has none to make the default: drop one of them"));
+    }
+    if opts.cdi && opts.binary.is_some() {
+        return usage(format!(
+            "--cdi turns on {name}'s own CDI and registers no executable: drop --binary"
+        ));
+    }
+    engine_version(engine, opts.engine_version.as_deref()).map_err(ConfigureError::Usage)
+}
+
+/// The config version a blank containerd file becomes: that of the containerd stated, or found
+/// on the PATH; 2 when none can be asked (containerd 2.x reads version 2 too).
+fn fresh_containerd_version(stated: Option<engine::Version>) -> i64 {
+    stated
+        .or_else(|| engine_version(Engine::Containerd, None).ok().flatten())
+        .map_or(2, engine::containerd_config_version)
+}
+
+/// Register migcage with `opts.target`.
+pub fn configure(opts: &Options) -> Result<Outcome, ConfigureError> {
+    let stated = check_usage(opts)?;
+    let cdi = match opts.target.engine() {
+        Some(engine) if opts.cdi => Some(
+            cdi_version(engine, opts.engine_version.as_deref()).map_err(ConfigureError::Usage)?,
+        ),
+        _ => None,
+    };
     let file = opts
         .config_file
         .clone()
         .unwrap_or_else(|| opts.target.default_file(opts.hooks_dir.as_deref()));
-    let (binary, link) = binary_for(opts)?;
+    let (binary, link) = match cdi {
+        Some(_) => (None, None),
+        None => binary_for(opts).map(|(b, l)| (Some(b), l))?,
+    };
     let old = match std::fs::read_to_string(&file) {
         Ok(t) => Some(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(source) => return Err(ConfigureError::Read { path: file, source }),
     };
     let old_text = old.clone().unwrap_or_default();
-    let new_text = match opts.target {
-        Target::Docker => docker_edit(&old_text, &binary, opts.set_default),
-        Target::Containerd => containerd_edit(&old_text, &binary, opts.set_default),
-        Target::Podman | Target::Crio => Ok(hook_edit(
+    let fresh = || match old_text.trim() {
+        "" => fresh_containerd_version(cdi.or(stated)),
+        _ => 2,
+    };
+    let new_text = match (opts.target, &binary) {
+        (Target::Docker, None) => docker_cdi_edit(&old_text),
+        (Target::Containerd, None) => containerd_cdi_edit(&old_text, fresh()),
+        (Target::Docker, Some(b)) => docker_edit(&old_text, b, opts.set_default),
+        (Target::Containerd, Some(b)) => containerd_edit(&old_text, b, opts.set_default, fresh()),
+        (Target::Podman | Target::Crio, b) => Ok(hook_edit(
             &old_text,
-            &binary,
+            b.as_deref().expect("a hook names migcage"),
             opts.migcage_config.as_deref(),
         )),
     }
@@ -241,7 +312,7 @@ pub fn configure(opts: &Options) -> Result<Outcome, ConfigureError> {
     let mut out = Outcome {
         target: opts.target,
         file: file.clone(),
-        binary: binary.clone(),
+        binary,
         changed,
         diff,
         backup: None,

@@ -21,32 +21,34 @@ pub fn report(o: &Outcome) -> String {
     if let Some(l) = &o.link {
         let _ = writeln!(s, "created {} -> migcage", l.display());
     }
+    let what = match &o.binary {
+        Some(b) => format!("registers migcage ({})", b.display()),
+        None => "turns on CDI".to_string(),
+    };
     if !o.changed {
-        let _ = writeln!(
-            s,
-            "{}: already registers migcage ({}); nothing changed",
-            o.file.display(),
-            o.binary.display()
-        );
+        let _ = writeln!(s, "{}: already {what}; nothing changed", o.file.display());
         return s;
     }
-    let _ = write!(
-        s,
-        "{}: registered migcage ({})",
-        o.file.display(),
-        o.binary.display()
-    );
+    let done = match &o.binary {
+        Some(b) => format!("registered migcage ({})", b.display()),
+        None => "turned on CDI".to_string(),
+    };
+    let _ = write!(s, "{}: {done}", o.file.display());
     match &o.backup {
         Some(b) => {
             let _ = writeln!(s, "; backup {}", b.display());
         }
         None => s.push_str("; new file\n"),
     }
-    let next = match o.target {
+    let next = match (o.target, &o.binary) {
+        (Target::Docker, None) => "next: restart dockerd (systemctl restart docker), write migcage's spec (migcage cdi generate), then: docker run --device nvidia.com/gpu=0:1 IMAGE",
+        (Target::Containerd, None) => "next: restart containerd (systemctl restart containerd) and write migcage's spec (migcage cdi generate, or migcage-cdi.service at boot); pods then get the devices the device plugin names by CDI",
+        (target, _) => match target {
         Target::Docker => "next: reload dockerd (systemctl reload docker, or SIGHUP), then: docker run --runtime=migcage -e NVIDIA_VISIBLE_DEVICES=0:1 IMAGE",
         Target::Containerd => "next: restart containerd (systemctl restart containerd); Kubernetes pods select it with a RuntimeClass whose handler is migcage",
         Target::Podman => "next: podman runs the hook for every new container (pass --hooks-dir if you chose a directory podman does not read by default)",
         Target::Crio => "next: restart crio (systemctl restart crio) and check that crio.conf's hooks_dir includes this directory",
+        },
     };
     s.push_str(next);
     s.push('\n');

@@ -102,6 +102,18 @@ mod tests {
     const CRI: &str = "[plugins.\"io.containerd.grpc.v1.cri\".containerd";
 
     #[test]
+    fn version_3_is_read_where_containerd_2_keeps_it() {
+        let v3 = "version = 3\n[plugins.'io.containerd.cri.v1.runtime'.containerd]\ndefault_runtime_name = 'crun'\n[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.migcage]\n[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.migcage.options]\nBinaryName = '/usr/bin/migcage-runtime'\n";
+        let p = problems(v3);
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p[0].starts_with("plugins.\"io.containerd.cri.v1.runtime\".containerd.default_runtime_name is \"crun\""), "{p:?}");
+        assert!(p[1].starts_with("plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.migcage.container_annotations lacks"), "{p:?}");
+        // The same tables under version 2's plugin name are not what a version 3 file uses.
+        let misplaced = "version = 3\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\ndefault_runtime_name = \"crun\"\n";
+        assert!(problems(misplaced).is_empty());
+    }
+
+    #[test]
     fn a_default_runtime_that_does_not_exist() {
         assert!(problems("version = 2\n").is_empty());
         let only_migcage = format!("version = 2\n{CRI}.runtimes.kata]\nruntime_type = \"x\"\n");
@@ -140,11 +152,17 @@ mod tests {
         let ok = entry("container_annotations = [\"cdi.k8s.io/*\", \"migcage.io/*\"]\npod_annotations = [\"migcage.io/*\"]\n");
         assert!(problems(&ok).is_empty());
         // What configure writes has no problem, in every version.
-        for old in ["", "version = 3\n", "root = \"/x\"\n"] {
+        for (old, fresh) in [
+            ("", 2),
+            ("", 3),
+            ("version = 3\n", 2),
+            ("root = \"/x\"\n", 2),
+        ] {
             let text = crate::admin::configure::containerd_edit(
                 old,
                 std::path::Path::new("/usr/bin/migcage-runtime"),
                 false,
+                fresh,
             )
             .unwrap();
             assert!(
