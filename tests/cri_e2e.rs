@@ -42,12 +42,23 @@ fn needs(test: &str) -> bool {
 
 /// `migcage configure containerd` on `file`, registering `link`.
 fn configure(file: &Path, link: &Path) {
+    configure_with(file, &["--binary", link.to_str().unwrap()], Path::new(""));
+}
+
+/// `migcage configure containerd ARGS` on `file`, with `bin`'s containerd first on the PATH
+/// (the one whose version configure asks).
+fn configure_with(file: &Path, args: &[&str], bin: &Path) {
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let out = Command::new(MIGCAGE)
         .args(["configure", "containerd", "--config-file"])
         .arg(file)
-        .arg("--binary")
-        .arg(link)
+        .args(args)
         .env_remove("MIGCAGE_CONFIG")
+        .env("PATH", path)
         .output()
         .unwrap();
     assert!(
@@ -76,7 +87,7 @@ fn configured_node(dir: &Path, original: Option<&str>, env: &[(&str, &Path)]) ->
 
 /// `containerd config dump` of the running instance's file.
 fn config_dump(c: &Containerd) -> String {
-    let out = Command::new("containerd")
+    let out = Command::new(c.bin.join("containerd"))
         .arg("--config")
         .arg(c.dir.join("private.toml"))
         .args(["config", "dump"])
@@ -142,6 +153,125 @@ fn configure_leaves_a_node_whose_cri_plugin_loads() {
             "{case}: {entry}"
         );
         drop(c);
+    }
+}
+
+/// Where scripts/containerd-releases.sh unpacks Debian 13's containerd (1.7) and unstable's (2.x).
+fn releases() -> PathBuf {
+    std::env::var_os("MIGCAGE_CONTAINERD_RELEASES")
+        .map_or_else(|| "/var/cache/migcage-containerd".into(), PathBuf::from)
+}
+
+/// The same promise on containerd 1.7 and 2.x, whose CRI plugin reads config version 3 (2.x)
+/// and has CDI: every configure case, `--cdi` among them, is started for real, its CRI plugin
+/// must load and its `config dump` still have runc (and migcage's entry, or CDI on).
+#[test]
+fn configure_leaves_containerd_1_7_and_2_nodes_whose_cri_plugin_loads() {
+    let test = "configure_leaves_containerd_1_7_and_2_nodes_whose_cri_plugin_loads";
+    if !needs(test) {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let v3 = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/configure/containerd-2.0-v3.toml"),
+    )
+    .unwrap();
+    let with_kata = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.kata]\n  runtime_type = \"io.containerd.kata.v2\"\n";
+    for (suite, series, layout) in [("trixie", "1.7.", 2), ("sid", "2.", 3)] {
+        let bin = releases().join(suite).join("usr/bin");
+        if !bin.join("containerd").is_file() {
+            common::skip(&format!("{test}: no containerd {series}x in {} (scripts/containerd-releases.sh, run by scripts/deps.sh, fetches Debian {suite}'s)", bin.display()));
+            continue;
+        }
+        let mut cases = vec![
+            ("empty file", Some(""), false),
+            ("missing file", None, false),
+            (
+                "version 2 with another runtime and no runc",
+                Some(with_kata),
+                false,
+            ),
+            ("empty file, --cdi", Some(""), true),
+        ];
+        if layout == 3 {
+            cases.push((
+                "containerd 2.0's version 3 config",
+                Some(v3.as_str()),
+                false,
+            ));
+        }
+        for (case, original, cdi) in cases {
+            let ctx = format!("containerd {suite}, {case}");
+            let dir = tempfile::Builder::new()
+                .prefix("migcage-cri-")
+                .tempdir()
+                .unwrap();
+            let link = dir.path().join("bin/migcage-runtime");
+            std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(MIGCAGE, &link).unwrap();
+            let file = dir.path().join("config.toml");
+            if let Some(text) = original {
+                std::fs::write(&file, text).unwrap();
+            }
+            let args: &[&str] = if cdi {
+                &["--cdi"]
+            } else {
+                &["--binary", link.to_str().unwrap()]
+            };
+            configure_with(&file, args, &bin);
+            let configured = std::fs::read_to_string(&file).unwrap();
+            if original.is_none_or(|o| o.is_empty()) {
+                assert!(
+                    configured.starts_with(&format!("version = {layout}\n")),
+                    "{ctx}: {configured}"
+                );
+            }
+            let private = dir.path().join("private.toml");
+            std::fs::write(
+                &private,
+                private_config(&configured, dir.path(), image::PAUSE),
+            )
+            .unwrap();
+            let c = Containerd::start_release(&bin, dir.path(), &private, &[]);
+            let version = c.ctr(&["version"]).stdout();
+            assert!(
+                version.contains(&format!("Version:  {series}")),
+                "{ctx}: {version}"
+            );
+            assert_eq!(c.cri_plugin_state(), "ok", "{ctx}: CRI plugin\n{}", c.log());
+            let dump: toml::Table = config_dump(&c).parse().unwrap();
+            let plugin = if layout == 3 {
+                "io.containerd.cri.v1.runtime"
+            } else {
+                "io.containerd.grpc.v1.cri"
+            };
+            let cri = &dump["plugins"][plugin];
+            let runtimes = &cri["containerd"]["runtimes"];
+            assert!(runtimes["runc"].is_table(), "{ctx}: no runc in {cri}");
+            assert_eq!(
+                cri["containerd"]["default_runtime_name"].as_str(),
+                Some("runc"),
+                "{ctx}"
+            );
+            if cdi {
+                assert_eq!(cri["enable_cdi"].as_bool(), Some(true), "{ctx}: {cri}");
+            } else {
+                let m = &runtimes["migcage"];
+                assert_eq!(
+                    m["options"]["BinaryName"].as_str(),
+                    link.to_str(),
+                    "{ctx}: {m}"
+                );
+                assert_eq!(
+                    m["container_annotations"].as_array().map(Vec::len),
+                    Some(2),
+                    "{ctx}: {m}"
+                );
+            }
+            eprintln!("CRI {ctx}: CRI plugin ok, runc kept");
+            drop(c);
+        }
     }
 }
 

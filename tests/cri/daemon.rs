@@ -30,9 +30,10 @@ fn table<'a>(doc: &'a mut DocumentMut, path: &[&str]) -> &'a mut Table {
     t
 }
 
-/// `config` (a version 2 config.toml) as a private instance in `dir`: root, state, sockets,
-/// the CRI settings these machines need (no CAP_SYS_RESOURCE: `restrict_oom_score_adj`; no
-/// overlayfs in a nested root: the native snapshotter) and the sandbox image `pause`.
+/// `config` (a version 2 or 3 config.toml) as a private instance in `dir`: root, state,
+/// sockets, the CRI settings these machines need (no CAP_SYS_RESOURCE: `restrict_oom_score_adj`;
+/// no overlayfs in a nested root: the native snapshotter) and the sandbox image `pause`. Version 3
+/// (containerd 2.x) keeps them in the CRI runtime and images plugins.
 pub fn private_config(config: &str, dir: &Path, pause: &str) -> String {
     let mut doc: DocumentMut = config.parse().expect("configure wrote TOML");
     let d = dir.display();
@@ -40,6 +41,17 @@ pub fn private_config(config: &str, dir: &Path, pause: &str) -> String {
     doc["state"] = toml_edit::value(format!("{d}/state"));
     table(&mut doc, &["grpc"])["address"] = toml_edit::value(format!("{d}/containerd.sock"));
     table(&mut doc, &["ttrpc"])["address"] = toml_edit::value(format!("{d}/containerd.sock.ttrpc"));
+    if doc.get("version").and_then(|v| v.as_integer()) == Some(3) {
+        let runtime = table(&mut doc, &["plugins", "io.containerd.cri.v1.runtime"]);
+        runtime["restrict_oom_score_adj"] = toml_edit::value(true);
+        let images = table(&mut doc, &["plugins", "io.containerd.cri.v1.images"]);
+        images["snapshotter"] = toml_edit::value("native");
+        table(
+            &mut doc,
+            &["plugins", "io.containerd.cri.v1.images", "pinned_images"],
+        )["sandbox"] = toml_edit::value(pause);
+        return doc.to_string();
+    }
     let cri = table(&mut doc, &["plugins", CRI]);
     cri["restrict_oom_score_adj"] = toml_edit::value(true);
     cri["sandbox_image"] = toml_edit::value(pause);
@@ -50,6 +62,8 @@ pub fn private_config(config: &str, dir: &Path, pause: &str) -> String {
 
 pub struct Containerd {
     pub dir: PathBuf,
+    /// Where its `containerd` and `ctr` are (empty: the PATH's).
+    pub bin: PathBuf,
     child: Child,
     made_run_dir: bool,
 }
@@ -57,9 +71,19 @@ pub struct Containerd {
 impl Containerd {
     /// Start containerd on `config` (a file in `dir`) with `env`; waits until it answers.
     pub fn start(dir: &Path, config: &Path, env: &[(&str, &Path)]) -> Containerd {
+        Containerd::start_release(Path::new(""), dir, config, env)
+    }
+
+    /// [`Containerd::start`] with the `containerd` and `ctr` of `bin` (a release unpacked there).
+    pub fn start_release(
+        bin: &Path,
+        dir: &Path,
+        config: &Path,
+        env: &[(&str, &Path)],
+    ) -> Containerd {
         let made_run_dir = !Path::new(CONTAINERD_RUN).exists();
         let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
-        let mut cmd = Command::new("containerd");
+        let mut cmd = Command::new(bin.join("containerd"));
         cmd.arg("--config").arg(config);
         for (k, v) in env {
             cmd.env(k, v);
@@ -72,6 +96,7 @@ impl Containerd {
             .unwrap();
         let c = Containerd {
             dir: dir.to_path_buf(),
+            bin: bin.to_path_buf(),
             child,
             made_run_dir,
         };
@@ -92,7 +117,7 @@ impl Containerd {
     pub fn ctr(&self, args: &[&str]) -> Run {
         let output = Command::new("timeout")
             .arg("90")
-            .arg("ctr")
+            .arg(self.bin.join("ctr"))
             .arg("--address")
             .arg(self.socket())
             .args(["--namespace", K8S_NAMESPACE])
