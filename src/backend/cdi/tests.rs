@@ -528,8 +528,15 @@ fn driver_files_are_the_top_levels_mounts_with_the_hooks_options() {
             ),
         ]
     );
-    // The soname link and the ld cache stay the hook's: one hook, no other edit kind.
-    assert_eq!(spec.container_edits.hooks.len(), 1);
+    // The soname link and the ld cache stay the hook's (no other edit kind); the other hook is
+    // the poststop one that gives the leases back.
+    let stages: Vec<&str> = spec
+        .container_edits
+        .hooks
+        .iter()
+        .map(|h| h.hook_name.as_str())
+        .collect();
+    assert_eq!(stages, [super::HOOK_STAGE, super::POSTSTOP_STAGE]);
     // Devices keep only their own edits.
     assert!(spec
         .devices
