@@ -5,11 +5,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+use common::configure::{configure, ok};
 
 use serde_json::{json, Value};
 
-const MIGCAGE: &str = env!("CARGO_BIN_EXE_migcage");
+use common::MIGCAGE;
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(
@@ -18,25 +20,6 @@ fn fixture(name: &str) -> String {
             .join(name),
     )
     .unwrap()
-}
-
-fn configure(args: &[&str]) -> Output {
-    Command::new(MIGCAGE)
-        .arg("configure")
-        .args(args)
-        .env_remove("MIGCAGE_CONFIG")
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "configure failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn backups(file: &Path) -> Vec<PathBuf> {

@@ -7,25 +7,9 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-const MIGCAGE: &str = env!("CARGO_BIN_EXE_migcage");
+use common::configure::{configure, ok};
 
-fn configure(args: &[&str]) -> Output {
-    Command::new(MIGCAGE)
-        .arg("configure")
-        .args(args)
-        .env_remove("MIGCAGE_CONFIG")
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "configure failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::MIGCAGE;
 
 /// The one error line; the directory holds only what it held before.
 fn refused(out: &Output, dir: &Path, before: usize) -> String {

@@ -5,29 +5,17 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::{Bundle, Mode, SimHost, MIGCAGE, PROBE};
 use serde_json::{json, Value};
 
-/// `host`'s config with `runtime` set: what the wrapper is run with.
-fn wrapper_config(host: &SimHost, runtime: &str) -> PathBuf {
-    let mut t: toml::Table = std::fs::read_to_string(host.config())
-        .unwrap()
-        .parse()
-        .unwrap();
-    t.insert("runtime".into(), toml::Value::String(runtime.into()));
-    let path = host.dir.path().join(format!("config-{runtime}.toml"));
-    std::fs::write(&path, toml::to_string(&t).unwrap()).unwrap();
-    path
-}
-
 /// The runtime command line of the wrapper for `mode` on `host`.
 fn wrapper(host: &SimHost, mode: Mode) -> String {
     format!(
         "{MIGCAGE} --config {} runtime",
-        wrapper_config(host, mode.runtime()).display()
+        common::wrapper::config(host, mode.runtime()).display()
     )
 }
 

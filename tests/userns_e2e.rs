@@ -10,7 +10,6 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::process::Command;
 
 use common::{Bundle, Mode, SimHost, MIGCAGE, PROBE};
@@ -43,18 +42,6 @@ fn in_user_namespace(b: &mut Bundle, host: &SimHost) {
     }
 }
 
-/// `host`'s config with `runtime` set: what the runtime wrapper is run with.
-fn wrapper_config(host: &SimHost, runtime: &str) -> PathBuf {
-    let mut t: toml::Table = std::fs::read_to_string(host.config())
-        .unwrap()
-        .parse()
-        .unwrap();
-    t.insert("runtime".into(), toml::Value::String(runtime.into()));
-    let path = host.dir.path().join(format!("config-{runtime}.toml"));
-    std::fs::write(&path, toml::to_string(&t).unwrap()).unwrap();
-    path
-}
-
 /// How a container is started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Via {
@@ -81,7 +68,7 @@ fn run(mode: Mode, via: Via, b: &Bundle, host: &SimHost) -> common::Run {
             let id = common::unique("mcns");
             let script = format!(
                 "exec {MIGCAGE} --config {} runtime run --bundle {} {id}",
-                wrapper_config(host, mode.runtime()).display(),
+                common::wrapper::config(host, mode.runtime()).display(),
                 b.path().display()
             );
             common::run_script(mode, b, host, &id, &script)

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::{json, Value};
 
+pub mod configure;
 pub mod driver;
+pub mod wrapper;
 
 pub const MIGCAGE: &str = env!("CARGO_BIN_EXE_migcage");
 
