@@ -17,10 +17,11 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use common::{assert_sees_exactly, SimHost, MIGCAGE, PROBE};
-use cri::client::{ContainerSpec, Cri, PodSpec};
-use cri::daemon::{private_config, Containerd};
+use common::{SimHost, MIGCAGE};
+use cri::client::{ContainerSpec, Cri};
+use cri::daemon::{private_config, with_cdi_spec_dir, Containerd};
 use cri::image;
+use cri::pod::{annotation, env, Case, CgroupParent, Runner, Scenario};
 
 /// One private containerd at a time: they share the runc shim's /run/containerd.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -275,77 +276,6 @@ fn configure_leaves_containerd_1_7_and_2_nodes_whose_cri_plugin_loads() {
     }
 }
 
-/// What one container of a pod was given by the device plugin, and must see.
-struct Case<'a> {
-    container: ContainerSpec<'a>,
-    sees: Vec<&'a str>,
-}
-
-/// A pod on a host: its label, its annotations, its containers.
-type Scenario<'a> = (&'a SimHost, &'a str, Vec<(&'a str, &'a str)>, Vec<Case<'a>>);
-
-fn env(v: &str) -> Vec<(String, String)> {
-    vec![("NVIDIA_VISIBLE_DEVICES".into(), v.into())]
-}
-
-fn annotation(k: &str, v: &str) -> Vec<(String, String)> {
-    vec![(k.into(), v.into())]
-}
-
-/// The probe, with the host's nodes on /hostdev, in each container of one pod.
-fn run_pod(
-    cri: &mut Cri,
-    host: &SimHost,
-    label: &str,
-    pod_annotations: &[(&str, &str)],
-    cases: Vec<Case>,
-    parent: &str,
-) {
-    let listing = host.list();
-    let name = common::unique("pod");
-    let pod = cri
-        .run_pod(&PodSpec {
-            name: &name,
-            annotations: pod_annotations,
-            handler: HANDLER,
-            cgroup_parent: parent,
-        })
-        .unwrap_or_else(|e| panic!("{label}: RunPodSandbox: {e}"));
-    let mut started = Vec::new();
-    for mut case in cases {
-        case.container.mounts.push((host.dev(), "/hostdev".into()));
-        let id = cri
-            .start(&pod, image::BUSYBOX_CUDA, &case.container, PROBE)
-            .unwrap_or_else(|e| panic!("{label}: container {}: {e}", case.container.name));
-        started.push((case, id));
-    }
-    for (case, id) in &started {
-        let run = cri.wait(&pod, case.container.name, id);
-        let ctx = format!("{label}, container {}", case.container.name);
-        assert!(run.ok(), "{ctx}: {}{}", run.stdout(), run.stderr());
-        assert_sees_exactly(&run, host, &listing, &case.sees, &ctx);
-        eprintln!(
-            "CRI {label:<44} {:<8} sees {:?}",
-            case.container.name, case.sees
-        );
-    }
-    cri.remove_pod(&pod);
-}
-
-/// The cgroup parent of the test's pods, removed (in every hierarchy) when dropped.
-struct CgroupParent(String);
-
-impl Drop for CgroupParent {
-    fn drop(&mut self) {
-        for cg in common::cgroups_named(&self.0) {
-            let _ = Command::new("find")
-                .arg(&cg)
-                .args(["-depth", "-type", "d", "-delete"])
-                .output();
-        }
-    }
-}
-
 #[test]
 fn the_kubelet_path_gives_each_container_exactly_its_instances() {
     if !needs("the_kubelet_path_gives_each_container_exactly_its_instances") {
@@ -373,6 +303,12 @@ fn the_kubelet_path_gives_each_container_exactly_its_instances() {
     ctd.import(&image::busybox_cuda_archive(dir.path()));
     let mut cri = Cri::connect(&ctd.socket(), &dir.path().join("logs"));
     let cg_parent = format!("/{}", parent.0);
+    let runner = Runner {
+        handler: HANDLER,
+        cgroup_parent: &cg_parent,
+        check: "",
+        expect: &[],
+    };
     let setup = t0.elapsed();
 
     let l1 = single.list();
@@ -387,7 +323,7 @@ fn the_kubelet_path_gives_each_container_exactly_its_instances() {
             name,
             envs,
             annotations,
-            mounts: Vec::new(),
+            ..Default::default()
         },
         sees,
     };
@@ -476,7 +412,7 @@ fn the_kubelet_path_gives_each_container_exactly_its_instances() {
     ];
     for (host, label, pod_annotations, cases) in scenarios {
         point_at(host);
-        run_pod(&mut cri, host, label, &pod_annotations, cases, &cg_parent);
+        runner.run(&mut cri, host, label, &pod_annotations, cases);
     }
     eprintln!(
         "CRI part: {:.1} s in all ({:.1} s to build, import and start; {} over CRI)",
@@ -484,4 +420,147 @@ fn the_kubelet_path_gives_each_container_exactly_its_instances() {
         setup.as_secs_f64(),
         cri.version()
     );
+}
+
+/// Containerd's own CDI injection, with no migcage runtime handler at all: `configure --cdi` on an
+/// empty file, migcage's spec in `cdi_spec_dirs`, pods on the default runc. The devices come
+/// from CRI's `CDI_devices` field (what the kubelet sends for a device plugin's or DRA driver's
+/// CDI devices) or the `cdi.k8s.io/*` annotation (the device plugin's cdi-annotations strategy),
+/// the driver files from the spec's mounts, the library links and ld cache from its
+/// createRuntime hook.
+#[test]
+fn containerd_1_7_and_2_inject_migcage_cdi_devices_into_plain_runc_pods() {
+    let test = "containerd_1_7_and_2_inject_migcage_cdi_devices_into_plain_runc_pods";
+    if !needs(test) {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let parent = CgroupParent(common::unique("migcage-cri-cdi"));
+    let cg_parent = format!("/{}", parent.0);
+    let host = SimHost::new("a100-7x1g");
+    let listing = host.list();
+    let u = |i: &str| common::uuid_of(&listing, i);
+    // What only the spec gives a container that no migcage hook or runtime touches.
+    let lib = "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so";
+    let check = format!(
+        "[ -f {lib}.550.54.15 ] && echo SPEC-MOUNT-OK; [ -L {lib}.1 ] && echo HOOK-LINK-OK; [ -x /usr/bin/nvidia-smi ] && echo SMI-OK"
+    );
+    let runner = Runner {
+        handler: "",
+        cgroup_parent: &cg_parent,
+        check: &check,
+        expect: &["SPEC-MOUNT-OK", "HOOK-LINK-OK", "SMI-OK"],
+    };
+    for (suite, series) in [("trixie", "1.7."), ("sid", "2.")] {
+        let bin = releases().join(suite).join("usr/bin");
+        if !bin.join("containerd").is_file() {
+            common::skip(&format!("{test}: no containerd {series}x in {} (scripts/containerd-releases.sh, run by scripts/deps.sh, fetches Debian {suite}'s)", bin.display()));
+            continue;
+        }
+        let t0 = Instant::now();
+        let dir = tempfile::Builder::new()
+            .prefix("migcage-cri-cdi-")
+            .tempdir()
+            .unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, "").unwrap();
+        configure_with(&file, &["--cdi"], &bin);
+        let spec_dir = dir.path().join("cdi");
+        let out = Command::new(MIGCAGE)
+            .arg("--config")
+            .arg(host.config())
+            .args(["cdi", "generate", "--output"])
+            .arg(format!("{}/", spec_dir.display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cdi generate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let configured = std::fs::read_to_string(&file).unwrap();
+        let private = dir.path().join("private.toml");
+        std::fs::write(
+            &private,
+            with_cdi_spec_dir(
+                &private_config(&configured, dir.path(), image::PAUSE),
+                &spec_dir,
+            ),
+        )
+        .unwrap();
+        let ctd = Containerd::start_release(&bin, dir.path(), &private, &[]);
+        assert_eq!(ctd.cri_plugin_state(), "ok", "{suite}: {}", ctd.log());
+        ctd.import(&image::pause_archive(dir.path()));
+        ctd.import(&image::busybox_cuda_archive(dir.path()));
+        let mut cri = Cri::connect(&ctd.socket(), &dir.path().join("logs"));
+        let version = cri.version();
+        assert!(version.contains(&format!(" {series}")), "{version}");
+        let by_field = |name, devices: &[String], sees| Case {
+            container: ContainerSpec {
+                name,
+                cdi_devices: devices.to_vec(),
+                ..Default::default()
+            },
+            sees,
+        };
+        let by_annotation = |name, value: &str, sees| Case {
+            container: ContainerSpec {
+                name,
+                annotations: annotation("cdi.k8s.io/nvidia-device-plugin_0a1b2c3d", value),
+                ..Default::default()
+            },
+            sees,
+        };
+        let two = format!("nvidia.com/gpu={},nvidia.com/gpu=0:4", u("0:2"));
+        let scenarios: Vec<(String, Vec<Case>)> = vec![
+            (
+                format!("{version}, CDI_devices, one by index"),
+                vec![by_field(
+                    "cuda",
+                    &["nvidia.com/gpu=0:1".into()],
+                    vec!["0:1"],
+                )],
+            ),
+            (
+                format!("{version}, CDI_devices, two by UUID"),
+                vec![by_field(
+                    "cuda",
+                    &[
+                        format!("nvidia.com/gpu={}", u("0:3")),
+                        format!("nvidia.com/gpu={}", u("0:5")),
+                    ],
+                    vec!["0:3", "0:5"],
+                )],
+            ),
+            (
+                format!("{version}, cdi.k8s.io annotation, two"),
+                vec![by_annotation("cuda", &two, vec!["0:2", "0:4"])],
+            ),
+            (
+                format!("{version}, two containers, one each"),
+                vec![
+                    by_field("first", &["nvidia.com/gpu=0:0".into()], vec!["0:0"]),
+                    by_annotation("second", "nvidia.com/gpu=0:6", vec!["0:6"]),
+                ],
+            ),
+        ];
+        for (label, cases) in scenarios {
+            runner.run(&mut cri, &host, &label, &[], cases);
+        }
+        drop(cri);
+        drop(ctd);
+        eprintln!("CRI {suite} CDI part: {:.1} s", t0.elapsed().as_secs_f64());
+    }
+    // The spec's poststop hook gave back every lease its createRuntime hook took.
+    let after = host.list();
+    for g in after["gpus"].as_array().unwrap() {
+        for m in g["mig_devices"].as_array().unwrap() {
+            assert_eq!(
+                m["leases"],
+                serde_json::json!([]),
+                "{}: left leased",
+                m["index"]
+            );
+        }
+    }
 }

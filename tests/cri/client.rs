@@ -36,6 +36,9 @@ pub struct ContainerSpec<'a> {
     pub annotations: Vec<(String, String)>,
     /// (host path, container path), read-only.
     pub mounts: Vec<(PathBuf, String)>,
+    /// Fully qualified CDI device names (CRI's `CDI_devices`, KEP-4009), for the runtime to
+    /// inject from its CDI spec directories.
+    pub cdi_devices: Vec<String>,
 }
 
 pub struct Pod {
@@ -152,6 +155,11 @@ impl Cri {
                 })
                 .collect(),
             log_path: format!("{}.log", c.name),
+            cdi_devices: c
+                .cdi_devices
+                .iter()
+                .map(|name| CdiDevice { name: name.clone() })
+                .collect(),
             ..Default::default()
         };
         let id = self

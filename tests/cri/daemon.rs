@@ -50,6 +50,20 @@ pub fn private_config(config: &str, dir: &Path, pause: &str) -> String {
             &mut doc,
             &["plugins", "io.containerd.cri.v1.images", "pinned_images"],
         )["sandbox"] = toml_edit::value(pause);
+        // 2.x's ctr imports through the transfer service, which unpacks only for the
+        // snapshotters its unpack_config names (overlayfs by default).
+        let mut unpack = Table::new();
+        unpack["platform"] = toml_edit::value(format!(
+            "linux/{}",
+            std::env::consts::ARCH
+                .replace("x86_64", "amd64")
+                .replace("aarch64", "arm64")
+        ));
+        unpack["snapshotter"] = toml_edit::value("native");
+        let mut tables = toml_edit::ArrayOfTables::new();
+        tables.push(unpack);
+        table(&mut doc, &["plugins", "io.containerd.transfer.v1.local"])
+            .insert("unpack_config", Item::ArrayOfTables(tables));
         return doc.to_string();
     }
     let cri = table(&mut doc, &["plugins", CRI]);
@@ -57,6 +71,27 @@ pub fn private_config(config: &str, dir: &Path, pause: &str) -> String {
     cri["sandbox_image"] = toml_edit::value(pause);
     let containerd = table(&mut doc, &["plugins", CRI, "containerd"]);
     containerd["snapshotter"] = toml_edit::value("native");
+    doc.to_string()
+}
+
+/// `config` (private_config's result, with CDI on, as `configure --cdi` wrote it) reading CDI
+/// specs from `spec_dir` only, not the host's /etc/cdi and /var/run/cdi.
+pub fn with_cdi_spec_dir(config: &str, spec_dir: &Path) -> String {
+    let mut doc: DocumentMut = config.parse().expect("TOML");
+    let plugin = if doc.get("version").and_then(|v| v.as_integer()) == Some(3) {
+        "io.containerd.cri.v1.runtime"
+    } else {
+        CRI
+    };
+    let t = table(&mut doc, &["plugins", plugin]);
+    assert_eq!(
+        t.get("enable_cdi").and_then(|v| v.as_bool()),
+        Some(true),
+        "configure --cdi did not turn CDI on in {plugin}: {config}"
+    );
+    let mut dirs = toml_edit::Array::new();
+    dirs.push(spec_dir.display().to_string());
+    t["cdi_spec_dirs"] = toml_edit::value(dirs);
     doc.to_string()
 }
 
@@ -85,6 +120,11 @@ impl Containerd {
         let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
         let mut cmd = Command::new(bin.join("containerd"));
         cmd.arg("--config").arg(config);
+        if !bin.as_os_str().is_empty() {
+            // The release's own runc shim, not the PATH's (Debian's 1.6).
+            let path = std::env::var("PATH").unwrap_or_default();
+            cmd.env("PATH", format!("{}:{path}", bin.display()));
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

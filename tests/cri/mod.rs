@@ -4,3 +4,4 @@
 pub mod client;
 pub mod daemon;
 pub mod image;
+pub mod pod;
