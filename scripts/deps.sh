@@ -28,9 +28,9 @@ if ((${#missing[@]})); then
   apt-get -o DPkg::Lock::Timeout=600 update -qq
   apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# tests/cri_e2e.rs: containerd 1.7 and 2.x (CDI, config version 3) beside Debian 12's 1.6,
-# unpacked into a cache of their own.
-"$(dirname "$0")/containerd-releases.sh"
+# tests/cri_e2e.rs and docker_e2e.rs: containerd 1.7 and 2.x (CDI, config version 3) and Docker 26
+# (CDI) beside Debian 12's 1.6 and 20.10, unpacked into a cache of their own.
+"$(dirname "$0")/engine-releases.sh"
 if ! command -v cargo >/dev/null 2>&1; then
   echo "deps: cargo (Rust >= 1.85) is required: install it with rustup (https://rustup.rs), then rerun" >&2
   exit 1

@@ -157,12 +157,6 @@ fn configure_leaves_a_node_whose_cri_plugin_loads() {
     }
 }
 
-/// Where scripts/containerd-releases.sh unpacks Debian 13's containerd (1.7) and unstable's (2.x).
-fn releases() -> PathBuf {
-    std::env::var_os("MIGCAGE_CONTAINERD_RELEASES")
-        .map_or_else(|| "/var/cache/migcage-containerd".into(), PathBuf::from)
-}
-
 /// The same promise on containerd 1.7 and 2.x, whose CRI plugin reads config version 3 (2.x)
 /// and has CDI: every configure case, `--cdi` among them, is started for real, its CRI plugin
 /// must load and its `config dump` still have runc (and migcage's entry, or CDI on).
@@ -180,9 +174,9 @@ fn configure_leaves_containerd_1_7_and_2_nodes_whose_cri_plugin_loads() {
     .unwrap();
     let with_kata = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.kata]\n  runtime_type = \"io.containerd.kata.v2\"\n";
     for (suite, series, layout) in [("trixie", "1.7.", 2), ("sid", "2.", 3)] {
-        let bin = releases().join(suite).join("usr/bin");
+        let bin = common::engine_release(suite).join("usr/bin");
         if !bin.join("containerd").is_file() {
-            common::skip(&format!("{test}: no containerd {series}x in {} (scripts/containerd-releases.sh, run by scripts/deps.sh, fetches Debian {suite}'s)", bin.display()));
+            common::skip(&format!("{test}: no containerd {series}x in {} (scripts/engine-releases.sh, run by scripts/deps.sh, fetches Debian {suite}'s)", bin.display()));
             continue;
         }
         let mut cases = vec![
@@ -452,9 +446,9 @@ fn containerd_1_7_and_2_inject_migcage_cdi_devices_into_plain_runc_pods() {
         expect: &["SPEC-MOUNT-OK", "HOOK-LINK-OK", "SMI-OK"],
     };
     for (suite, series) in [("trixie", "1.7."), ("sid", "2.")] {
-        let bin = releases().join(suite).join("usr/bin");
+        let bin = common::engine_release(suite).join("usr/bin");
         if !bin.join("containerd").is_file() {
-            common::skip(&format!("{test}: no containerd {series}x in {} (scripts/containerd-releases.sh, run by scripts/deps.sh, fetches Debian {suite}'s)", bin.display()));
+            common::skip(&format!("{test}: no containerd {series}x in {} (scripts/engine-releases.sh, run by scripts/deps.sh, fetches Debian {suite}'s)", bin.display()));
             continue;
         }
         let t0 = Instant::now();

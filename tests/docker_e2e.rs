@@ -48,16 +48,36 @@ impl Dockerd {
     /// Start a daemon that finds migcage as `nvidia-container-runtime-hook` on its PATH, knows the
     /// runtime wrapper as `migcage`, and whose children read `host`'s configuration.
     fn start(host: &SimHost) -> Dockerd {
-        assert!(
-            Path::new("/etc/docker").is_dir(),
-            "docker.io ships /etc/docker"
-        );
         // The Debian client next to the daemon (another `docker` may come first on PATH).
         let client = ["/usr/bin/docker"]
             .iter()
             .map(PathBuf::from)
             .find(|p| p.is_file())
             .unwrap_or_else(|| common::which("docker"));
+        Dockerd::launch(host, None, client, "{}\n")
+    }
+
+    /// Start `release`'s dockerd (an unpacked Debian release: its dockerd, docker, containerd)
+    /// on `daemon_json`, knowing nothing of migcage: no hook on its PATH, no runtime.
+    fn start_release(host: &SimHost, release: &Path, daemon_json: &str) -> Dockerd {
+        Dockerd::launch(
+            host,
+            Some(release),
+            release.join("usr/bin/docker"),
+            daemon_json,
+        )
+    }
+
+    fn launch(
+        host: &SimHost,
+        release: Option<&Path>,
+        client: PathBuf,
+        daemon_json: &str,
+    ) -> Dockerd {
+        assert!(
+            Path::new("/etc/docker").is_dir(),
+            "docker.io ships /etc/docker"
+        );
         {
             let mut g = SHARED.lock().unwrap_or_else(|e| e.into_inner());
             if g.0 == 0 {
@@ -72,21 +92,27 @@ impl Dockerd {
         let d = dir.path();
         let bin = d.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
-        std::os::unix::fs::symlink(MIGCAGE, bin.join("nvidia-container-runtime-hook")).unwrap();
-        std::os::unix::fs::symlink(MIGCAGE, bin.join("migcage-runtime")).unwrap();
-        std::fs::write(d.join("daemon.json"), "{}\n").unwrap();
+        let mut first = vec![bin.clone()];
+        let mut runtime = String::new();
+        if let Some(r) = release {
+            first.extend([r.join("usr/sbin"), r.join("usr/bin")]);
+        } else {
+            std::os::unix::fs::symlink(MIGCAGE, bin.join("nvidia-container-runtime-hook")).unwrap();
+            std::os::unix::fs::symlink(MIGCAGE, bin.join("migcage-runtime")).unwrap();
+            runtime = format!(" --add-runtime migcage={}/migcage-runtime", bin.display());
+        }
+        std::fs::write(d.join("daemon.json"), daemon_json).unwrap();
         let path = format!(
             "{}:{}",
-            bin.display(),
+            std::env::join_paths(&first).unwrap().to_string_lossy(),
             std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into())
         );
         let daemon = format!(
             "mount -t tmpfs -o mode=0700 tmpfs /etc/docker && exec dockerd --config-file {d}/daemon.json \
              --iptables=false --ip-masq=false --bridge=none --storage-driver=vfs \
              --exec-opt native.cgroupdriver=cgroupfs --data-root {d}/data --exec-root {d}/exec \
-             -H unix://{d}/docker.sock --pidfile {d}/docker.pid --add-runtime migcage={bin}/migcage-runtime",
+             -H unix://{d}/docker.sock --pidfile {d}/docker.pid{runtime}",
             d = d.display(),
-            bin = bin.display(),
         );
         let log = std::fs::File::create(d.join("dockerd.log")).unwrap();
         let child = Command::new("unshare")
@@ -149,6 +175,15 @@ impl Dockerd {
     fn run_probe(&self, host: &SimHost, extra: &[&str]) -> Run {
         let host_dev = format!("{}:/hostdev:ro", host.dev().display());
         self.docker(&Self::probe_args(&host_dev, extra))
+    }
+
+    /// [`Dockerd::run_probe`], then `check`.
+    fn run_probe_then(&self, host: &SimHost, extra: &[&str], check: &str) -> Run {
+        let host_dev = format!("{}:/hostdev:ro", host.dev().display());
+        let script = format!("{PROBE}\n{check}");
+        let mut args = Self::probe_args(&host_dev, extra);
+        *args.last_mut().unwrap() = &script;
+        self.docker(&args)
     }
 }
 
@@ -413,4 +448,116 @@ fn seven_containers_by_profile_each_get_a_different_instance() {
         freed,
         "the freed instance goes to the next container"
     );
+}
+
+/// Docker 26 (Debian 13's, unpacked by scripts/engine-releases.sh) with the CDI that
+/// `migcage configure docker --cdi` turns on, and no migcage hook or runtime: `--device
+/// nvidia.com/gpu=...` gets exactly the named instances from migcage's spec, with the driver
+/// files from its mounts and the library links from its createRuntime hook.
+#[test]
+fn docker_26_injects_migcage_cdi_devices_without_its_hook() {
+    let test = "docker_26_injects_migcage_cdi_devices_without_its_hook";
+    if !available(test) {
+        return;
+    }
+    let release = common::engine_release("trixie");
+    if !release.join("usr/sbin/dockerd").is_file() {
+        common::skip(&format!("{test}: no Docker 26 in {} (scripts/engine-releases.sh, run by scripts/deps.sh, fetches Debian trixie's)", release.display()));
+        return;
+    }
+    let host = SimHost::new("a100-7x1g");
+    let listing = host.list();
+    let work = tempfile::Builder::new()
+        .prefix("migcage-docker-cdi-")
+        .tempdir()
+        .unwrap();
+    let file = work.path().join("daemon.json");
+    std::fs::write(&file, "{}\n").unwrap();
+    // configure asks the release's dockerd for its version, as on a node that has it.
+    let path = format!(
+        "{}:{}",
+        release.join("usr/sbin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(MIGCAGE)
+        .args(["configure", "docker", "--cdi", "--config-file"])
+        .arg(&file)
+        .env_remove("MIGCAGE_CONFIG")
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "configure docker --cdi: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(json["features"]["cdi"], serde_json::json!(true), "{json}");
+    // The test's spec directory, not the host's /etc/cdi and /var/run/cdi.
+    let spec_dir = work.path().join("cdi");
+    json["cdi-spec-dirs"] = serde_json::json!([spec_dir]);
+    let out = Command::new(MIGCAGE)
+        .arg("--config")
+        .arg(host.config())
+        .args(["cdi", "generate", "--output"])
+        .arg(format!("{}/", spec_dir.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docker = Dockerd::start_release(&host, &release, &json.to_string());
+    let version = docker.docker(&["version", "--format", "{{.Server.Version}}"]);
+    assert!(version.stdout().starts_with("26."), "{}", version.stdout());
+    let lib = "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so";
+    let check = format!(
+        "[ -f {lib}.550.54.15 ] && echo SPEC-MOUNT-OK; [ -L {lib}.1 ] && echo HOOK-LINK-OK"
+    );
+    let uuid3 = format!("nvidia.com/gpu={}", common::uuid_of(&listing, "0:3"));
+    let all: Vec<String> = std::iter::once("0".to_string())
+        .chain((0..7).map(|i| format!("0:{i}")))
+        .collect();
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (vec!["--device", "nvidia.com/gpu=0:1"], vec!["0:1"]),
+        (
+            vec!["--device", &uuid3, "--device", "nvidia.com/gpu=0:5"],
+            vec!["0:3", "0:5"],
+        ),
+        (vec!["--device", "nvidia.com/gpu=all"], all),
+    ];
+    for (flags, names) in &cases {
+        let run = docker.run_probe_then(&host, flags, &check);
+        let ctx = format!("docker 26 run {}", flags.join(" "));
+        assert!(
+            run.ok(),
+            "{ctx}: {}\ndockerd: {}",
+            run.stderr(),
+            docker.log()
+        );
+        assert_sees_exactly(&run, &host, &listing, names, &ctx);
+        for want in ["SPEC-MOUNT-OK", "HOOK-LINK-OK"] {
+            assert!(
+                run.stdout().contains(want),
+                "{ctx}: no {want}: {}",
+                run.stdout()
+            );
+        }
+        eprintln!("{ctx}: sees {names:?}");
+    }
+    // The spec's poststop hook gave back every lease.
+    let after = host.list();
+    for g in after["gpus"].as_array().unwrap() {
+        for m in g["mig_devices"].as_array().unwrap() {
+            assert_eq!(
+                m["leases"],
+                serde_json::json!([]),
+                "{}: left leased",
+                m["index"]
+            );
+        }
+    }
 }

@@ -773,6 +773,14 @@ pub fn uuid_of(listing: &Value, index: &str) -> String {
     panic!("no device {index} in the listing")
 }
 
+/// Where scripts/engine-releases.sh unpacks a Debian suite's engines (trixie: containerd 1.7 and
+/// Docker 26; sid: containerd 2.x), not installed.
+pub fn engine_release(suite: &str) -> PathBuf {
+    std::env::var_os("MIGCAGE_ENGINE_RELEASES")
+        .map_or_else(|| "/var/cache/migcage-engines".into(), PathBuf::from)
+        .join(suite)
+}
+
 /// Whether a program is installed; prints the skip line naming the package when it is not.
 pub fn need_programs(test: &str, programs: &[(&str, &str)]) -> bool {
     if !is_root() {
