@@ -108,7 +108,7 @@ mod tests {
             std::process::exit(4);
         }
         if !ENABLED {
-            eprintln!("SKIP kills_at_the_named_step: fault points are compiled out of builds without debug assertions");
+            crate::testing::skip("kills_at_the_named_step: fault points are compiled out of builds without debug assertions");
             return;
         }
         let me = std::env::current_exe().unwrap();

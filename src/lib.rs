@@ -23,3 +23,5 @@ pub mod logging;
 /// `migcage simulate`: the driver-tree builder, its own crate (`crates/simulate`).
 pub use migcage_simulate as simulate;
 pub mod sys;
+#[cfg(test)]
+mod testing;

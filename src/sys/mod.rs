@@ -10,6 +10,7 @@ pub mod dirfd;
 #[cfg(test)]
 pub mod double;
 pub mod exec;
+pub mod host_nodes;
 pub mod nsenter;
 pub mod nvml;
 pub mod rootfs;

@@ -17,7 +17,7 @@ use crate::core::edits::{DeviceNode, LdCacheEntry, LibArch, Mount, Symlink};
 use crate::core::ldcache::{self, LdCache};
 use crate::sys::rootfs::{MountFlags, Rootfs};
 
-use super::host_nodes::check_host_node;
+use crate::sys::host_nodes::check_host_node;
 
 /// The container's ld cache.
 pub const LD_CACHE: &str = "/etc/ld.so.cache";
@@ -378,7 +378,9 @@ mod tests {
     #[test]
     fn nodes_are_made_once_in_a_plain_directory() {
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("SKIP nodes_are_made_once_in_a_plain_directory: needs root (CAP_MKNOD)");
+            crate::testing::skip(
+                "nodes_are_made_once_in_a_plain_directory: needs root (CAP_MKNOD)",
+            );
             return;
         }
         let d = tempfile::tempdir().unwrap();

@@ -9,7 +9,6 @@
 pub mod cgroup;
 pub mod container;
 pub mod entry;
-pub mod host_nodes;
 pub mod state;
 pub mod systemd;
 
@@ -235,9 +234,11 @@ fn apply_plan(
         work.bind_nodes |= userns.is_child();
         let id = state.id.clone();
         if work.bind_nodes && !runs_inside_container(stage, state) {
-            host_nodes::ensure_host_nodes(&work.nodes).map_err(|message| HookError::Container {
-                id: id.clone(),
-                message,
+            crate::sys::host_nodes::ensure_host_nodes(&work.nodes).map_err(|message| {
+                HookError::Container {
+                    id: id.clone(),
+                    message,
+                }
             })?;
         }
         let hook_pid = std::process::id();

@@ -350,8 +350,8 @@ fn merge_replaces_same_names_only() {
 fn the_hosts_cache_parses_like_ldconfig_reads_it() {
     let path = Path::new("/etc/ld.so.cache");
     let Some(ldconfig) = host_ldconfig() else {
-        eprintln!(
-            "SKIP the_hosts_cache_parses_like_ldconfig_reads_it: no ldconfig (Debian: libc-bin)"
+        crate::testing::skip(
+            "the_hosts_cache_parses_like_ldconfig_reads_it: no ldconfig (Debian: libc-bin)",
         );
         return;
     };
@@ -380,7 +380,7 @@ fn the_hosts_cache_parses_like_ldconfig_reads_it() {
 #[test]
 fn ldconfig_reads_what_we_write() {
     let Some(ldconfig) = host_ldconfig() else {
-        eprintln!("SKIP ldconfig_reads_what_we_write: no ldconfig (Debian: libc-bin)");
+        crate::testing::skip("ldconfig_reads_what_we_write: no ldconfig (Debian: libc-bin)");
         return;
     };
     let dir = tempfile::tempdir().unwrap();

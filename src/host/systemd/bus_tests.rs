@@ -64,22 +64,6 @@ impl Scope {
     }
 }
 
-/// The skip line of tests/common's `skip`: stderr past the capture, and $MIGCAGE_SKIP_LOG.
-fn skip(line: &str) {
-    use std::io::Write;
-    let text = format!("SKIP {line}\n");
-    let _ = std::io::stderr().write_all(text.as_bytes());
-    if let Some(log) = std::env::var_os("MIGCAGE_SKIP_LOG").filter(|v| !v.is_empty()) {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-        {
-            let _ = f.write_all(text.as_bytes());
-        }
-    }
-}
-
 struct Daemon(Child);
 
 impl Drop for Daemon {
@@ -113,7 +97,9 @@ fn the_client_talks_to_a_manager_on_a_real_bus() {
     let d = tempfile::tempdir().unwrap();
     let socket = d.path().join("bus");
     let Some(_daemon) = start_bus(&socket) else {
-        skip("the_client_talks_to_a_manager_on_a_real_bus: no dbus-daemon to run (package dbus)");
+        crate::testing::skip(
+            "the_client_talks_to_a_manager_on_a_real_bus: no dbus-daemon to run (package dbus)",
+        );
         return;
     };
     let calls = Calls::default();

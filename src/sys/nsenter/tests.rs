@@ -30,8 +30,8 @@ fn missing_process_is_a_clear_error() {
 #[test]
 fn other_namespace_work_runs_in_a_child_and_reports_back() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "SKIP other_namespace_work_runs_in_a_child_and_reports_back: needs root (unshare)"
+        crate::testing::skip(
+            "other_namespace_work_runs_in_a_child_and_reports_back: needs root (unshare)",
         );
         return;
     }

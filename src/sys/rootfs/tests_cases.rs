@@ -78,7 +78,7 @@ fn is_root() -> bool {
 #[test]
 fn mknod_is_idempotent_and_detects_conflicts() {
     if !is_root() {
-        eprintln!("SKIP mknod_is_idempotent_and_detects_conflicts: needs root (CAP_MKNOD)");
+        crate::testing::skip("mknod_is_idempotent_and_detects_conflicts: needs root (CAP_MKNOD)");
         return;
     }
     let root = tmp();
@@ -255,7 +255,7 @@ fn replace_file_is_atomic_and_never_writes_through_a_link() {
 #[test]
 fn bind_mount_refuses_a_symlink_target_and_is_idempotent() {
     if !is_root() {
-        eprintln!("SKIP bind_mount_refuses_a_symlink_target_and_is_idempotent: needs root (mount)");
+        crate::testing::skip("bind_mount_refuses_a_symlink_target_and_is_idempotent: needs root (mount)");
         return;
     }
     let outside = tmp();
@@ -333,7 +333,7 @@ fn in_private_namespace(root: &Path, src: &Path) {
 #[test]
 fn mknod_through_a_dev_symlink_stays_inside() {
     if !is_root() {
-        eprintln!("SKIP mknod_through_a_dev_symlink_stays_inside: needs root (CAP_MKNOD)");
+        crate::testing::skip("mknod_through_a_dev_symlink_stays_inside: needs root (CAP_MKNOD)");
         return;
     }
     let root = tmp();
@@ -352,7 +352,7 @@ fn magic_link_in_private_namespace(root: &Path) -> Result<(), String> {
     mount(None::<&str>, "/", None::<&str>, private, None::<&str>).map_err(|e| e.to_string())?;
     let proc = root.join("proc");
     mount(Some("proc"), &proc, Some("proc"), MsFlags::empty(), None::<&str>)
-        .map_err(|e| format!("SKIP: cannot mount procfs here: {e}"))?;
+        .map_err(|e| format!("SKIP a_link_to_proc_self_root_is_refused: cannot mount procfs here: {e}"))?;
     let r = open(root).unwrap();
     for path in ["/evil", "/evil/etc", "/proc/self/root/etc", "/proc/self/fd/0"] {
         match r.resolve(path, OFlag::O_PATH) {
@@ -372,7 +372,7 @@ fn magic_link_in_private_namespace(root: &Path) -> Result<(), String> {
 #[test]
 fn a_link_to_proc_self_root_is_refused() {
     if !is_root() {
-        eprintln!("SKIP a_link_to_proc_self_root_is_refused: needs root (mount)");
+        crate::testing::skip("a_link_to_proc_self_root_is_refused: needs root (mount)");
         return;
     }
     let root = tmp();
@@ -381,7 +381,7 @@ fn a_link_to_proc_self_root_is_refused() {
     let root_path = root.path().to_path_buf();
     let worker = std::thread::spawn(move || magic_link_in_private_namespace(&root_path));
     match worker.join().unwrap() {
-        Err(e) if e.starts_with("SKIP") => eprintln!("{e}"),
+        Err(e) if e.starts_with("SKIP ") => crate::testing::skip(&e["SKIP ".len()..]),
         r => r.unwrap(),
     }
 }

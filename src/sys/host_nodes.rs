@@ -91,7 +91,9 @@ mod tests {
     #[test]
     fn missing_host_nodes_are_made_and_existing_ones_left_alone() {
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("SKIP missing_host_nodes_are_made_and_existing_ones_left_alone: needs root (CAP_MKNOD)");
+            crate::testing::skip(
+                "missing_host_nodes_are_made_and_existing_ones_left_alone: needs root (CAP_MKNOD)",
+            );
             return;
         }
         let d = tempfile::tempdir().unwrap();

@@ -1,0 +1,40 @@
+//! What the unit tests share: the skip line of tests/common's `skip`, so that a unit test that
+//! cannot run here is counted by scripts/check-skips.sh like an integration test.
+
+use std::ffi::OsString;
+use std::io::Write;
+
+/// Say that a test did not run, and why: on stderr past the test harness's capture, and appended
+/// to `$MIGCAGE_SKIP_LOG` (scripts/test.sh fails on any skip not on tests/skips.allow).
+pub fn skip(line: &str) {
+    skip_to(std::env::var_os("MIGCAGE_SKIP_LOG"), line);
+}
+
+fn skip_to(log: Option<OsString>, line: &str) {
+    let text = format!("SKIP {line}\n");
+    let _ = std::io::stderr().write_all(text.as_bytes());
+    if let Some(log) = log.filter(|v| !v.is_empty()) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            let _ = f.write_all(text.as_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_skip_is_appended_to_the_skip_log() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("skips");
+        std::fs::write(&log, "SKIP earlier: reason\n").unwrap();
+        super::skip_to(Some(log.clone().into()), "this_test: a reason");
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "SKIP earlier: reason\nSKIP this_test: a reason\n"
+        );
+    }
+}
