@@ -75,6 +75,7 @@ for f in "${files[@]}" "${links[@]}" /usr/share/zsh/vendor-completions/_migcage;
   grep -qx "$f" "$work/deb.list" || fail ".deb lacks $f (dpkg-deb -c: $(tr '\n' ' ' <"$work/deb.list"))"
 done
 unit=$(grep -E '/systemd/system/migcage-cdi\.service$' "$work/deb.list") || fail ".deb lacks migcage-cdi.service"
+path_unit=$(grep -E '/systemd/system/migcage-cdi\.path$' "$work/deb.list") || fail ".deb lacks migcage-cdi.path"
 grep -q "nvidia-container-runtime-hook" <(grep -v '^/usr/lib/migcage/bin/' "$work/deb.list") &&
   fail ".deb ships nvidia-container-runtime-hook outside /usr/lib/migcage/bin (NVIDIA's package owns /usr/bin's)"
 dpkg-deb -e "$deb" "$work/control"
@@ -84,7 +85,7 @@ done
 say ".deb holds $(wc -l <"$work/deb.list") entries; conffiles: $(tr '\n' ' ' <"$work/control/conffiles")"
 
 rpm -qlp "$rpmfile" 2>/dev/null >"$work/rpm.list"
-for f in "${files[@]}" /usr/lib/systemd/system/migcage-cdi.service /usr/share/zsh/site-functions/_migcage; do
+for f in "${files[@]}" /usr/lib/systemd/system/migcage-cdi.service /usr/lib/systemd/system/migcage-cdi.path /usr/share/zsh/site-functions/_migcage; do
   grep -qx "$f" "$work/rpm.list" || fail ".rpm lacks $f (rpm -qlp: $(tr '\n' ' ' <"$work/rpm.list"))"
 done
 rpm -qcp "$rpmfile" 2>/dev/null >"$work/rpm.conf"
@@ -100,7 +101,7 @@ if dpkg-query -W -f='${Status}' migcage 2>/dev/null | grep -qv "not-installed"; 
   fail "a migcage package is already on this machine ($(dpkg-query -W -f='${Status}' migcage)); this test installs and purges its own: remove it first"
 fi
 # Paths purge must remove: the package's files, and what migcage makes at run time.
-made=(/var/log/migcage.log /var/run/cdi/nvidia.com-gpu.yaml /var/run/cdi /etc/systemd/system/multi-user.target.wants/migcage-cdi.service)
+made=(/var/log/migcage.log /var/run/cdi/nvidia.com-gpu.yaml /var/run/cdi /etc/systemd/system/multi-user.target.wants/migcage-cdi.service /etc/systemd/system/multi-user.target.wants/migcage-cdi.path)
 declare -A before
 for p in "${files[@]}" "${links[@]}" "$unit" "${made[@]}" /etc/migcage /usr/lib/migcage; do
   before[$p]=$([ -e "$p" ] || [ -L "$p" ] && echo yes || echo no)
@@ -176,8 +177,9 @@ grep -qi "error" "$work/logrotate.out" && fail "logrotate -d: $(grep -i error "$
 
 # The systemd unit: valid, enabled, and its command works (run here with the simulated config;
 # it writes /var/run/cdi, which purge must clean).
-command -v systemd-analyze >/dev/null && { systemd-analyze verify "$unit" || fail "systemd-analyze verify $unit"; }
+command -v systemd-analyze >/dev/null && { systemd-analyze verify "$unit" "$path_unit" || fail "systemd-analyze verify $unit $path_unit"; }
 [ -L /etc/systemd/system/multi-user.target.wants/migcage-cdi.service ] || fail "migcage-cdi.service is not enabled"
+[ -L /etc/systemd/system/multi-user.target.wants/migcage-cdi.path ] || fail "migcage-cdi.path is not enabled"
 exec_start=$(sed -n 's/^ExecStart=//p' "$unit")
 MIGCAGE_CONFIG=$cfg $exec_start || fail "the unit's ExecStart ($exec_start) failed"
 [ -f /var/run/cdi/nvidia.com-gpu.yaml ] || fail "the unit's command wrote no /var/run/cdi/nvidia.com-gpu.yaml"

@@ -197,6 +197,26 @@ fn hooks_d_file_and_systemd_unit_name_what_exists() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(unit.contains("Type=oneshot") && unit.contains("WantedBy=multi-user.target"));
+
+    // The path unit starts that service, and watches absolute paths (or %v, the kernel release).
+    let path = read("packaging/migcage-cdi.path");
+    assert!(
+        path.lines().any(|l| l == "Unit=migcage-cdi.service"),
+        "{path}"
+    );
+    let watched: Vec<&str> = path
+        .lines()
+        .filter_map(|l| l.strip_prefix("PathChanged="))
+        .collect();
+    assert!(
+        watched.iter().any(|w| w.contains("libnvidia-ml.so.1"))
+            && watched.iter().any(|w| w.starts_with("/lib/modules/%v/")),
+        "{watched:?}"
+    );
+    for w in &watched {
+        assert!(w.starts_with('/') && !w.contains(' '), "PathChanged={w}");
+    }
+    assert!(path.contains("WantedBy=multi-user.target"));
 }
 
 #[test]
@@ -226,6 +246,7 @@ fn every_packaged_source_file_exists() {
         meta["deb"]["maintainer-scripts"].as_str().unwrap()
     ));
     sources.push("packaging/migcage-cdi.service".into());
+    sources.push("packaging/migcage-cdi.path".into());
     for s in sources.iter().filter(|s| !s.starts_with("target/")) {
         assert!(
             Path::new(ROOT).join(s).is_file(),

@@ -52,6 +52,9 @@ const EXPECTED: &[Row] = &[
     ("rootless-podman-profile-refused", Ok, Ok),
     ("docker-gpus", Ok, Ok),
     ("docker-runtime", Ok, Ok),
+    // Not a container: the CDI spec's path unit regenerates it on a driver change, before and
+    // after `daemon-reload`.
+    ("cdi-path-unit", Ok, Ok),
 ];
 
 /// The test binaries and tests that run only in the VM (crun on cgroup v2).
@@ -305,6 +308,13 @@ fn systemd_host_scenarios() {
         &s.join("hooks/oci-migcage-hook.json"),
     );
     copy(&repo.join("tests/vm/scenarios.sh"), &s.join("scenarios.sh"));
+    std::fs::create_dir_all(s.join("units")).unwrap();
+    for unit in ["migcage-cdi.service", "migcage-cdi.path"] {
+        copy(
+            &repo.join("packaging").join(unit),
+            &s.join("units").join(unit),
+        );
+    }
     // MIGCAGE_VM_MODES (scenarios.sh) narrows a run by hand; the comparison then fails on the
     // modes left out.
     let modes = std::env::var("MIGCAGE_VM_MODES").unwrap_or_default();

@@ -6,5 +6,5 @@ if [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null 2>&1 || :
 fi
 if [ "$1" -eq 1 ]; then
-    systemctl --no-reload preset migcage-cdi.service >/dev/null 2>&1 || :
+    systemctl --no-reload preset migcage-cdi.service migcage-cdi.path >/dev/null 2>&1 || :
 fi

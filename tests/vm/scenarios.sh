@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs inside the test VM (scripts/vm/run.sh), as root, with systemd as PID 1 on pure cgroup v2.
-# The share (the current directory) holds bin/: migcage, libnvidia_ml_sim.so and nvidia-smi.
+# The share (the current directory) holds bin/: migcage, libnvidia_ml_sim.so and nvidia-smi, and
+# units/: the packaged systemd units (packaging/migcage-cdi.*).
 #
 # On a simulated a100-7x1g, each scenario starts one long-running container asking for MIG
 # device 0:1 whose process runs the isolation probe, tells this script, waits until it has run
@@ -497,6 +498,53 @@ run_docker_runtime() { docker_run "$1" --runtime migcage -e "NVIDIA_VISIBLE_DEVI
 
 scenario docker-gpus prep_docker docker_gone run_docker_gpus "$(d_of docker-gpus)"
 scenario docker-runtime prep_docker docker_gone run_docker_runtime "$(d_of docker-runtime)"
+
+# --- The CDI spec's path unit (packaging/migcage-cdi.path) -------------------------------------
+# The shipped units, installed as the package does (ExecStart pointed at this VM's migcage; a
+# drop-in points the service's driver condition at the simulated driver's procfs, as an admin's
+# would). A rewritten DKMS module of the running kernel before `daemon-reload`, and a repointed
+# NVML soname link after it, must each regenerate /var/run/cdi/nvidia.com-gpu.yaml within 30 s,
+# and the spec must match the host (`migcage cdi list --check`). Last: Podman reads /var/run/cdi.
+cdi_spec_after() {
+  local spec=/var/run/cdi/nvidia.com-gpu.yaml i out
+  rm -f "$spec"
+  "$@"
+  for ((i = 0; i < 150; i++)); do [[ -s $spec ]] && break; sleep 0.2; done
+  if [[ ! -s $spec ]]; then
+    echo "FAIL: no $spec 30 s after: $* ($(systemctl show -p ActiveState,Result migcage-cdi.path migcage-cdi.service | tr '\n' ' '))"
+  elif ! out=$(migcage cdi list --check 2>&1); then
+    echo "FAIL: cdi list --check: $(tail -n 1 <<<"$out" | cut -c1-200)"
+  else
+    echo ok
+  fi
+}
+cdi_path_unit() {
+  local mode=cdi-path-unit before after units=/etc/systemd/system
+  if [[ -n ${MIGCAGE_VM_MODES:-} && " $MIGCAGE_VM_MODES " != *" $mode "* ]]; then return; fi
+  echo "== $mode" >&2
+  sed 's|^ExecStart=/usr/bin/migcage |ExecStart=/usr/local/bin/migcage |' \
+    "$share/units/migcage-cdi.service" >"$units/migcage-cdi.service"
+  cp "$share/units/migcage-cdi.path" "$units/migcage-cdi.path"
+  mkdir -p "$units/migcage-cdi.service.d"
+  printf '[Unit]\nConditionPathExists=\nConditionPathExists=%s/proc/driver/nvidia\n' "$sim" \
+    >"$units/migcage-cdi.service.d/simulated.conf"
+  local modules
+  modules=/lib/modules/$(uname -r)/updates/dkms
+  mkdir -p "$modules" /usr/lib/x86_64-linux-gnu
+  systemctl daemon-reload
+  systemctl enable --now migcage-cdi.path >/dev/null 2>&1
+  before=$(cdi_spec_after sh -c "echo 550.54.15 >$modules/nvidia.ko")
+  systemctl daemon-reload
+  sleep 1
+  after=$(cdi_spec_after ln -sfn "$sim/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.550.54.15" \
+    /usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1)
+  systemctl disable --now migcage-cdi.path >/dev/null 2>&1 || true
+  rm -f /var/run/cdi/nvidia.com-gpu.yaml /usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1 "$modules/nvidia.ko"
+  local line="VM-RESULT $mode before=$before after=$after"
+  echo "$line"
+  results+=("$line")
+}
+cdi_path_unit
 
 echo
 printf '%-30s %-8s %s\n' MODE BEFORE AFTER
