@@ -60,6 +60,10 @@ struct Finder<'a> {
     version: &'a str,
     cache: Option<LdCache>,
     missing: Vec<String>,
+    /// Each candidate directory's real path (None: not a directory), asked once: most hosts have
+    /// none of the 32-bit library directories, where every library would otherwise be looked
+    /// for in each, and every file of a directory shares its resolution.
+    dirs: std::cell::RefCell<std::collections::HashMap<String, Option<PathBuf>>>,
 }
 
 /// `path` as a container path: relative to the root, with a leading `/`.
@@ -79,14 +83,58 @@ impl Finder<'_> {
     /// file it names, which must stay inside the driver root. Returns the host path and the
     /// resolved path as a real host names it.
     fn resolve(&self, candidate: &str) -> Option<(PathBuf, String)> {
-        let host = self.host(candidate);
-        // Most candidates do not exist: one lstat says so, where canonicalize would readlink
-        // every component first (measured: about 0.6 ms of a hook's 5).
-        std::fs::symlink_metadata(&host).ok()?;
-        let real = std::fs::canonicalize(host).ok()?;
+        let (dir, name) = candidate.rsplit_once('/')?;
+        let dir = self.real_dir(dir)?;
+        // Most candidates do not exist: one lstat says so. A name that is a symlink to a name in
+        // the same directory (the soname link of a library) is followed here, so the resolved
+        // path costs one lstat per link and not canonicalize's readlink of every component.
+        let mut name = name.to_string();
+        for _ in 0..8 {
+            let at = dir.join(&name);
+            let meta = std::fs::symlink_metadata(&at).ok()?;
+            if !meta.file_type().is_symlink() {
+                return meta.is_file().then(|| self.in_root(at)).flatten();
+            }
+            let target = std::fs::read_link(&at).ok()?;
+            match target.to_str() {
+                Some(t) if !t.is_empty() && !t.contains('/') && t != "." && t != ".." => {
+                    name = t.to_string();
+                }
+                _ => return self.canonical_file(&at),
+            }
+        }
+        self.canonical_file(&dir.join(&name))
+    }
+
+    /// The real (canonical) host path of directory `dir` (an absolute path of a real host),
+    /// asked once per directory: None when it is not a directory.
+    fn real_dir(&self, dir: &str) -> Option<PathBuf> {
+        self.dirs
+            .borrow_mut()
+            .entry(dir.to_string())
+            .or_insert_with(|| {
+                // One stat for the many directories a host does not have.
+                let host = self.host(dir);
+                std::fs::metadata(&host)
+                    .is_ok_and(|m| m.is_dir())
+                    .then(|| std::fs::canonicalize(host).ok())
+                    .flatten()
+            })
+            .clone()
+    }
+
+    /// `at` resolved the long way, when a link leaves its directory.
+    fn canonical_file(&self, at: &Path) -> Option<(PathBuf, String)> {
+        let real = std::fs::canonicalize(at).ok()?;
         if !real.is_file() {
             return None;
         }
+        self.in_root(real)
+    }
+
+    /// A resolved file, which must be inside the driver root, with its path as a real host
+    /// names it.
+    fn in_root(&self, real: PathBuf) -> Option<(PathBuf, String)> {
         let path = in_root(&self.root, &real)?;
         Some((real, path))
     }
@@ -281,6 +329,7 @@ pub fn discover(config: &Config, driver_version: &str) -> Result<DriverFiles, Di
         version: driver_version,
         cache,
         missing,
+        dirs: Default::default(),
     };
     let mut files = Vec::new();
     for f in driver_files(driver_version) {

@@ -263,3 +263,66 @@ fn a_missing_root_is_one_clear_line() {
     );
     assert!(!s.contains('\n'));
 }
+
+/// What resolution by directory (one canonicalize per directory, links in the same directory
+/// followed by lstat) must give as canonicalize did: a library directory reached through a
+/// symlinked directory (`/lib` to `usr/lib`, usrmerge) resolves to the real one, a chain of
+/// soname links is followed to the versioned file, and a link into another directory of the
+/// root resolves there.
+#[test]
+fn links_resolve_to_the_real_file_inside_the_root() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let real = root.join("usr/lib/x86_64-linux-gnu");
+    write(
+        &real.join(format!("libcuda.so.{VER}")),
+        &tiny_shared_object("libcuda.so.1", &[]),
+    );
+    // A chain in one directory: libcuda.so.1 -> libcuda.so.1.1 -> libcuda.so.VER.
+    symlink("libcuda.so.1.1", real.join("libcuda.so.1")).unwrap();
+    symlink(format!("libcuda.so.{VER}"), real.join("libcuda.so.1.1")).unwrap();
+    // A link into another directory of the root.
+    write(
+        &root.join(format!("opt/nvidia/libnvidia-ml.so.{VER}")),
+        &tiny_shared_object("libnvidia-ml.so.1", &[]),
+    );
+    symlink(
+        format!("../../../opt/nvidia/libnvidia-ml.so.{VER}"),
+        real.join(format!("libnvidia-ml.so.{VER}")),
+    )
+    .unwrap();
+    // usrmerge: /lib is a link to usr/lib.
+    symlink("usr/lib", root.join("lib")).unwrap();
+    let found = discover(&config(root), VER).unwrap();
+    let canon = std::fs::canonicalize(root).unwrap();
+    let cuda = found
+        .files
+        .iter()
+        .find(|f| {
+            f.library
+                .as_ref()
+                .is_some_and(|l| l.soname == "libcuda.so.1")
+        })
+        .expect("libcuda found");
+    assert_eq!(
+        cuda.host_path,
+        canon.join(format!("usr/lib/x86_64-linux-gnu/libcuda.so.{VER}"))
+    );
+    assert_eq!(
+        cuda.path,
+        format!("/usr/lib/x86_64-linux-gnu/libcuda.so.{VER}")
+    );
+    let ml = found
+        .files
+        .iter()
+        .find(|f| {
+            f.library
+                .as_ref()
+                .is_some_and(|l| l.soname == "libnvidia-ml.so.1")
+        })
+        .expect("libnvidia-ml found");
+    assert_eq!(
+        ml.host_path,
+        canon.join(format!("opt/nvidia/libnvidia-ml.so.{VER}"))
+    );
+}
