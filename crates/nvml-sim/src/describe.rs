@@ -59,16 +59,6 @@ impl PciAddr {
     }
 }
 
-/// Memory slices a GPU instance placement spans: A100/H100 GPU instances of 3 and 7 compute
-/// slices take 4 and 8 memory slices; the others as many as their compute slices.
-pub fn gi_placement_size(slices: u32) -> u32 {
-    match slices {
-        3 => 4,
-        7 => 8,
-        s => s,
-    }
-}
-
 /// Compute slices of a compute instance profile id (inverse of `ci_profile_id_for_slices`).
 pub fn ci_profile_slices(profile_id: u32) -> Option<u32> {
     (1..=8).find(|s| ci_profile_id_for_slices(*s) == Some(profile_id))
@@ -151,7 +141,7 @@ mod tests {
         let t = Topology::load("h100-mixed").unwrap();
         let gi = &t.gpus[0].gpu_instances[0];
         assert_eq!(gi.profile.name, "3g.40gb");
-        assert_eq!(gi_placement_size(gi.profile.slices), 4);
+        assert_eq!(gi.profile.placement_size, 4);
         assert_eq!(ci_placement_start(gi, 0), 0);
         assert_eq!(ci_placement_start(gi, 1), 2);
         assert_eq!(ci_profile_id(&gi.compute_instances[0]), 1);

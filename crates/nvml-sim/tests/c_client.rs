@@ -58,14 +58,6 @@ fn run(topo: Option<&Topology>, mode: &str) -> Run {
     }
 }
 
-fn placement_size(slices: u32) -> u32 {
-    match slices {
-        3 => 4,
-        7 => 8,
-        s => s,
-    }
-}
-
 /// `NVML_COMPUTE_INSTANCE_PROFILE_*` id -> compute slices, per nvml.h.
 const CI_PROFILE_SLICES: [(u32, u32); 7] = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 7), (5, 8), (6, 6)];
 
@@ -137,7 +129,7 @@ fn expected(t: &Topology) -> Vec<String> {
                     gi.id,
                     p.id,
                     gi.placement_start,
-                    placement_size(p.slices),
+                    p.placement_size,
                     p.name,
                     p.slices,
                     p.instance_count,

@@ -8,7 +8,8 @@
 //!
 //! Modules by job: `file` (the file form), `resolve` (defaults and checks), `resolved` (the
 //! checked topology), `load` (reading files, built-ins, errors), `devices` (device numbers),
-//! `naming` (UUIDs and bus ids) and [`models`] (the GPU models); every public item is
+//! `naming` (UUIDs and bus ids), [`models`] (the GPU models) and [`placement`] (where GPU
+//! instances may go); every public item is
 //! re-exported here.
 
 mod devices;
@@ -16,6 +17,7 @@ mod file;
 mod load;
 pub mod models;
 mod naming;
+pub mod placement;
 mod resolve;
 mod resolved;
 
@@ -30,6 +32,7 @@ pub use file::{
 pub use load::{builtin, builtin_names, TopologyError};
 pub use models::{GiProfile, Model};
 pub use naming::{proc_bus_id, stable_uuid};
+pub use placement::{Placed, Placement, PlacementError};
 pub use resolved::{ComputeInstance, Gpu, GpuInstance, MigDeviceRef, Topology};
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use crate::file::{ComputeInstanceFile, GpuFile, GpuInstanceFile, Majors, Topolog
 use crate::load::TopologyError;
 use crate::models::{self, GiProfile, Model};
 use crate::naming::{is_nvml_bus_id, is_uuid, stable_uuid};
+use crate::placement::{self, Placed, Placement};
 use crate::resolved::{ComputeInstance, Gpu, GpuInstance, Topology};
 
 impl TopologyFile {
@@ -217,10 +218,10 @@ impl Resolver {
             ))
         })?;
         gis.used_slices += profile.slices;
-        if gis.used_slices > 7 {
+        if gis.used_slices > model.compute_slices {
             return Err(self.bad(format!(
-                "{at}: {} does not fit, the GPU's 7 compute slices are used up",
-                profile.name
+                "{at}: {} does not fit, the GPU's {} compute slices are used up",
+                profile.name, model.compute_slices
             )));
         }
         let slot_index = gis.used_slots.entry(profile.slices).or_insert(0);
@@ -241,7 +242,7 @@ impl Resolver {
                 "{at}: GPU instance id {id} is out of range 0..{MAX_GPU_INSTANCES} or used twice"
             )));
         }
-        let placement_start = gf.placement_start.or(slot.map(|s| s.1)).unwrap_or(0);
+        let placement_start = self.gi_placement(&at, model, profile, gf, gis)?;
         let cis = self.compute_instances(index, &at, gis.list.len(), profile, gf)?;
         gis.list.push(GpuInstance {
             id,
@@ -250,6 +251,50 @@ impl Resolver {
             compute_instances: cis,
         });
         Ok(())
+    }
+
+    /// Where GPU instance `gf` (`at` in errors) sits: its `placement_start`, checked against the
+    /// model's placement rules and the instances before it, or where the driver's rule would put
+    /// it next to them ([`placement::choose`]).
+    fn gi_placement(
+        &self,
+        at: &str,
+        model: &'static Model,
+        profile: &'static GiProfile,
+        gf: &GpuInstanceFile,
+        gis: &GpuInstances,
+    ) -> Result<u32, TopologyError> {
+        let placed: Vec<Placed> = gis
+            .list
+            .iter()
+            .map(|gi| Placed {
+                profile: gi.profile,
+                placement: Placement {
+                    start: gi.placement_start,
+                    size: gi.profile.placement_size,
+                },
+            })
+            .collect();
+        let chosen = match gf.placement_start {
+            Some(start) => Placement {
+                start,
+                size: profile.placement_size,
+            },
+            None => placement::choose(model, profile, &placed).ok_or_else(|| {
+                self.bad(format!(
+                    "{at}: {} does not fit next to the GPU instances before it (placements {})",
+                    profile.name,
+                    placement::placements_text(profile)
+                ))
+            })?,
+        };
+        let mut all = placed;
+        all.push(Placed {
+            profile,
+            placement: chosen,
+        });
+        placement::check(model, &all).map_err(|e| self.bad(format!("{at}: {e}")))?;
+        Ok(chosen.start)
     }
 
     /// The compute instances of GPU instance `gf`, the `gi_number`th of GPU `index` (`at` in
@@ -304,7 +349,8 @@ impl Resolver {
     }
 }
 
-/// GPU instance ids and placements the driver hands out, per slice count, in order.
+/// GPU instance ids the driver hands out, per slice count, in order (with the placement each had
+/// on an A100 when it was the first of its kind; placements are now chosen by the rules).
 fn default_gi_slots(slices: u32) -> &'static [(u32, u32)] {
     match slices {
         7 | 8 => &[(0, 0)],

@@ -19,7 +19,7 @@ use nvml_wrapper_sys::bindings::{
 use super::{call, fill, get_version, handle_addr, handle_ptr, put, put_all};
 use crate::describe::{
     ci_multiprocessors, ci_placement_start, ci_profile_id, ci_profile_name, ci_profile_slices,
-    gi_placement_size, struct_version,
+    struct_version,
 };
 use crate::errors::{self, NvResult};
 use crate::state::{Dev, Sim, Target};
@@ -381,7 +381,7 @@ pub unsafe extern "C" fn nvmlGpuInstanceGetInfo(
             profileId: inst.profile.id,
             placement: nvmlGpuInstancePlacement_t {
                 start: inst.placement_start,
-                size: gi_placement_size(inst.profile.slices),
+                size: inst.profile.placement_size,
             },
         };
         // SAFETY: out-pointer valid for an nvmlGpuInstanceInfo_t (NVML contract).
