@@ -71,14 +71,9 @@ pub fn ci_profile_id(ci: &ComputeInstance) -> u32 {
     ci_profile_id_for_slices(ci.slices).unwrap_or(0)
 }
 
-/// Where a compute instance sits in its GPU instance: after the compute instances listed
-/// before it, in compute slices.
+/// Where a compute instance sits in its GPU instance, in compute slices.
 pub fn ci_placement_start(gi: &GpuInstance, ci_pos: usize) -> u32 {
-    gi.compute_instances
-        .iter()
-        .take(ci_pos)
-        .map(|c| c.slices)
-        .sum()
+    gi.compute_instances[ci_pos].placement_start
 }
 
 /// Streaming multiprocessors of a compute instance with `slices` of the GPU instance's.

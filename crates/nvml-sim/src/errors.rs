@@ -23,6 +23,20 @@ pub const GPU_IS_LOST: Ret = sys::nvmlReturn_enum_NVML_ERROR_GPU_IS_LOST;
 pub const ARGUMENT_VERSION_MISMATCH: Ret =
     sys::nvmlReturn_enum_NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
 pub const UNKNOWN: Ret = sys::nvmlReturn_enum_NVML_ERROR_UNKNOWN;
+pub const IN_USE: Ret = sys::nvmlReturn_enum_NVML_ERROR_IN_USE;
+pub const INSUFFICIENT_RESOURCES: Ret = sys::nvmlReturn_enum_NVML_ERROR_INSUFFICIENT_RESOURCES;
+
+/// The NVML code of a refused MIG change.
+pub fn from_mig(e: migcage_topology::MigOpError) -> Ret {
+    use migcage_topology::MigOpError as E;
+    match e {
+        E::InvalidArgument => INVALID_ARGUMENT,
+        E::NotSupported => NOT_SUPPORTED,
+        E::InsufficientResources => INSUFFICIENT_RESOURCES,
+        E::InUse => IN_USE,
+        E::NotFound => NOT_FOUND,
+    }
+}
 
 /// Every return code: value, name without the `NVML_ERROR_` prefix, and `nvmlErrorString` text.
 ///

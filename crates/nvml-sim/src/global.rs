@@ -12,7 +12,7 @@ use migcage_topology::Topology;
 
 use crate::errors::{self, NvResult, Ret};
 use crate::state::{InitError, Sim};
-use crate::visibility;
+use crate::{persist, visibility};
 
 /// Environment variable naming the topology file.
 pub const TOPOLOGY_ENV: &str = "MIGCAGE_SIM_TOPOLOGY";
@@ -22,11 +22,14 @@ pub const TOPOLOGY_FILE: &str = "nvidia-sim-topology.toml";
 struct Global {
     refcount: u32,
     sim: Option<Arc<Sim>>,
+    /// The topology file the state was loaded from (changes persist beside it).
+    path: Option<PathBuf>,
 }
 
 static GLOBAL: Mutex<Global> = Mutex::new(Global {
     refcount: 0,
     sim: None,
+    path: None,
 });
 
 fn lock() -> MutexGuard<'static, Global> {
@@ -52,8 +55,9 @@ pub fn init(function: &str) -> Ret {
         return errors::SUCCESS;
     }
     match load_and_build(function) {
-        Ok(sim) => {
+        Ok((sim, path)) => {
             global.sim = Some(Arc::new(sim));
+            global.path = Some(path);
             global.refcount = 1;
             errors::SUCCESS
         }
@@ -79,11 +83,35 @@ pub fn shutdown() -> Ret {
     errors::SUCCESS
 }
 
-fn load_and_build(function: &str) -> Result<Sim, InitError> {
+/// Change the MIG layout: `change` runs on the current persisted state under its lock (see
+/// [`persist`]), and the state of this process is rebuilt from the result. Inside a container
+/// (device-node visibility, no simulated root) nothing may change: `NO_PERMISSION`, as for an
+/// unprivileged caller of the real library.
+pub fn mutate<T>(change: impl FnOnce(&mut Topology) -> NvResult<T>) -> NvResult<T> {
+    let mut global = lock();
+    let sim = global.sim.clone().ok_or(errors::UNINITIALIZED)?;
+    let path = global.path.clone().ok_or(errors::UNINITIALIZED)?;
+    if sim.topology().visibility == migcage_topology::Visibility::DeviceNodes {
+        return Err(errors::NO_PERMISSION);
+    }
+    let (out, topo) = match persist::transaction(&path, change) {
+        Ok(done) => done,
+        Err(persist::ChangeError::Refused(code)) => return Err(code),
+        Err(persist::ChangeError::State(message)) => {
+            eprintln!("libnvidia-ml.so.1 (migcage simulator): {message}");
+            return Err(errors::UNKNOWN);
+        }
+    };
+    let rebuilt = Sim::build(topo, &visibility::probe).map_err(|e| e.code)?;
+    global.sim = Some(Arc::new(rebuilt));
+    Ok(out)
+}
+
+fn load_and_build(function: &str) -> Result<(Sim, PathBuf), InitError> {
     let path = topology_path()?;
-    let topo = Topology::from_path(&path).map_err(|e| InitError {
+    let topo = persist::load(&path).map_err(|message| InitError {
         code: errors::DRIVER_NOT_LOADED,
-        message: Some(e.to_string().lines().collect::<Vec<_>>().join(" ")),
+        message: Some(message),
     })?;
     if topo.faults.init_delay_ms > 0 {
         std::thread::sleep(Duration::from_millis(topo.faults.init_delay_ms));
@@ -106,7 +134,7 @@ fn load_and_build(function: &str) -> Result<Sim, InitError> {
         code,
         message: None,
     })?;
-    Ok(sim)
+    Ok((sim, path))
 }
 
 /// `$MIGCAGE_SIM_TOPOLOGY`, else `nvidia-sim-topology.toml` next to this library: in the

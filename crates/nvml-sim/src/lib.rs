@@ -18,5 +18,7 @@ pub mod describe;
 pub mod errors;
 pub mod ffi;
 pub mod global;
+pub mod handles;
+pub mod persist;
 pub mod state;
 pub mod visibility;

@@ -1,8 +1,8 @@
 //! The simulated driver state built at `nvmlInit`: which GPUs, GPU instances, compute instances
 //! and MIG devices are visible, the handle objects that stand for them, and the faults to inject.
 //!
-//! A handle is the address of a small heap object owned by the [`Sim`]; it stays put for as long
-//! as the state lives. Every handle a caller passes in is looked up in a table of live handles,
+//! A handle is the address of a small object of [`crate::handles`], one per identity, so it
+//! stays valid across a change of the MIG layout. Every handle a caller passes in is looked up in a table of live handles,
 //! so a stale, foreign or NULL pointer is never dereferenced: it is `INVALID_ARGUMENT`.
 //!
 //! This file holds what the state is and how a handle a caller passes in is looked up; the
@@ -37,27 +37,11 @@ pub enum Dev {
     Mig(usize, usize),
 }
 
-/// The object a handle points at. Never read through a handle: only its address matters, and it
-/// is not zero-sized so that every handle has its own address.
-struct Slot {
-    _tag: u64,
-}
-
-fn slot() -> Box<Slot> {
-    Box::new(Slot {
-        _tag: 0x6e76_6d6c_5f73_696d,
-    })
-}
-
-fn addr(slot: &Slot) -> usize {
-    slot as *const Slot as usize
-}
-
 /// A visible GPU.
 pub struct GpuView {
     /// Position in `topology.gpus`.
     pub topo: usize,
-    slot: Box<Slot>,
+    slot: usize,
     /// Visible GPU instances, in topology order.
     pub gis: Vec<GiView>,
     /// Visible MIG devices, in NVML MIG index order.
@@ -68,7 +52,7 @@ pub struct GpuView {
 pub struct GiView {
     /// Position in the topology GPU's `gpu_instances`.
     pub pos: usize,
-    slot: Box<Slot>,
+    slot: usize,
     pub cis: Vec<CiView>,
 }
 
@@ -76,7 +60,7 @@ pub struct GiView {
 pub struct CiView {
     /// Position in the topology GPU instance's `compute_instances`.
     pub pos: usize,
-    slot: Box<Slot>,
+    slot: usize,
 }
 
 /// A visible MIG device: a visible compute instance of a visible GPU instance.
@@ -85,7 +69,7 @@ pub struct MigView {
     pub gi: usize,
     /// Index into that GPU instance's `cis`.
     pub ci: usize,
-    slot: Box<Slot>,
+    slot: usize,
 }
 
 /// Why `nvmlInit` fails.
@@ -155,10 +139,10 @@ impl Sim {
     /// The handle value (an address) of a target.
     pub fn handle(&self, target: Target) -> usize {
         match target {
-            Target::Gpu(g) => addr(&self.gpus[g].slot),
-            Target::Mig(g, m) => addr(&self.gpus[g].migs[m].slot),
-            Target::Gi(g, gi) => addr(&self.gpus[g].gis[gi].slot),
-            Target::Ci(g, gi, ci) => addr(&self.gpus[g].gis[gi].cis[ci].slot),
+            Target::Gpu(g) => self.gpus[g].slot,
+            Target::Mig(g, m) => self.gpus[g].migs[m].slot,
+            Target::Gi(g, gi) => self.gpus[g].gis[gi].slot,
+            Target::Ci(g, gi, ci) => self.gpus[g].gis[gi].cis[ci].slot,
         }
     }
 

@@ -195,6 +195,45 @@ fn enumerate_matches(name: &str) {
     assert_lines(&r.stdout, &want);
 }
 
+/// Instances made by one process through raw NVML calls are what the next process enumerates:
+/// a 3g.20gb, a 1g.5gb and a 2g.10gb on `a100-empty`, where the placement rule puts them, then a
+/// 4g.20gb that no longer fits; the enumeration matches the persisted state line for line.
+#[test]
+fn instances_created_through_raw_nvml_are_seen_by_the_next_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = compile(dir.path());
+    let t = Topology::load("a100-empty").unwrap();
+    let topo_path = common::write_topology(dir.path(), &t);
+    let client = |args: &[&str]| {
+        let out = Command::new(&exe)
+            .arg(common::cdylib())
+            .args(args)
+            .env("MIGCAGE_SIM_TOPOLOGY", &topo_path)
+            .output()
+            .expect("run nvml_client");
+        assert!(out.status.success(), "nvml_client {args:?}: {:?}", out);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        client(&["create", "2", "2"]),
+        "created gi=1 start=4 size=4 ci=0 left_before=2\n"
+    );
+    assert_eq!(
+        client(&["create", "0", "0"]),
+        "created gi=7 start=3 size=1 ci=0 left_before=4\n"
+    );
+    assert_eq!(
+        client(&["create", "1", "1"]),
+        "created gi=3 start=0 size=2 ci=0 left_before=1\n"
+    );
+    // 4g.20gb no longer fits: INSUFFICIENT_RESOURCES (23), nothing left.
+    assert_eq!(client(&["create", "3", "3"]), "create_gi 23 left=0\n");
+    let state = std::fs::read_to_string(dir.path().join("nvidia-sim-state.toml")).unwrap();
+    let now = Topology::parse(&state, false, "state").unwrap();
+    assert_eq!(now.mig_devices().len(), 3);
+    assert_lines(&client(&["enumerate"]), &expected(&now));
+}
+
 #[test]
 fn a100_7x1g() {
     enumerate_matches("a100-7x1g");

@@ -6,6 +6,8 @@
  *   nvml_client LIB enumerate   every GPU, MIG device, GPU instance and compute instance
  *   nvml_client LIB errors      return codes of misuse: bad handles, short buffers, MIG calls
  *                               on a GPU without MIG, calls before init and after shutdown
+ *   nvml_client LIB create GI CI   create a GPU instance of profile GI on GPU 0 and a compute
+ *                               instance of profile CI in it; print where they went
  */
 #include <dlfcn.h>
 #include <stdio.h>
@@ -360,9 +362,45 @@ static int errors(void) {
     return 0;
 }
 
+static int create(unsigned int gi_profile, unsigned int ci_profile) {
+    FN(nvmlReturn_t, nvmlInit_v2, (void));
+    FN(nvmlReturn_t, nvmlShutdown, (void));
+    FN(nvmlReturn_t, nvmlDeviceGetHandleByIndex_v2, (unsigned int, nvmlDevice_t *));
+    FN(nvmlReturn_t, nvmlDeviceGetGpuInstanceRemainingCapacity, (nvmlDevice_t, unsigned int, unsigned int *));
+    FN(nvmlReturn_t, nvmlDeviceCreateGpuInstance, (nvmlDevice_t, unsigned int, nvmlGpuInstance_t *));
+    FN(nvmlReturn_t, nvmlGpuInstanceCreateComputeInstance,
+       (nvmlGpuInstance_t, unsigned int, nvmlComputeInstance_t *));
+    FN(nvmlReturn_t, nvmlGpuInstanceGetInfo, (nvmlGpuInstance_t, nvmlGpuInstanceInfo_t *));
+    FN(nvmlReturn_t, nvmlComputeInstanceGetInfo_v2, (nvmlComputeInstance_t, nvmlComputeInstanceInfo_t *));
+    nvmlDevice_t gpu;
+    nvmlGpuInstance_t gi;
+    nvmlComputeInstance_t ci;
+    nvmlGpuInstanceInfo_t gi_info;
+    nvmlComputeInstanceInfo_t ci_info;
+    unsigned int left = 0;
+    if (nvmlInit_v2() != 0 || nvmlDeviceGetHandleByIndex_v2(0, &gpu) != 0) return 4;
+    if (nvmlDeviceGetGpuInstanceRemainingCapacity(gpu, gi_profile, &left) != 0) return 5;
+    nvmlReturn_t rc = nvmlDeviceCreateGpuInstance(gpu, gi_profile, &gi);
+    if (rc != 0) {
+        printf("create_gi %d left=%u\n", rc, left);
+        return 0;
+    }
+    if (nvmlGpuInstanceCreateComputeInstance(gi, ci_profile, &ci) != 0) return 6;
+    if (nvmlGpuInstanceGetInfo(gi, &gi_info) != 0 || nvmlComputeInstanceGetInfo_v2(ci, &ci_info) != 0)
+        return 7;
+    printf("created gi=%u start=%u size=%u ci=%u left_before=%u\n", gi_info.id, gi_info.placement.start,
+           gi_info.placement.size, ci_info.id, left);
+    return nvmlShutdown();
+}
+
 int main(int argc, char **argv) {
+    if (argc == 5 && strcmp(argv[2], "create") == 0) {
+        lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+        if (!lib) return 3;
+        return create((unsigned int)atoi(argv[3]), (unsigned int)atoi(argv[4]));
+    }
     if (argc != 3) {
-        fprintf(stderr, "usage: %s LIBRARY enumerate|errors\n", argv[0]);
+        fprintf(stderr, "usage: %s LIBRARY enumerate|errors|create GI CI\n", argv[0]);
         return 2;
     }
     lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);

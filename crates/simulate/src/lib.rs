@@ -177,22 +177,14 @@ fn prepare_root(root: &Path) -> Result<(), SimulateError> {
 /// `/dev` open, which is the real driver's rule. The hook mounts it next to the injected
 /// `libnvidia-ml.so.1`; the host's copy (every device) stays where it is.
 pub fn container_topology(host: &Topology) -> Topology {
-    let mut t = host.clone();
-    t.visibility = migcage_topology::Visibility::DeviceNodes;
-    t.dev_root = Some("/dev".into());
-    t
+    host.for_container()
 }
 
 fn write_container_topology(root: &Path, host: &Topology) -> Result<(), SimulateError> {
     for f in SIM_ONLY_FILES {
         if f.container_name == libs::SIM_TOPOLOGY_FILE {
             let path = root.join(f.host_path.trim_start_matches('/'));
-            let text = format!(
-                "# migcage simulate: the topology the simulated NVML reads inside a container\n\
-                 # (mounted there as {}); a real driver has no such file.\n{}",
-                libs::SIM_TOPOLOGY_FILE,
-                container_topology(host).to_toml()
-            );
+            let text = host.container_toml(libs::SIM_TOPOLOGY_FILE);
             libs::write_file(&path, text.as_bytes(), 0o644)?;
         }
     }
@@ -229,6 +221,7 @@ pub fn simulate(opts: &SimulateOptions) -> Result<Summary, SimulateError> {
 
     libs::write_driver_files(&root, &topology, &artifacts)?;
     topology.dev_root = Some(dev.display().to_string());
+    topology.sim_root = Some(root.display().to_string());
     let topology_toml = topology.to_toml();
     let lib_dir = root.join(LIBRARY_DIR.trim_start_matches('/'));
     libs::write_file(

@@ -13,7 +13,7 @@ use migcage_topology::{
 /// `DeviceFileMode` of `capabilities/mig/config` (0400, decimal as the driver prints it).
 pub const MIG_CONFIG_MODE: u32 = 0o400;
 /// `DeviceFileMode` of `mig/monitor` and of every GPU/compute instance access file (0444).
-pub const CAP_READ_MODE: u32 = 0o444;
+pub use migcage_topology::CAP_READ_MODE;
 
 /// Character majors of a typical x86-64 server, which `/proc/devices` lists around NVIDIA's.
 const HOST_CHAR_DEVICES: &[(u32, &str)] = &[
@@ -227,7 +227,7 @@ pub fn gpu_information(gpu: &Gpu, driver_version: &str) -> String {
 /// A capability file of `/proc/driver/nvidia/capabilities` (`DeviceFileModify` is 1: the driver
 /// manages the node).
 pub fn capability(minor: u32, mode: u32) -> String {
-    format!("DeviceFileMinor: {minor}\nDeviceFileMode: {mode}\nDeviceFileModify: 1\n")
+    migcage_topology::capability_file(minor, mode)
 }
 
 /// A file of the simulated procfs: a path relative to the proc root, and its text.

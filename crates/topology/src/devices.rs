@@ -27,6 +27,30 @@ pub fn ci_access_minor(gpu_minor: u32, gi: u32, ci: u32) -> u32 {
     gi_access_minor(gpu_minor, gi) + 1 + ci
 }
 
+/// `DeviceFileMode` of every GPU/compute instance access capability (0444).
+pub const CAP_READ_MODE: u32 = 0o444;
+
+/// A capability file of `/proc/driver/nvidia/capabilities` (`DeviceFileModify` is 1: the driver
+/// manages the node; the mode in decimal as the driver prints it).
+pub fn capability_file(minor: u32, mode: u32) -> String {
+    format!("DeviceFileMinor: {minor}\nDeviceFileMode: {mode}\nDeviceFileModify: 1\n")
+}
+
+/// Where the access capabilities of an instance live below `/proc/driver/nvidia/capabilities`
+/// (`gpu0/mig/gi7`, or `gpu0/mig/gi7/ci0` for a compute instance), and their caps minor.
+pub fn instance_capability(gpu_minor: u32, gi: u32, ci: Option<u32>) -> (String, u32) {
+    match ci {
+        None => (
+            format!("gpu{gpu_minor}/mig/gi{gi}"),
+            gi_access_minor(gpu_minor, gi),
+        ),
+        Some(ci) => (
+            format!("gpu{gpu_minor}/mig/gi{gi}/ci{ci}"),
+            ci_access_minor(gpu_minor, gi, ci),
+        ),
+    }
+}
+
 /// The whole text of `/proc/driver/nvidia-caps/mig-minors` as the driver writes it.
 pub fn mig_minors_file() -> String {
     let mut s = String::with_capacity(128 * 1024);

@@ -27,6 +27,14 @@ pub struct TopologyFile {
     pub dev_root: Option<String>,
     #[serde(default)]
     pub visibility: Visibility,
+    /// The root of the simulated driver tree this topology belongs to (written by `migcage
+    /// simulate`): where the simulated NVML keeps its MIG state and mirrors changes to it.
+    #[serde(default)]
+    pub sim_root: Option<String>,
+    /// Bumped by every simulated MIG create; seeds the UUIDs of new MIG devices so that a
+    /// recreated instance never gets an old UUID.
+    #[serde(default)]
+    pub serial: u64,
 }
 
 /// Which devices the simulated NVML library reports.
@@ -97,7 +105,7 @@ pub struct GpuInstanceFile {
     #[serde(default)]
     pub placement_start: Option<u32>,
     /// Compute instances; when left out, one compute instance (id 0) spanning the whole GPU
-    /// instance, which is what `nvidia-smi mig -cgi ... -C` makes.
+    /// instance, which is what `nvidia-smi mig -cgi ... -C` makes; `[]` for none.
     #[serde(default)]
     pub compute_instances: Option<Vec<ComputeInstanceFile>>,
 }
@@ -111,6 +119,10 @@ pub struct ComputeInstanceFile {
     /// Compute slices; defaults to the whole GPU instance.
     #[serde(default)]
     pub slices: Option<u32>,
+    /// First compute slice within the GPU instance; defaults to right after the compute
+    /// instances listed before it.
+    #[serde(default)]
+    pub placement_start: Option<u32>,
     #[serde(default)]
     pub uuid: Option<String>,
 }

@@ -16,21 +16,23 @@ mod devices;
 mod file;
 mod load;
 pub mod models;
+mod mutate;
 mod naming;
 pub mod placement;
 mod resolve;
 mod resolved;
 
 pub use devices::{
-    ci_access_minor, gi_access_minor, mig_minors_file, DEFAULT_CAPS_MAJOR, DEFAULT_UVM_MAJOR,
-    FRONTEND_MAJOR, MAX_COMPUTE_INSTANCES, MAX_GPUS, MAX_GPU_INSTANCES, MIG_CONFIG_MINOR,
-    MIG_MONITOR_MINOR,
+    capability_file, ci_access_minor, gi_access_minor, instance_capability, mig_minors_file,
+    CAP_READ_MODE, DEFAULT_CAPS_MAJOR, DEFAULT_UVM_MAJOR, FRONTEND_MAJOR, MAX_COMPUTE_INSTANCES,
+    MAX_GPUS, MAX_GPU_INSTANCES, MIG_CONFIG_MINOR, MIG_MONITOR_MINOR,
 };
 pub use file::{
     ComputeInstanceFile, Faults, GpuFile, GpuInstanceFile, Majors, TopologyFile, Visibility,
 };
 pub use load::{builtin, builtin_names, TopologyError};
 pub use models::{GiProfile, Model};
+pub use mutate::{ci_placements, ci_remaining_capacity, free_ci_placements, MigOpError};
 pub use naming::{proc_bus_id, stable_uuid};
 pub use placement::{Placed, Placement, PlacementError};
 pub use resolved::{ComputeInstance, Gpu, GpuInstance, MigDeviceRef, Topology};

@@ -84,6 +84,12 @@ const BUILTINS: &[(&str, &str)] = &[
     ("h100-mixed", include_str!("../topologies/h100-mixed.toml")),
     ("dgx-8x7", include_str!("../topologies/dgx-8x7.toml")),
     ("a100-nomig", include_str!("../topologies/a100-nomig.toml")),
+    ("a100-empty", include_str!("../topologies/a100-empty.toml")),
+    ("h100-empty", include_str!("../topologies/h100-empty.toml")),
+    (
+        "dgx-8x-empty",
+        include_str!("../topologies/dgx-8x-empty.toml"),
+    ),
     (
         "two-gpus-one-mig",
         include_str!("../topologies/two-gpus-one-mig.toml"),

@@ -41,6 +41,8 @@ impl TopologyFile {
             faults: self.faults,
             dev_root: self.dev_root,
             visibility: self.visibility,
+            sim_root: self.sim_root,
+            serial: self.serial,
         })
     }
 
@@ -312,17 +314,16 @@ impl Resolver {
             vec![ComputeInstanceFile {
                 id: Some(0),
                 slices: None,
+                placement_start: None,
                 uuid: None,
             }]
         });
-        if cis_file.is_empty() {
-            return Err(self.bad(format!(
-                "{at}: compute_instances is empty; leave it out for one full compute instance"
-            )));
-        }
+        // An empty list is a GPU instance without compute instances (`nvidia-smi mig -cgi`
+        // without `-C`, or one whose compute instances were destroyed): it has no MIG device.
         let mut cis = Vec::new();
         let mut ci_ids = BTreeSet::new();
         let mut ci_slices = 0;
+        let mut taken: Vec<(u32, u32)> = Vec::new();
         for (ci_pos, cf) in cis_file.iter().enumerate() {
             let at = format!("{at}.compute_instances[{ci_pos}]");
             let id = cf.id.unwrap_or(ci_pos as u32);
@@ -330,6 +331,7 @@ impl Resolver {
                 return Err(self.bad(format!("{at}: compute instance id {id} is out of range 0..{MAX_COMPUTE_INSTANCES} or used twice")));
             }
             let slices = cf.slices.unwrap_or(profile.slices);
+            let start = cf.placement_start.unwrap_or(ci_slices);
             ci_slices += slices;
             if slices == 0 || ci_slices > profile.slices {
                 return Err(self.bad(format!(
@@ -337,16 +339,38 @@ impl Resolver {
                     profile.slices, profile.name
                 )));
             }
+            if start + slices > profile.slices
+                || taken
+                    .iter()
+                    .any(|(s, n)| start < s + n && *s < start + slices)
+            {
+                return Err(self.bad(format!(
+                    "{at}: compute slices {start}..{} overlap another compute instance or leave {}",
+                    start + slices,
+                    profile.name
+                )));
+            }
+            taken.push((start, slices));
             let uuid = cf.uuid.clone().unwrap_or_else(|| {
                 stable_uuid("MIG", &format!("{name}/gpu{index}/gi{gi_number}/ci{id}"))
             });
             if !is_uuid("MIG", &uuid) || !self.uuids.insert(uuid.clone()) {
                 return Err(self.bad(format!("{at}: uuid {uuid:?} is not MIG-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx or repeats another")));
             }
-            cis.push(ComputeInstance { id, slices, uuid });
+            cis.push(ComputeInstance {
+                id,
+                slices,
+                placement_start: start,
+                uuid,
+            });
         }
         Ok(cis)
     }
+}
+
+/// The GPU instance ids the driver hands out for a slice count, in its order.
+pub(crate) fn default_gi_ids(slices: u32) -> Vec<u32> {
+    default_gi_slots(slices).iter().map(|s| s.0).collect()
 }
 
 /// GPU instance ids the driver hands out, per slice count, in order (with the placement each had

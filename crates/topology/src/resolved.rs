@@ -18,6 +18,8 @@ pub struct Topology {
     pub faults: Faults,
     pub dev_root: Option<String>,
     pub visibility: Visibility,
+    pub sim_root: Option<String>,
+    pub serial: u64,
 }
 
 /// A GPU of a resolved topology.
@@ -48,6 +50,8 @@ pub struct GpuInstance {
 pub struct ComputeInstance {
     pub id: u32,
     pub slices: u32,
+    /// First compute slice within its GPU instance.
+    pub placement_start: u32,
     pub uuid: String,
 }
 
@@ -140,6 +144,7 @@ impl Topology {
                                     .map(|ci| ComputeInstanceFile {
                                         id: Some(ci.id),
                                         slices: Some(ci.slices),
+                                        placement_start: Some(ci.placement_start),
                                         uuid: Some(ci.uuid.clone()),
                                     })
                                     .collect(),
@@ -151,7 +156,19 @@ impl Topology {
             faults: self.faults.clone(),
             dev_root: self.dev_root.clone(),
             visibility: self.visibility,
+            sim_root: self.sim_root.clone(),
+            serial: self.serial,
         }
+    }
+
+    /// The container's copy of the topology as `migcage simulate` writes it (see
+    /// [`Topology::for_container`]), with a header saying what it is.
+    pub fn container_toml(&self, container_name: &str) -> String {
+        format!(
+            "# migcage simulate: the topology the simulated NVML reads inside a container\n\
+             # (mounted there as {container_name}); a real driver has no such file.\n{}",
+            self.for_container().to_toml()
+        )
     }
 
     /// The topology as TOML, every default written out.

@@ -121,7 +121,9 @@ pub unsafe extern "C" fn nvmlDeviceGetIndex(
         match sim.device(handle_addr(device))? {
             // SAFETY: out-pointer valid for a c_uint (NVML contract).
             Dev::Gpu(g) => unsafe { put(index, g as c_uint) },
-            Dev::Mig(..) => Err(errors::NOT_SUPPORTED),
+            // nvml.h: for a MIG device handle, the MIG device's index within its parent.
+            // SAFETY: out-pointer valid for a c_uint (NVML contract).
+            Dev::Mig(_, m) => unsafe { put(index, m as c_uint) },
         }
     })
 }

@@ -12,6 +12,7 @@
 #![allow(clippy::missing_safety_doc)]
 
 mod device;
+mod manage;
 mod mig;
 mod system;
 
@@ -72,6 +73,17 @@ pub const EXPORTED: &[&str] = &[
     "nvmlGpuInstanceGetComputeInstanceById",
     "nvmlComputeInstanceGetInfo",
     "nvmlComputeInstanceGetInfo_v2",
+    "nvmlDeviceSetMigMode",
+    "nvmlDeviceGetGpuInstancePossiblePlacements_v2",
+    "nvmlDeviceGetGpuInstanceRemainingCapacity",
+    "nvmlDeviceCreateGpuInstance",
+    "nvmlDeviceCreateGpuInstanceWithPlacement",
+    "nvmlGpuInstanceDestroy",
+    "nvmlGpuInstanceGetComputeInstanceRemainingCapacity",
+    "nvmlGpuInstanceGetComputeInstancePossiblePlacements",
+    "nvmlGpuInstanceCreateComputeInstance",
+    "nvmlGpuInstanceCreateComputeInstanceWithPlacement",
+    "nvmlComputeInstanceDestroy",
 ];
 
 /// Run an exported function's body against the live state.

@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use migcage_topology::{Gpu, Topology, Visibility};
 
-use super::{addr, slot, CiView, GiView, GpuView, InitError, MigView, Sim, Target};
+use super::{CiView, GiView, GpuView, InitError, MigView, Sim, Target};
 use crate::errors::{self, Ret};
+use crate::handles::{handle, Key};
 use crate::visibility::{Access, DevNodes, Node};
 
 impl Sim {
@@ -105,13 +106,14 @@ fn gpu_view(
     visible: &dyn Fn(&Node) -> bool,
     handles: &mut HashMap<usize, Target>,
 ) -> GpuView {
+    let uuid = &gpu.uuid;
     let mut view = GpuView {
         topo: topo_pos,
-        slot: slot(),
+        slot: handle(Key::Gpu(uuid.clone())),
         gis: Vec::new(),
         migs: Vec::new(),
     };
-    handles.insert(addr(&view.slot), Target::Gpu(g));
+    handles.insert(view.slot, Target::Gpu(g));
     if gpu.mig {
         for (gi_pos, gi) in gpu.gpu_instances.iter().enumerate() {
             if !visible(&nodes.gi(gpu.minor, gi.id)) {
@@ -120,10 +122,10 @@ fn gpu_view(
             let gi_index = view.gis.len();
             let mut gi_view = GiView {
                 pos: gi_pos,
-                slot: slot(),
+                slot: handle(Key::Gi(uuid.clone(), gi.id)),
                 cis: Vec::new(),
             };
-            handles.insert(addr(&gi_view.slot), Target::Gi(g, gi_index));
+            handles.insert(gi_view.slot, Target::Gi(g, gi_index));
             for (ci_pos, ci) in gi.compute_instances.iter().enumerate() {
                 if !visible(&nodes.ci(gpu.minor, gi.id, ci.id)) {
                     continue;
@@ -131,16 +133,16 @@ fn gpu_view(
                 let ci_index = gi_view.cis.len();
                 let ci_view = CiView {
                     pos: ci_pos,
-                    slot: slot(),
+                    slot: handle(Key::Ci(uuid.clone(), gi.id, ci.id)),
                 };
-                handles.insert(addr(&ci_view.slot), Target::Ci(g, gi_index, ci_index));
+                handles.insert(ci_view.slot, Target::Ci(g, gi_index, ci_index));
                 gi_view.cis.push(ci_view);
                 let mig = MigView {
                     gi: gi_index,
                     ci: ci_index,
-                    slot: slot(),
+                    slot: handle(Key::Mig(uuid.clone(), gi.id, ci.id)),
                 };
-                handles.insert(addr(&mig.slot), Target::Mig(g, view.migs.len()));
+                handles.insert(mig.slot, Target::Mig(g, view.migs.len()));
                 view.migs.push(mig);
             }
             view.gis.push(gi_view);
