@@ -8,6 +8,7 @@ pub mod edits;
 pub mod engine;
 pub mod inventory;
 pub mod ldcache;
+pub mod mig;
 pub mod plan;
 pub mod request;
 pub mod systemd;

@@ -1,0 +1,98 @@
+//! Dynamic MIG, the pure part: mig-parted's configuration format ([`config`]), the layout a
+//! GPU has now ([`GpuLayout`]), and the plan that takes it to a declared layout without
+//! destroying an instance a container holds ([`plan`]). The side effects live in
+//! [`crate::host::mig`]; the command in `admin::mig`.
+//!
+//! The placement rules are the topology crate's ([`migcage_topology::placement`]), the same
+//! code the simulated NVML enforces.
+
+pub mod config;
+pub mod plan;
+
+use std::collections::BTreeMap;
+
+use migcage_topology::{GiProfile, Model, Placed, Placement};
+
+/// A compute instance as it exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CiState {
+    pub id: u32,
+    /// The MIG device's UUID (what leases name).
+    pub uuid: String,
+}
+
+/// A GPU instance as it exists, with who holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GiState {
+    pub id: u32,
+    pub profile: &'static GiProfile,
+    pub start: u32,
+    pub compute_instances: Vec<CiState>,
+    /// The container holding one of its MIG devices, if any.
+    pub held_by: Option<String>,
+}
+
+impl GiState {
+    pub fn placed(&self) -> Placed {
+        Placed {
+            profile: self.profile,
+            placement: Placement {
+                start: self.start,
+                size: self.profile.placement_size,
+            },
+        }
+    }
+}
+
+/// A GPU's MIG layout now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuLayout {
+    /// NVML index.
+    pub index: u32,
+    pub uuid: String,
+    pub model: &'static Model,
+    pub mig_enabled: bool,
+    pub instances: Vec<GiState>,
+}
+
+impl GpuLayout {
+    /// How many GPU instances of each profile exist, by profile name.
+    pub fn counts(&self) -> BTreeMap<String, u32> {
+        let mut out = BTreeMap::new();
+        for gi in &self.instances {
+            *out.entry(gi.profile.name.to_string()).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// Today's layout as a mig-parted entry for this GPU alone.
+    pub fn to_spec(&self) -> config::DeviceSpec {
+        config::DeviceSpec {
+            devices: config::Devices::List(vec![self.index]),
+            device_filter: None,
+            mig_enabled: self.mig_enabled,
+            mig_devices: self.counts(),
+        }
+    }
+}
+
+/// Today's layout of every GPU as one mig-parted configuration: GPUs with the same layout share
+/// an entry.
+pub fn export(gpus: &[GpuLayout]) -> Vec<config::DeviceSpec> {
+    let mut out: Vec<config::DeviceSpec> = Vec::new();
+    for g in gpus {
+        let spec = g.to_spec();
+        match out
+            .iter_mut()
+            .find(|s| s.mig_enabled == spec.mig_enabled && s.mig_devices == spec.mig_devices)
+        {
+            Some(s) => {
+                if let config::Devices::List(v) = &mut s.devices {
+                    v.push(g.index);
+                }
+            }
+            None => out.push(spec),
+        }
+    }
+    out
+}
