@@ -11,6 +11,7 @@ pub mod dirfd;
 pub mod double;
 pub mod exec;
 pub mod host_nodes;
+pub mod mig;
 pub mod nsenter;
 pub mod nvml;
 pub mod rootfs;

@@ -250,6 +250,11 @@ pub fn model(key: &str) -> Option<&'static Model> {
     MODELS.iter().find(|m| m.key == key)
 }
 
+/// Look a model up by the name NVML reports (`nvmlDeviceGetName`), as a real GPU is found.
+pub fn model_by_name(name: &str) -> Option<&'static Model> {
+    MODELS.iter().find(|m| m.name == name)
+}
+
 impl Model {
     /// The GPU instance profile with this name (`1g.5gb`).
     pub fn gi_profile(&self, name: &str) -> Option<&'static GiProfile> {
