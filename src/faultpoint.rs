@@ -33,13 +33,20 @@ pub const STEPS: [&str; 7] = [
     "done",
 ];
 
+/// The steps of `migcage mig apply` (and of an on-demand creation) with a fault point: after a
+/// GPU instance is destroyed, and between a GPU instance's creation and its compute instance's.
+pub const MIG_STEPS: [&str; 2] = ["mig-after-destroy", "mig-after-create-gi"];
+
 /// Whether fault points are compiled in (builds with debug assertions only).
 pub const ENABLED: bool = cfg!(debug_assertions);
 
 /// A fault point of the hook process itself: die here when the test asks for `step`.
 #[inline]
 pub fn hit(step: &'static str) {
-    debug_assert!(STEPS.contains(&step), "unknown fault point {step}");
+    debug_assert!(
+        STEPS.contains(&step) || MIG_STEPS.contains(&step),
+        "unknown fault point {step}"
+    );
     #[cfg(debug_assertions)]
     if asked_for(step) {
         crate::sys::signal::die_hard();
@@ -82,11 +89,11 @@ mod tests {
 
     #[test]
     fn steps_are_unique_and_named_like_options() {
-        let mut s = STEPS.to_vec();
+        let mut s: Vec<&str> = STEPS.iter().chain(&MIG_STEPS).copied().collect();
         s.sort_unstable();
         s.dedup();
-        assert_eq!(s.len(), STEPS.len());
-        assert!(STEPS
+        assert_eq!(s.len(), STEPS.len() + MIG_STEPS.len());
+        assert!(s
             .iter()
             .all(|s| s.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')));
     }

@@ -9,6 +9,7 @@ pub mod driver_discovery;
 pub mod files;
 pub mod inventory;
 pub mod lease;
+pub mod mig;
 pub mod runtime;
 pub mod systemd;
 pub mod userns;
