@@ -23,6 +23,36 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+enum MigCommand {
+    /// Take the GPUs to configuration NAME of FILE: keep what the target keeps, destroy only
+    /// free instances, create the rest at explicit placements.
+    Apply {
+        /// A mig-parted configuration file (version: v1, mig-configs).
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        /// The configuration's name in the file.
+        #[arg(short = 'c', long)]
+        config_name: String,
+        /// Print the plan (destroy, create at placement); change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Exit 0 when the GPUs already have configuration NAME of FILE.
+    Assert {
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        #[arg(short = 'c', long)]
+        config_name: String,
+    },
+    /// Print today's layout as a mig-parted configuration file.
+    Export {
+        /// The name of the one configuration in the output.
+        #[arg(short = 'c', long, default_value = "current")]
+        config_name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum Command {
     /// Print the configuration in effect.
     Config,
@@ -125,6 +155,12 @@ enum Command {
     Release {
         /// The container's id, as `migcage list` shows it.
         container: String,
+    },
+    /// Lay GPUs out by a mig-parted configuration file: apply one (incrementally, never
+    /// destroying an instance a container holds), check one, or export today's layout.
+    Mig {
+        #[command(subcommand)]
+        command: MigCommand,
     },
     /// Host set-up: /dev/char links for the NVIDIA nodes.
     System {
@@ -256,6 +292,18 @@ fn system(config: &Config, command: SystemCommand) -> anyhow::Result<String> {
     }
 }
 
+fn mig(config: &Config, command: MigCommand) -> anyhow::Result<()> {
+    match command {
+        MigCommand::Apply {
+            file,
+            config_name,
+            dry_run,
+        } => admin::mig::apply(config, &file, &config_name, dry_run),
+        MigCommand::Assert { file, config_name } => admin::mig::assert(config, &file, &config_name),
+        MigCommand::Export { config_name } => admin::mig::export(config, &config_name),
+    }
+}
+
 fn config_for_hook(config_path: Option<PathBuf>) -> Option<PathBuf> {
     config_path
         .filter(|p| p != Path::new(migcage::config::DEFAULT_CONFIG_PATH))
@@ -309,6 +357,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             admin::commands::explain(&config, bundle, spec, json)?
         }
         Command::Release { container } => admin::commands::release(&config, &container)?,
+        Command::Mig { command } => mig(&config, command)?,
         Command::System { command } => print!("{}", system(&config, command)?),
         Command::Cdi {
             command:

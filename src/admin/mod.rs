@@ -1,8 +1,9 @@
-//! The operator's commands: `configure`, `doctor`, `list`, `explain` and `system`.
+//! The operator's commands: `configure`, `doctor`, `list`, `explain`, `mig` and `system`.
 
 pub mod commands;
 pub mod configure;
 pub mod doctor;
 pub mod explain;
 pub mod list;
+pub mod mig;
 pub mod system;
