@@ -16,7 +16,9 @@
 #     container with the same device nodes written statically into config.json (linux.devices +
 #     linux.resources.devices), alternating the two, as a ratio of medians;
 #   - the runtime wrapper (`migcage runtime run`) against the hook on the same container;
-#   - `list`, `refresh` and `cdi generate` on dgx-8x7 (full NVML discovery; the simulated NVML).
+#   - `list`, `refresh` and `cdi generate` on dgx-8x7 (full NVML discovery; the simulated NVML);
+#   - `mig apply` of a full layout (8 GPUs x 7 1g.5gb, 56 creates) on dgx-8x-empty, through the
+#     simulated NVML (at most 10 runs: each is 56 creates and, untimed, 56 destroys).
 # The in-process parts have their own benchmarks: cargo bench --bench pipeline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -259,6 +261,35 @@ else
 fi
 cli_rows=("${rows[@]}"); rows=()
 
+# --- 5. mig apply of a full layout on dgx-8x-empty ---------------------------------------------------
+
+echo "bench: mig apply on dgx-8x-empty" >&2
+mig_root=$(simulate dgx-8x-empty)
+cat >"$work/mig-parted.yaml" <<'EOF'
+version: v1
+mig-configs:
+  all-1g.5gb:
+    - devices: all
+      mig-enabled: true
+      mig-devices: { "1g.5gb": 7 }
+  empty:
+    - devices: all
+      mig-enabled: true
+EOF
+mig_runs=$((runs < 10 ? runs : 10))
+rec=$work/mig-apply.txt
+: >"$rec"
+for ((i = 0; i < mig_runs; i++)); do
+  t0=$(now_us)
+  MIGCAGE_CONFIG=$mig_root/config.toml "$bin" mig apply -f "$work/mig-parted.yaml" -c all-1g.5gb >/dev/null
+  t1=$(now_us)
+  echo $((t1 - t0)) >>"$rec"
+  MIGCAGE_CONFIG=$mig_root/config.toml "$bin" mig apply -f "$work/mig-parted.yaml" -c empty >/dev/null
+done
+read -r p50 p95 _ < <(stats "$rec" 1 1000)
+row "migcage mig apply, empty to 8 x 7 1g.5gb | dgx-8x-empty | | $p50 | $p95 | | $mig_runs"
+mig_rows=("${rows[@]}"); rows=()
+
 # --- report -------------------------------------------------------------------------------------------
 
 a=$hook_p50_a100_7x1g_v1_devices d=$hook_p50_dgx_8x7_v1_devices
@@ -284,7 +315,7 @@ verdict() { awk -v v="$1" -v lim="$2" 'BEGIN { print (v <= lim) ? "met" : "NOT m
   echo
   echo "| What | Topology | cgroup | p50 ms | p95 ms | peak RSS MiB | n |"
   echo "|---|---|---|---|---|---|---|"
-  printf '%s\n' "${hook_rows[@]}" "${start_rows[@]}" "${runtime_rows[@]}" "${cli_rows[@]}"
+  printf '%s\n' "${hook_rows[@]}" "${start_rows[@]}" "${runtime_rows[@]}" "${cli_rows[@]}" "${mig_rows[@]}"
   echo
   echo "Derived:"
   echo
