@@ -44,6 +44,9 @@ enum MigCommand {
         #[arg(short = 'c', long)]
         config_name: String,
     },
+    /// Change nothing: print NVML's possible placements and remaining capacity of every
+    /// profile next to migcage's placement model; exit 1 where they differ.
+    Capacity,
     /// Print today's layout as a mig-parted configuration file.
     Export {
         /// The name of the one configuration in the output.
@@ -301,6 +304,7 @@ fn mig(config: &Config, command: MigCommand) -> anyhow::Result<()> {
         } => admin::mig::apply(config, &file, &config_name, dry_run),
         MigCommand::Assert { file, config_name } => admin::mig::assert(config, &file, &config_name),
         MigCommand::Export { config_name } => admin::mig::export(config, &config_name),
+        MigCommand::Capacity => admin::mig::capacity(config),
     }
 }
 

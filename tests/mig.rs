@@ -1,6 +1,7 @@
 //! `migcage mig apply|assert|export` against the simulated NVML, the same code path real
 //! hardware takes (nvml-wrapper loading a libnvidia-ml): a layout applied twice is a no-op the
-//! second time; an instance a live container holds is kept, or the apply is refused naming it
+//! second time and `mig capacity` (read-only) agrees with the placement model; an instance a
+//! live container holds is kept, or the apply is refused naming it
 //! and its holder; bad input is one line and changes nothing; an apply killed between creating a
 //! GPU instance and its compute instance is finished by the next.
 
@@ -181,6 +182,15 @@ fn apply_twice_is_a_no_op_and_assert_and_export_agree() {
     );
     assert_eq!(devices(&host), after, "the second apply changed something");
     ok(&assert("mixed"));
+
+    // NVML's placements and remaining capacity agree with migcage's model, profile by profile.
+    let capacity = ok(&host.migcage(&["mig", "capacity"], &[]));
+    assert_eq!(capacity.lines().count(), 7, "{capacity}");
+    assert!(
+        capacity.contains("GPU 0 3g.20gb: placements 0:4 4:4, remaining 0"),
+        "{capacity}"
+    );
+    assert!(!capacity.contains("DIFFERS"), "{capacity}");
 
     // Export reads back as a configuration the GPUs have.
     let exported = host.sim.dir.path().join("exported.yaml");

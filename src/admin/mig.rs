@@ -1,4 +1,5 @@
-//! `migcage mig apply|assert|export`: lay GPUs out by mig-parted's configuration format.
+//! `migcage mig apply|assert|export`: lay GPUs out by mig-parted's configuration format; and
+//! `migcage mig capacity`, which changes nothing.
 //!
 //! Each reads the layout through NVML ([`NvmlMig`]: the real driver, or the simulator, the
 //! same code) under the lease store's lock, with the live leases' holders attached, and plans
@@ -11,7 +12,7 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::core::mig::plan::{plan, Plan, Step};
-use crate::core::mig::{config as parted, export as export_layout, GpuLayout};
+use crate::core::mig::{config as parted, export as export_layout, Capacity, GpuLayout};
 use crate::host::inventory::snapshot::discover_and_save;
 use crate::host::lease::{self, Store};
 use crate::host::mig::{attach_holders, execute};
@@ -92,5 +93,28 @@ pub fn export(config: &Config, name: &str) -> anyhow::Result<()> {
     let driver = NvmlMig::open(&config.nvml_library)?;
     let layouts = driver.layouts()?;
     print!("{}", parted::render(name, &export_layout(&layouts)));
+    Ok(())
+}
+
+/// `migcage mig capacity`: per GPU in MIG mode and profile, NVML's possible placements and
+/// remaining capacity next to migcage's placement model; changes nothing (the hardware check
+/// runs it). Fails when they differ anywhere.
+pub fn capacity(config: &Config) -> anyhow::Result<()> {
+    let driver = NvmlMig::open(&config.nvml_library)?;
+    let (mut rows, mut differ) = (0, 0);
+    for gpu in driver.layouts()?.iter().filter(|g| g.mig_enabled) {
+        for profile in gpu.model.gi_profiles {
+            let (placements, remaining) = driver.capacity(gpu.index, profile)?;
+            let row = Capacity::new(gpu, profile, placements, remaining);
+            println!("{row}");
+            rows += 1;
+            differ += usize::from(!row.agrees());
+        }
+    }
+    if differ > 0 {
+        anyhow::bail!(
+            "{differ} of {rows} profiles differ between NVML and migcage's placement model (lines marked DIFFERS); migcage mig must not be used on these GPUs until its tables are fixed"
+        );
+    }
     Ok(())
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use migcage_topology::models::{ci_profile_id_for_slices, model_by_name, MODELS};
-use migcage_topology::GiProfile;
+use migcage_topology::{GiProfile, Placement};
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::{Device, Nvml};
 
@@ -89,6 +89,9 @@ pub trait MigDriver {
     ) -> Result<u32, MigError>;
     fn destroy_compute_instance(&self, gpu: u32, gi: u32, ci: u32) -> Result<(), MigError>;
     fn destroy_gpu_instance(&self, gpu: u32, gi: u32) -> Result<(), MigError>;
+    /// What NVML says of `profile` on GPU `gpu`, changing nothing: its possible placements
+    /// and its remaining capacity.
+    fn capacity(&self, gpu: u32, profile: &GiProfile) -> Result<(Vec<Placement>, u32), MigError>;
 }
 
 /// [`MigDriver`] through the NVML library `library` (the real one, or the simulator).
@@ -289,6 +292,10 @@ impl MigDriver for NvmlMig {
         })
     }
 
+    fn capacity(&self, gpu: u32, profile: &GiProfile) -> Result<(Vec<Placement>, u32), MigError> {
+        self.read_capacity(gpu, profile)
+    }
+
     fn destroy_gpu_instance(&self, gpu: u32, gi: u32) -> Result<(), MigError> {
         let at = || format!("GPU {gpu} GPU instance {gi}");
         self.on_gpu_instance(gpu, gi, at, |admin, h| {
@@ -300,6 +307,26 @@ impl MigDriver for NvmlMig {
 }
 
 impl NvmlMig {
+    fn read_capacity(
+        &self,
+        gpu: u32,
+        profile: &GiProfile,
+    ) -> Result<(Vec<Placement>, u32), MigError> {
+        let device = self.device(gpu)?;
+        let admin = MigAdmin::new(&self.nvml, &device);
+        let at = || format!("GPU {gpu} profile {}", profile.name);
+        let placements = admin
+            .possible_placements(profile.id)
+            .map_err(call("nvmlDeviceGetGpuInstancePossiblePlacements_v2", at))?
+            .into_iter()
+            .map(|(start, size)| Placement { start, size })
+            .collect();
+        let remaining = admin
+            .remaining_capacity(profile.id)
+            .map_err(call("nvmlDeviceGetGpuInstanceRemainingCapacity", at))?;
+        Ok((placements, remaining))
+    }
+
     /// `f` on GPU instance `gi` of GPU `gpu`, looked up by id (`at` names it in errors).
     fn on_gpu_instance<T>(
         &self,

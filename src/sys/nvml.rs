@@ -62,7 +62,7 @@ pub struct GiInfo {
 }
 
 /// The MIG management calls nvml-wrapper does not wrap (GPU instances: list and look up;
-/// GPU and compute instances: create and destroy), on one physical GPU, through the symbols
+/// GPU and compute instances: create and destroy; placements and remaining capacity), on one physical GPU, through the symbols
 /// nvml-wrapper loaded. Each `unsafe` block is one NVML call with live handles of the session
 /// `device` borrows and valid out-pointers.
 pub struct MigAdmin<'d, 'n> {
@@ -179,5 +179,39 @@ impl<'d, 'n> MigAdmin<'d, 'n> {
         let sym = nvml_sym(self.nvml.lib().nvmlGpuInstanceDestroy.as_ref())?;
         // SAFETY: a GPU instance handle of this session.
         nvml_try(unsafe { sym(gi.0) })
+    }
+
+    /// `nvmlDeviceGetGpuInstanceRemainingCapacity`.
+    pub fn remaining_capacity(&self, profile_id: u32) -> Result<u32, NvmlError> {
+        let sym = nvml_sym(
+            self.nvml
+                .lib()
+                .nvmlDeviceGetGpuInstanceRemainingCapacity
+                .as_ref(),
+        )?;
+        let mut count = 0;
+        // SAFETY: a live device handle and an out-pointer for a count.
+        nvml_try(unsafe { sym(self.raw(), profile_id, &mut count) })?;
+        Ok(count)
+    }
+
+    /// `nvmlDeviceGetGpuInstancePossiblePlacements_v2`: (start, size) of each.
+    pub fn possible_placements(&self, profile_id: u32) -> Result<Vec<(u32, u32)>, NvmlError> {
+        let sym = nvml_sym(
+            self.nvml
+                .lib()
+                .nvmlDeviceGetGpuInstancePossiblePlacements_v2
+                .as_ref(),
+        )?;
+        let mut count = 0;
+        // SAFETY: a NULL array asks for the count only (NVML contract); a valid count pointer.
+        nvml_try(unsafe { sym(self.raw(), profile_id, std::ptr::null_mut(), &mut count) })?;
+        let mut out = vec![nvmlGpuInstancePlacement_t { start: 0, size: 0 }; count as usize];
+        if count > 0 {
+            // SAFETY: the array holds the `count` placements NVML said there are.
+            nvml_try(unsafe { sym(self.raw(), profile_id, out.as_mut_ptr(), &mut count) })?;
+        }
+        out.truncate(count as usize);
+        Ok(out.into_iter().map(|p| (p.start, p.size)).collect())
     }
 }

@@ -83,7 +83,17 @@ else
   fail "migcage cdi generate" "$(head -n 1 "$work/cdi.out")"
 fi
 
-# 4. Containers: a busybox rootfs with the host's glibc (the injected nvidia-smi is dynamically
+# 4. mig capacity, read-only: NVML's possible placements and remaining capacity of every MIG
+# profile against migcage's placement tables. Nothing here creates or destroys an instance: the
+# create and destroy path of `migcage mig apply` is verified only against the simulator.
+if "$migcage" mig capacity > "$work/capacity" 2>&1; then
+  pass "mig capacity agrees with migcage's placement tables ($(wc -l < "$work/capacity") profiles)"
+else
+  fail "mig capacity" "$(tail -n 1 "$work/capacity")"
+fi
+block "$work/capacity"
+
+# 5. Containers: a busybox rootfs with the host's glibc (the injected nvidia-smi is dynamically
 # linked), run by runc with the hook.
 rootfs="$work/bundle/rootfs"
 mkdir -p "$rootfs/bin" "$rootfs/proc" "$rootfs/dev" "$rootfs/etc" "$rootfs/lib64" "$rootfs/lib/x86_64-linux-gnu"

@@ -10,8 +10,9 @@ pub mod config;
 pub mod plan;
 
 use std::collections::BTreeMap;
+use std::fmt;
 
-use migcage_topology::{GiProfile, Model, Placed, Placement};
+use migcage_topology::{placement, GiProfile, Model, Placed, Placement};
 
 /// A compute instance as it exists.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,4 +96,70 @@ pub fn export(gpus: &[GpuLayout]) -> Vec<config::DeviceSpec> {
         }
     }
     out
+}
+
+/// One profile on one GPU: what NVML says of it and what migcage's placement model says, for
+/// `migcage mig capacity`, the read-only check of the model against a real driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capacity {
+    pub gpu: u32,
+    pub profile: &'static GiProfile,
+    /// `nvmlDeviceGetGpuInstancePossiblePlacements_v2`.
+    pub nvml_placements: Vec<Placement>,
+    /// `nvmlDeviceGetGpuInstanceRemainingCapacity`.
+    pub nvml_remaining: u32,
+    /// [`placement::remaining_capacity`] next to the GPU's instances.
+    pub model_remaining: u32,
+}
+
+impl Capacity {
+    pub fn new(
+        gpu: &GpuLayout,
+        profile: &'static GiProfile,
+        nvml_placements: Vec<Placement>,
+        nvml_remaining: u32,
+    ) -> Capacity {
+        let placed: Vec<Placed> = gpu.instances.iter().map(GiState::placed).collect();
+        Capacity {
+            gpu: gpu.index,
+            profile,
+            nvml_placements,
+            nvml_remaining,
+            model_remaining: placement::remaining_capacity(profile, &placed),
+        }
+    }
+
+    /// Whether NVML and the model agree on both.
+    pub fn agrees(&self) -> bool {
+        self.nvml_placements == self.profile.placements()
+            && self.nvml_remaining == self.model_remaining
+    }
+}
+
+impl fmt::Display for Capacity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |v: &[Placement]| {
+            v.iter()
+                .map(Placement::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        write!(
+            f,
+            "GPU {} {}: placements {}, remaining {}",
+            self.gpu,
+            self.profile.name,
+            list(&self.nvml_placements),
+            self.nvml_remaining
+        )?;
+        if !self.agrees() {
+            write!(
+                f,
+                "  DIFFERS: migcage's model has placements {}, remaining {}",
+                list(&self.profile.placements()),
+                self.model_remaining
+            )?;
+        }
+        Ok(())
+    }
 }

@@ -1,7 +1,7 @@
 use std::cell::RefCell;
 
 use migcage_topology::models::model;
-use migcage_topology::GiProfile;
+use migcage_topology::{GiProfile, Placement};
 
 use super::*;
 use crate::core::mig::{CiState, GiState};
@@ -56,6 +56,10 @@ impl MigDriver for Recorder {
     }
     fn destroy_gpu_instance(&self, gpu: u32, gi: u32) -> Result<(), MigError> {
         self.record(format!("destroy-gi {gpu} {gi}"))
+    }
+    fn capacity(&self, gpu: u32, p: &GiProfile) -> Result<(Vec<Placement>, u32), MigError> {
+        self.record(format!("capacity {gpu} {}", p.name))?;
+        Ok((p.placements(), p.instance_count))
     }
 }
 
