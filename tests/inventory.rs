@@ -203,6 +203,24 @@ fn two_gpus_one_mig() {
     }
 }
 
+/// MIG enabled and no instance yet (what `migcage mig apply` starts from): every GPU is found,
+/// MIG on, with no MIG device.
+#[test]
+fn empty_mig_gpus() {
+    if !root_or_skip("empty_mig_gpus") {
+        return;
+    }
+    for (name, gpus) in [("a100-empty", 1), ("h100-empty", 1), ("dgx-8x-empty", 8)] {
+        check_against_topology(name);
+        let inv = discover(&simulate(name)).unwrap();
+        assert_eq!(inv.gpus.len(), gpus, "{name}");
+        for g in &inv.gpus {
+            assert!(g.mig_enabled, "{name}: GPU {} has MIG off", g.index);
+            assert!(g.mig_devices.is_empty(), "{name}: GPU {}", g.index);
+        }
+    }
+}
+
 #[test]
 fn every_shipped_topology_is_covered() {
     let covered = [
@@ -212,6 +230,9 @@ fn every_shipped_topology_is_covered() {
         "dgx-8x7",
         "a100-nomig",
         "two-gpus-one-mig",
+        "a100-empty",
+        "h100-empty",
+        "dgx-8x-empty",
     ];
     for name in migcage_topology::builtin_names() {
         assert!(
