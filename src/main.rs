@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use migcage::admin::exit::{self, PREFIX};
 use migcage::admin::{self, configure, doctor};
 use migcage::backend::commands as cdi;
 use migcage::backend::hook::Stage;
@@ -171,12 +172,13 @@ enum Command {
         command: SystemCommand,
     },
     /// Show what migcage would do to a container, without doing it.
+    #[command(group = clap::ArgGroup::new("input").required(true))]
     Explain {
         /// An OCI bundle (its config.json is read).
-        #[arg(long, conflicts_with = "spec", required_unless_present = "spec")]
+        #[arg(long, group = "input")]
         bundle: Option<PathBuf>,
         /// A config.json file.
-        #[arg(long)]
+        #[arg(long, group = "input")]
         spec: Option<PathBuf>,
         /// Machine-readable output.
         #[arg(long)]
@@ -466,33 +468,104 @@ fn runtime_invocation(args: &[OsString]) -> Option<(Option<PathBuf>, Vec<OsStrin
     }
 }
 
-/// The error and its causes as one line. migcage's own errors already name their cause, so a
-/// cause whose text the message holds is not repeated.
-fn one_line(e: &anyhow::Error) -> String {
-    let mut line = e.to_string();
-    for cause in e.chain().skip(1) {
-        let text = cause.to_string();
-        if !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
+/// The environment overrides migcage reads through clap: an empty one (`MIGCAGE_CONFIG=`) means
+/// "not set", as an empty `PATH` entry does, with a warning, instead of a parser error.
+const ENV_OVERRIDES: [&str; 2] = [migcage::config::CONFIG_ENV, "MIGCAGE_SIM_ARTIFACTS"];
+
+fn ignore_empty_overrides() {
+    for name in ENV_OVERRIDES {
+        if std::env::var_os(name).is_some_and(|v| v.is_empty()) {
+            eprintln!(
+                "{PREFIX}warning: {name} is set but empty: ignored (unset it, or name a file)"
+            );
+            // Single-threaded still: nothing else reads the environment yet.
+            std::env::remove_var(name);
         }
     }
-    line.replace('\n', " ")
+}
+
+/// `migcage runtime --help` and `--version`: migcage's own lines first, then the runtime's
+/// (the wrapper execs it with the flag untouched).
+fn runtime_banner(rest: &[OsString]) {
+    match rest.first().and_then(|a| a.to_str()) {
+        Some("--help" | "-h" | "help") => println!(
+            "migcage runtime (also run as {}): the OCI runtime wrapper. On create and run it writes the container's MIG devices into the bundle's config.json, then execs the real runtime (config key 'runtime') with the arguments untouched. See man migcage-runtime. The runtime's own help follows.\n",
+            migcage::backend::runtime::RUNTIME_ARGV0
+        ),
+        Some("--version" | "-v") => println!(
+            "migcage-runtime version {} (wrapping the runtime below)",
+            env!("CARGO_PKG_VERSION")
+        ),
+        _ => {}
+    }
+}
+
+/// The subcommand path that `args` name (`migcage cdi list`), for the `--help` an error points
+/// to, and the names of its own subcommands.
+fn command_path(args: &[OsString]) -> (String, Vec<String>) {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let mut path = vec!["migcage".to_string()];
+    for a in args.iter().skip(1).filter_map(|a| a.to_str()) {
+        let Some(sub) = cmd.find_subcommand(a).cloned() else {
+            continue;
+        };
+        path.push(sub.get_name().to_string());
+        cmd = sub;
+    }
+    let subs = cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        .map(|s| s.get_name().to_string())
+        .collect();
+    (path.join(" "), subs)
+}
+
+/// A command line clap refused, or asked for help or the version.
+fn parse_failure(e: clap::Error, args: &[OsString]) -> ExitCode {
+    use clap::error::ErrorKind;
+    migcage::sys::signal::default_sigpipe();
+    let (command, subcommands) = command_path(args);
+    let line = match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
+            format!(
+                "'{command}' needs a command ({}); see '{command} --help'",
+                subcommands.join(", ")
+            )
+        }
+        _ => exit::usage_line(&e.render().to_string(), &command),
+    };
+    eprintln!("{PREFIX}{line}");
+    ExitCode::from(exit::USAGE)
 }
 
 fn main() -> ExitCode {
+    ignore_empty_overrides();
     let args = arguments();
     if let Some((config, rest)) = runtime_invocation(&args) {
+        migcage::sys::signal::default_sigpipe();
+        runtime_banner(&rest);
         // Returns only when the runtime could not be run.
         let e = migcage::backend::runtime::run(config.as_deref(), &rest);
-        eprintln!("migcage: {e}");
+        eprintln!("{PREFIX}{}", exit::one_line(&e.into()));
         return ExitCode::FAILURE;
     }
-    let cli = Cli::parse_from(args);
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => return parse_failure(e, &args),
+    };
+    // The hook's stdio belongs to the runtime: it keeps EPIPE as an error and finishes its work.
+    if !matches!(cli.command, Command::Hook { .. }) {
+        migcage::sys::signal::default_sigpipe();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("migcage: {}", one_line(&e));
+            eprintln!("{PREFIX}{}", exit::one_line(&e));
             ExitCode::FAILURE
         }
     }

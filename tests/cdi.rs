@@ -459,8 +459,8 @@ fn cdi_list_warns_when_instances_are_destroyed_or_recreated() {
     );
     assert!(!out.status.success(), "--check passed a stale spec");
     let err = text(&out.stderr);
-    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning: ")).collect();
-    let prefix = format!("warning: {}: ", file.display());
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("migcage: warning: ")).collect();
+    let prefix = format!("migcage: warning: {}: ", file.display());
     assert!(warnings.iter().all(|w| w.starts_with(&prefix)), "{err}");
     let recreated = format!(
         "nvidia.com/gpu=0:1, {b}: {b} is gone from this host (destroyed, or destroyed and re-created with a new UUID, since the spec was generated); 0:1 is now {d}",

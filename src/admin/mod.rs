@@ -3,6 +3,7 @@
 pub mod commands;
 pub mod configure;
 pub mod doctor;
+pub mod exit;
 pub mod explain;
 pub mod list;
 pub mod mig;

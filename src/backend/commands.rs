@@ -163,7 +163,7 @@ pub fn list(
     let mut warnings = 0;
     for r in &reports {
         for w in &r.warnings {
-            eprintln!("warning: {}: {w}", r.path.display());
+            eprintln!("migcage: warning: {}: {w}", r.path.display());
             warnings += 1;
         }
     }

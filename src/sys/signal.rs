@@ -16,3 +16,15 @@ pub fn die_hard() -> ! {
     // SIGKILL cannot be blocked or caught: raise does not return. Should it ever, stop anyway.
     std::process::abort()
 }
+
+/// Give SIGPIPE back its default action (end the process), as every Unix tool has it: Rust's
+/// runtime ignores it, so a write to a closed pipe fails with EPIPE and `println!` panics. With
+/// the default, `migcage list | head -1` ends quietly, status 141 in the shell, like `cat`; and a
+/// runtime that migcage execs starts with the disposition it would get from a shell.
+pub fn default_sigpipe() {
+    // SAFETY: signal(2) with SIG_DFL installs no handler (no code runs on delivery), and is
+    // called once, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
