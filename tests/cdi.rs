@@ -459,7 +459,10 @@ fn cdi_list_warns_when_instances_are_destroyed_or_recreated() {
     );
     assert!(!out.status.success(), "--check passed a stale spec");
     let err = text(&out.stderr);
-    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("migcage: warning: ")).collect();
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("migcage: warning: "))
+        .collect();
     let prefix = format!("migcage: warning: {}: ", file.display());
     assert!(warnings.iter().all(|w| w.starts_with(&prefix)), "{err}");
     let recreated = format!(
