@@ -27,6 +27,9 @@ pub use crate::backend::hook::entry::run_logged as run_hook_logged;
 /// The `message` of a container record.
 pub const CONTAINER_MESSAGE: &str = "container";
 
+/// The `stage` of the record `migcage runtime` writes when it stops a container's create or run.
+pub const RUNTIME_STAGE: &str = "runtime";
+
 /// journald's socket for native messages: anyone may send to it.
 pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 
@@ -109,7 +112,7 @@ impl std::io::Write for JournalWriter {
 pub struct ContainerRecord {
     /// The container id from the runtime's state.
     pub container: Option<String>,
-    /// `prestart`, `createRuntime`, `createContainer`, `poststop`.
+    /// `prestart`, `createRuntime`, `createContainer`, `poststop`, or `runtime` (the wrapper).
     pub stage: String,
     pub bundle: Option<String>,
     /// `ok` or `error`.
@@ -194,9 +197,20 @@ impl ContainerRecord {
         error: String,
         duration_us: u64,
     ) -> ContainerRecord {
+        ContainerRecord::failed_at(&stage_name(stage), container, bundle, error, duration_us)
+    }
+
+    /// The record of a failure at `stage` (a hook stage, or [`RUNTIME_STAGE`]).
+    pub fn failed_at(
+        stage: &str,
+        container: Option<String>,
+        bundle: Option<&Path>,
+        error: String,
+        duration_us: u64,
+    ) -> ContainerRecord {
         ContainerRecord {
             container,
-            stage: stage_name(stage),
+            stage: stage.to_string(),
             bundle: bundle.map(|b| b.display().to_string()),
             outcome: "error",
             error: Some(error),

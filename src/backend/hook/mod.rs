@@ -274,7 +274,7 @@ fn apply_plan(
                 &plan.edits.device_rules,
             )
             .map_err(|source| HookError::Cgroup { id, source })?;
-            outcome.cgroup = Some(format!("{granted:?}"));
+            outcome.cgroup = Some(granted.to_string());
             crate::faultpoint::hit("after-cgroup");
             let units = systemd::system_bus(&config.host);
             let host = systemd::SystemdHost {

@@ -5,6 +5,10 @@ use std::path::Path;
 
 use serde_json::json;
 
+use super::{RuntimeArgs, RuntimeError};
+use crate::config::Config;
+use crate::logging::{ContainerRecord, RUNTIME_STAGE};
+
 /// The time as RFC 3339 UTC with seconds (`2026-11-25T08:15:55Z`).
 pub fn rfc3339_utc(t: std::time::SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
@@ -26,6 +30,41 @@ pub fn write_runtime_log(path: &Path, format: Option<&str>, message: &str) -> st
         .append(true)
         .open(path)?;
     f.write_all(format!("{line}\n").as_bytes())
+}
+
+/// The container record of a create or run the wrapper stopped, in migcage's own log: the fields
+/// of the hook's failure record (container, bundle, outcome `error`, the error line, what was
+/// asked when the spec could be read), stage [`RUNTIME_STAGE`]. A configuration that failed to
+/// load leaves the built-in log settings.
+pub fn log_failure(
+    explicit_config: Option<&Path>,
+    parsed: &RuntimeArgs,
+    err: &RuntimeError,
+    start: std::time::Instant,
+) {
+    let config = Config::load(explicit_config)
+        .map(|(c, _)| c)
+        .unwrap_or_default();
+    // A no-op when the wrapper already installed the logger.
+    crate::logging::init(&config.log);
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let mut record = ContainerRecord::failed_at(
+        RUNTIME_STAGE,
+        parsed
+            .container_id
+            .as_ref()
+            .map(|c| c.to_string_lossy().into_owned()),
+        Some(&parsed.bundle_dir(&cwd)),
+        err.to_string(),
+        u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+    );
+    let request = crate::backend::spec::read(&parsed.spec_path(&cwd))
+        .ok()
+        .and_then(|spec| crate::core::request::parse(&spec.value, &config.requests).ok());
+    if let Some(req) = &request {
+        record.set_request(req);
+    }
+    record.emit();
 }
 
 #[cfg(test)]

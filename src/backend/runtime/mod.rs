@@ -235,6 +235,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// `migcage runtime ARGS...`: edit the spec on `create`/`run`, then become the real runtime.
 /// Returns only on failure (on success the runtime has replaced this process).
 pub fn run(explicit_config: Option<&Path>, args: &[OsString]) -> RuntimeError {
+    let start = std::time::Instant::now();
     let parsed = RuntimeArgs::parse(args);
     let err = match prepare_and_exec(explicit_config, args, &parsed) {
         Ok(never) => match never {},
@@ -249,7 +250,7 @@ pub fn run(explicit_config: Option<&Path>, args: &[OsString]) -> RuntimeError {
         );
     }
     if parsed.edits_spec() {
-        tracing::error!(error = %err, "runtime wrapper failed");
+        log::log_failure(explicit_config, &parsed, &err, start);
     }
     err
 }

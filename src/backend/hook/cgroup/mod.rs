@@ -54,6 +54,32 @@ pub enum Granted {
     },
 }
 
+/// The log's `cgroup` field: `v1 /sys/fs/cgroup/devices/c1: 6 rules appended`, `v2
+/// /sys/fs/cgroup/c1: device program 42 replaced 41`.
+impl std::fmt::Display for Granted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Granted::V1 { dir, rules } => {
+                write!(f, "v1 {}: {rules} rules appended", dir.display())
+            }
+            Granted::V2 { dir, replaced, .. } => {
+                let old: Vec<String> = replaced.old_ids.iter().map(u32::to_string).collect();
+                let old = if old.is_empty() {
+                    "none".into()
+                } else {
+                    old.join(",")
+                };
+                write!(
+                    f,
+                    "v2 {}: device program {} replaced {old}",
+                    dir.display(),
+                    replaced.prog_id
+                )
+            }
+        }
+    }
+}
+
 /// Grant `ours` (allow rules for exactly migcage's device nodes) to the container whose init
 /// process is `pid`, on whichever cgroup version governs its devices.
 ///
