@@ -19,6 +19,9 @@ struct Cli {
     /// Configuration file (default /etc/migcage/config.toml).
     #[arg(long, global = true, env = "MIGCAGE_CONFIG")]
     config: Option<PathBuf>,
+    /// Machine-readable output, errors included (docs/json.md).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -73,11 +76,7 @@ enum Command {
         sim_artifacts: Option<PathBuf>,
     },
     /// List every GPU and MIG device, the names a request may use, and the nodes it gets.
-    List {
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// Discover the host through NVML and rewrite the inventory snapshot that container starts
     /// use instead of NVML (`list` and `cdi generate` rewrite it too).
     Refresh,
@@ -91,9 +90,6 @@ enum Command {
     /// spec, state directory. One line per finding: OK, WARN or FAIL with the fix; exit status 1
     /// when something failed.
     Doctor {
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
         /// Root of the host's own files (/etc, hooks.d, CDI spec dirs, /run/systemd); for tests.
         #[arg(long, hide = true, default_value = "/")]
         host_root: PathBuf,
@@ -180,9 +176,6 @@ enum Command {
         /// A config.json file.
         #[arg(long, group = "input")]
         spec: Option<PathBuf>,
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -230,9 +223,6 @@ enum CdiCommand {
         /// Exit non-zero when a spec no longer matches the hardware.
         #[arg(long)]
         check: bool,
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -283,8 +273,19 @@ fn generate(what: Generate) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The hook's `MIGCAGE_CONFIG`: the file this run read, unless it is the default one.
-fn system(config: &Config, command: SystemCommand) -> anyhow::Result<String> {
+/// `migcage configure ...`: change (or show) the engine's file, and say what changed.
+fn configure_command(opts: &configure::Options, json: bool) -> anyhow::Result<()> {
+    let outcome = configure::configure(opts)?;
+    if json {
+        admin::commands::print_json(&admin::commands::configured(&outcome))
+    } else {
+        print!("{}", configure::report(&outcome));
+        Ok(())
+    }
+}
+
+/// `migcage system ...`: the report to print.
+fn system(config: &Config, command: SystemCommand, json: bool) -> anyhow::Result<String> {
     match command {
         SystemCommand::CreateDevCharLinks {
             dry_run,
@@ -293,6 +294,7 @@ fn system(config: &Config, command: SystemCommand) -> anyhow::Result<String> {
             config,
             dev_char_dir.as_deref().unwrap_or(&config.host.dev_char_dir),
             dry_run,
+            json,
         )?),
     }
 }
@@ -310,6 +312,34 @@ fn mig(config: &Config, command: MigCommand) -> anyhow::Result<()> {
     }
 }
 
+fn cdi_command(
+    config: &Config,
+    hook_config: &Option<PathBuf>,
+    command: CdiCommand,
+    json: bool,
+) -> anyhow::Result<()> {
+    match command {
+        CdiCommand::Generate {
+            output,
+            format,
+            kind,
+            hook_path,
+            driver_capabilities,
+        } => cdi::generate(
+            config,
+            hook_config,
+            // stdout unless told: the unit names /var/run/cdi itself.
+            Some(output.as_deref().unwrap_or(Path::new("-"))),
+            format,
+            &kind,
+            hook_path,
+            &driver_capabilities,
+        ),
+        CdiCommand::List { spec, check } => cdi::list(config, hook_config, spec, check, json),
+    }
+}
+
+/// The hook's `MIGCAGE_CONFIG`: the file this run read, unless it is the default one.
 fn config_for_hook(config_path: Option<PathBuf>) -> Option<PathBuf> {
     config_path
         .filter(|p| p != Path::new(migcage::config::DEFAULT_CONFIG_PATH))
@@ -317,6 +347,7 @@ fn config_for_hook(config_path: Option<PathBuf>) -> Option<PathBuf> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let json = cli.json;
     // Simulate makes a configuration; it does not read one (which may not exist yet).
     let command = match cli.command {
         Command::Simulate {
@@ -329,18 +360,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 root,
                 sim_artifacts,
             };
-            println!("{}", migcage_simulate::simulate(&opts)?);
+            let summary = migcage_simulate::simulate(&opts)?;
+            if json {
+                return admin::commands::print_json(&admin::commands::simulated(&summary));
+            }
+            println!("{summary}");
             return Ok(());
         }
         // Doctor reports a broken configuration file instead of stopping at it.
-        Command::Doctor { json, host_root } => {
+        Command::Doctor { host_root } => {
             let opts = doctor::GatherOptions {
                 host_root,
                 ..Default::default()
             };
             let report = doctor::run(Config::load(cli.config.as_deref()), &opts);
             print!("{}", report.output(json)?);
-            return report.verdict().map_err(anyhow::Error::msg);
+            return Ok(report.verdict().map_err(exit::Reported)?);
         }
         Command::Generate { what } => return generate(what),
         command => command,
@@ -348,44 +383,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let (config, config_path) = Config::load(cli.config.as_deref())?;
     let hook_config = config_for_hook(config_path);
     match command {
+        Command::Config if json => admin::commands::print_json(&config)?,
         Command::Config => print!("{}", toml::to_string_pretty(&config)?),
         Command::Simulate { .. } | Command::Doctor { .. } | Command::Generate { .. } => {
             unreachable!("handled before the configuration is loaded")
         }
-        Command::List { json } => admin::commands::list(&config, json)?,
-        Command::Refresh => admin::commands::refresh(&config)?,
+        Command::List => admin::commands::list(&config, json)?,
+        Command::Refresh => admin::commands::refresh(&config, json)?,
         Command::Hook { stage } => {
             migcage::logging::init(&config.log);
             // One flat JSON record per container in the log; the error alone on stderr.
             migcage::logging::run_hook_logged(&config, stage, std::io::stdin().lock())?;
         }
-        Command::Explain { bundle, spec, json } => {
-            admin::commands::explain(&config, bundle, spec, json)?
-        }
-        Command::Release { container } => admin::commands::release(&config, &container)?,
+        Command::Explain { bundle, spec } => admin::commands::explain(&config, bundle, spec, json)?,
+        Command::Release { container } => admin::commands::release(&config, &container, json)?,
         Command::Mig { command } => mig(&config, command)?,
-        Command::System { command } => print!("{}", system(&config, command)?),
-        Command::Cdi {
-            command:
-                CdiCommand::Generate {
-                    output,
-                    format,
-                    kind,
-                    hook_path,
-                    driver_capabilities,
-                },
-        } => cdi::generate(
-            &config,
-            &hook_config,
-            output.as_deref(),
-            format,
-            &kind,
-            hook_path,
-            &driver_capabilities,
-        )?,
-        Command::Cdi {
-            command: CdiCommand::List { spec, check, json },
-        } => cdi::list(&config, &hook_config, spec, check, json)?,
+        Command::System { command } => print!("{}", system(&config, command, json)?),
+        Command::Cdi { command } => cdi_command(&config, &hook_config, command, json)?,
         // Reached only in forms runtime_invocation() does not know; it returns only on failure.
         Command::Runtime { args } => {
             return Err(migcage::backend::runtime::run(cli.config.as_deref(), &args).into())
@@ -411,7 +425,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cdi,
                 engine_version,
             };
-            print!("{}", configure::report(&configure::configure(&opts)?));
+            configure_command(&opts, json)?
         }
     }
     Ok(())
@@ -539,6 +553,9 @@ fn parse_failure(e: clap::Error, args: &[OsString]) -> ExitCode {
         }
         _ => exit::usage_line(&e.render().to_string(), &command),
     };
+    if args.iter().any(|a| a == "--json") {
+        exit::print_json_error(&line, exit::USAGE);
+    }
     eprintln!("{PREFIX}{line}");
     ExitCode::from(exit::USAGE)
 }
@@ -562,10 +579,15 @@ fn main() -> ExitCode {
     if !matches!(cli.command, Command::Hook { .. }) {
         migcage::sys::signal::default_sigpipe();
     }
+    let json = cli.json;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{PREFIX}{}", exit::one_line(&e));
+            let line = exit::one_line(&e);
+            if json && !e.is::<exit::Reported>() {
+                exit::print_json_error(&line, 1);
+            }
+            eprintln!("{PREFIX}{line}");
             ExitCode::FAILURE
         }
     }

@@ -189,8 +189,11 @@ fn docker_default_binary_is_the_runtime_link_beside_migcage() {
         common::skip("docker_default_binary_is_the_runtime_link_beside_migcage (running the link): runc is not installed (scripts/deps.sh installs it)");
     } else {
         let out = Command::new(&link).arg("--version").output().unwrap();
+        // migcage's own version line, then runc's.
+        let text = String::from_utf8_lossy(&out.stdout);
         assert!(
-            String::from_utf8_lossy(&out.stdout).starts_with("runc version"),
+            text.starts_with("migcage-runtime version")
+                && text.lines().any(|l| l.starts_with("runc version")),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );

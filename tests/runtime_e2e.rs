@@ -430,9 +430,18 @@ fn other_commands_pass_through() {
                 let wrapped = cmd.args(&args).output().unwrap();
                 let ctx = format!("{how} -> {runtime} {args:?}");
                 assert_eq!(wrapped.status.code(), direct.status.code(), "{ctx}");
+                // `--version`: migcage's own line first, then the runtime's untouched.
+                let ours = if args[0] == "--version" {
+                    format!(
+                        "migcage-runtime version {} (wrapping the runtime below)\n",
+                        env!("CARGO_PKG_VERSION")
+                    )
+                } else {
+                    String::new()
+                };
                 assert_eq!(
                     String::from_utf8_lossy(&wrapped.stdout),
-                    String::from_utf8_lossy(&direct.stdout),
+                    ours + &String::from_utf8_lossy(&direct.stdout),
                     "{ctx}"
                 );
                 // Error lines carry a time stamp: compare them without it.

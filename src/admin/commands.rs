@@ -26,23 +26,75 @@ pub fn list(config: &Config, json: bool) -> anyhow::Result<()> {
         Err(e) => eprintln!("migcage: note: leases not shown: {e}"),
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&listing)?);
+        print_json(&listing)?;
     } else {
         print!("{}", super::list::render_table(&listing));
     }
     Ok(())
 }
 
+/// Print `value` as the indented JSON of a `--json` report.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// `1 GPU`, `2 GPUs`: a count with its noun, singular or plural.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// `simulate --json`: what was made (docs/json.md).
+pub fn simulated(s: &crate::simulate::Summary) -> serde_json::Value {
+    serde_json::json!({
+        "topology": s.topology,
+        "driver_version": s.driver_version,
+        "root": s.root,
+        "config": s.config,
+        "gpus": s.gpus,
+        "mig_gpus": s.mig_gpus,
+        "mig_devices": s.mig_devices,
+        "device_nodes": s.device_nodes,
+    })
+}
+
+/// `configure --json`: what was (or, in a dry run, would be) changed (docs/json.md).
+pub fn configured(o: &super::configure::Outcome) -> serde_json::Value {
+    serde_json::json!({
+        "target": clap::ValueEnum::to_possible_value(&o.target).map(|v| v.get_name().to_string()),
+        "file": o.file,
+        "binary": o.binary,
+        "changed": o.changed,
+        "dry_run": o.dry_run,
+        "diff": o.diff,
+        "backup": o.backup,
+        "link": o.link,
+    })
+}
+
 /// `migcage refresh`: discover through NVML and rewrite the inventory snapshot.
-pub fn refresh(config: &Config) -> anyhow::Result<()> {
+pub fn refresh(config: &Config, json: bool) -> anyhow::Result<()> {
     let found = discover_and_save(config)?;
     let path = found.saved?;
     let inv = &found.inventory;
+    let mig_devices = inv.gpus.iter().map(|g| g.mig_devices.len()).sum::<usize>();
+    if json {
+        return print_json(&serde_json::json!({
+            "snapshot": path,
+            "driver_version": inv.driver_version,
+            "gpus": inv.gpus.len(),
+            "mig_devices": mig_devices,
+        }));
+    }
     println!(
-        "inventory snapshot {}: {} GPUs, {} MIG devices, driver {}",
+        "inventory snapshot {}: {}, {}, driver {}",
         path.display(),
-        inv.gpus.len(),
-        inv.gpus.iter().map(|g| g.mig_devices.len()).sum::<usize>(),
+        count(inv.gpus.len(), "GPU"),
+        count(mig_devices, "MIG device"),
         inv.driver_version
     );
     Ok(())
@@ -79,15 +131,19 @@ pub fn explain(
         container,
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&e)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&crate::admin::explain::to_json(&e))?
+        );
     } else {
         print!("{}", crate::admin::explain::render(&e));
     }
     Ok(())
 }
 
-/// `migcage release <container-id>`: one line per released instance on stdout.
-pub fn release(config: &Config, container: &str) -> anyhow::Result<()> {
+/// `migcage release <container-id>`: one line per released instance on stdout (`json`: the
+/// lease objects of `list`).
+pub fn release(config: &Config, container: &str, json: bool) -> anyhow::Result<()> {
     let released = crate::backend::pipeline::release_container(config, container)?;
     if released.is_empty() {
         let mut holders: Vec<String> = lease::Store::new(&config.state_dir)
@@ -107,6 +163,16 @@ pub fn release(config: &Config, container: &str) -> anyhow::Result<()> {
         );
     }
     let proc = Path::new(lease::PROCESS_PROC);
+    let live = |l: &lease::Lease| {
+        lease::is_live(l, lease::read_stat(proc, &l.pid.to_string()).ok().flatten())
+    };
+    if json {
+        let views: Vec<_> = released
+            .iter()
+            .map(|l| super::list::LeaseView::new(l, live(l)))
+            .collect();
+        return print_json(&serde_json::json!({ "released": views }));
+    }
     for l in &released {
         println!(
             "released {} (held by container {} since {}, asked {})",
@@ -115,7 +181,7 @@ pub fn release(config: &Config, container: &str) -> anyhow::Result<()> {
             lease::format_time(l.since),
             l.asked
         );
-        if lease::is_live(l, lease::read_stat(proc, &l.pid.to_string()).ok().flatten()) {
+        if live(l) {
             eprintln!(
                 "migcage: note: container {}'s process {} still runs and keeps its devices; {} may now be given to another container",
                 l.container, l.pid, l.uuid

@@ -14,6 +14,24 @@ pub const PREFIX: &str = "migcage: ";
 /// The exit status of a command line that does not parse.
 pub const USAGE: u8 = 2;
 
+/// A failure the command's own output already reported (doctor's `"ok": false`): with `--json`,
+/// no error object follows the report.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Reported(pub String);
+
+/// With `--json`, an error is also this object on stdout (docs/json.md), so that a consumer
+/// reading stdout sees why there is no report: `{"error": {"message": LINE, "status": 1}}`.
+pub fn error_json(line: &str, status: u8) -> serde_json::Value {
+    serde_json::json!({"error": {"message": line, "status": status}})
+}
+
+/// Print [`error_json`] on stdout; a stdout that is gone is no reason to say more.
+pub fn print_json_error(line: &str, status: u8) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{}", error_json(line, status));
+}
+
 /// The error and its causes as one line. migcage's own errors already name their cause, so a
 /// cause whose text the message holds is not repeated.
 pub fn one_line(e: &anyhow::Error) -> String {

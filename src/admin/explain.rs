@@ -18,6 +18,25 @@ pub struct Explanation {
     pub container: Option<ContainerWork>,
 }
 
+/// The explanation as `--json` prints it (docs/json.md): its serde form, with every device node
+/// as the one node object of migcage's reports (the plan's edits keep CDI's `containerEdits`
+/// keys otherwise).
+pub fn to_json(e: &Explanation) -> serde_json::Value {
+    use crate::core::node::NodeObject;
+    let mut v = serde_json::to_value(e).expect("an explanation serializes");
+    let nodes = |list: &[crate::core::edits::DeviceNode]| {
+        serde_json::to_value(list.iter().map(NodeObject::from).collect::<Vec<_>>())
+            .expect("nodes serialize")
+    };
+    if let Some(plan) = &e.plan {
+        v["plan"]["edits"]["deviceNodes"] = nodes(&plan.edits.device_nodes);
+    }
+    if let Some(c) = &e.container {
+        v["container"]["nodes"] = nodes(&c.nodes);
+    }
+    v
+}
+
 fn mode(m: u32) -> String {
     format!("{m:04o}")
 }

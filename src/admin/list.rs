@@ -13,25 +13,8 @@ use crate::core::plan::nodes::{common_nodes, device_nodes, Target};
 use crate::host::inventory::{Gpu, Inventory, MigDevice};
 use crate::host::lease::{format_time, Lease, LeaseKind};
 
-/// A device node as listed.
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct NodeView {
-    pub path: String,
-    pub major: u32,
-    pub minor: u32,
-    pub mode: String,
-}
-
-impl From<&DeviceNode> for NodeView {
-    fn from(n: &DeviceNode) -> Self {
-        NodeView {
-            path: n.path.clone(),
-            major: n.major,
-            minor: n.minor,
-            mode: format!("{:04o}", n.file_mode),
-        }
-    }
-}
+/// A device node as listed: the one node object of every report (docs/json.md).
+pub use crate::core::node::NodeObject as NodeView;
 
 /// One MIG device as listed: the inventory's own [`MigDevice`] with what a request for it
 /// gets. Serialized with the device's fields first, then the listing's.
@@ -237,7 +220,7 @@ fn lease_line(l: &LeaseView, shared: bool) -> String {
 fn node_list(nodes: &[NodeView]) -> String {
     nodes
         .iter()
-        .map(|n| format!("{} ({}:{})", n.path, n.major, n.minor))
+        .map(NodeView::to_string)
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -338,7 +321,7 @@ mod tests {
                 "/dev/nvidia-caps/nvidia-cap22"
             ]
         );
-        assert_eq!(m.nodes[1].mode, "0444");
+        assert_eq!(m.nodes[1].mode.as_deref(), Some("0444"));
         assert!(l.gpus[1].mig_devices.is_empty());
     }
 

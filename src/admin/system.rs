@@ -50,16 +50,46 @@ pub fn render(dir: &Path, results: &[LinkResult], dry_run: bool) -> String {
     out
 }
 
+/// The report as `--json` prints it (docs/json.md): one object per link.
+pub fn render_json(dir: &Path, results: &[LinkResult], dry_run: bool) -> String {
+    let links: Vec<serde_json::Value> = results
+        .iter()
+        .map(|r| {
+            let (action, target, detail) = match &r.action {
+                LinkAction::Created { target } => ("created", Some(target), None),
+                LinkAction::WouldCreate { target } => ("would_create", Some(target), None),
+                LinkAction::Present => ("present", None, None),
+                LinkAction::Foreign { found } => ("left_alone", None, Some(found)),
+                LinkAction::Failed { error } => ("failed", None, Some(error)),
+            };
+            serde_json::json!({
+                "link": r.link, "node": r.node, "action": action, "target": target,
+                "detail": detail,
+            })
+        })
+        .collect();
+    let v = serde_json::json!({"dir": dir, "dry_run": dry_run, "links": links});
+    format!(
+        "{}\n",
+        serde_json::to_string_pretty(&v).expect("a report serializes")
+    )
+}
+
 /// `migcage system create-dev-char-links`: make (or, `dry_run`, list) the links in `dir`; the
 /// report, or an error when a link could not be made.
 pub fn create_dev_char_links(
     config: &Config,
     dir: &Path,
     dry_run: bool,
+    json: bool,
 ) -> Result<String, SystemError> {
     let nodes = dev_char::host_nodes(config)?;
     let results = dev_char::ensure_links(dir, &nodes, dry_run);
-    let report = render(dir, &results, dry_run);
+    let report = if json {
+        render_json(dir, &results, dry_run)
+    } else {
+        render(dir, &results, dry_run)
+    };
     let failed: Vec<&LinkResult> = results
         .iter()
         .filter(|r| matches!(r.action, LinkAction::Failed { .. }))

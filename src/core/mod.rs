@@ -9,6 +9,7 @@ pub mod engine;
 pub mod inventory;
 pub mod ldcache;
 pub mod mig;
+pub mod node;
 pub mod plan;
 pub mod request;
 pub mod systemd;

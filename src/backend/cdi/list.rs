@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::spec::{device_id, is_migcage_spec, read, Device, Format, Spec, SpecEdits, SpecNode};
+use crate::core::node::NodeObject;
 use crate::core::request::DEVICE_LIST_DIR;
 
 /// migcage's specs among the `.json` / `.yaml` / `.yml` files of `dirs` (files that are not
@@ -42,8 +43,8 @@ pub struct Offer {
     pub names: Vec<String>,
     /// `MIG-...`, `GPU-...`, `all`; `None` when the edits do not say.
     pub device: Option<String>,
-    /// `path (major:minor)` of the device's own nodes.
-    pub nodes: Vec<String>,
+    /// The device's own nodes.
+    pub nodes: Vec<NodeObject>,
 }
 
 /// What a spec on disk offers, and where it no longer matches the host.
@@ -54,7 +55,7 @@ pub struct SpecReport {
     pub cdi_version: String,
     pub offers: Vec<Offer>,
     /// Nodes every device comes with.
-    pub common_nodes: Vec<String>,
+    pub common_nodes: Vec<NodeObject>,
     /// `path args...` of the hooks.
     pub hooks: Vec<String>,
     /// One line each.
@@ -245,6 +246,25 @@ fn missing_hooks(disk: &Spec) -> Vec<String> {
         .collect()
 }
 
+/// A spec's node as the one node object of every report (docs/json.md).
+fn node_object(n: &SpecNode) -> NodeObject {
+    NodeObject {
+        path: n.path.clone(),
+        host_path: n.host_path.clone(),
+        major: n.major.and_then(|m| u32::try_from(m).ok()),
+        minor: n.minor.and_then(|m| u32::try_from(m).ok()),
+        mode: n.file_mode.map(NodeObject::mode_text),
+    }
+}
+
+fn joined(nodes: &[NodeObject]) -> String {
+    nodes
+        .iter()
+        .map(NodeObject::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// What a spec offers, with its staleness against `now`.
 pub fn report(path: &Path, disk: &Spec, now: Option<&Spec>) -> SpecReport {
     SpecReport {
@@ -263,7 +283,7 @@ pub fn report(path: &Path, disk: &Spec, now: Option<&Spec>) -> SpecReport {
                     .container_edits
                     .device_nodes
                     .iter()
-                    .map(SpecNode::describe)
+                    .map(node_object)
                     .collect(),
             })
             .collect(),
@@ -271,7 +291,7 @@ pub fn report(path: &Path, disk: &Spec, now: Option<&Spec>) -> SpecReport {
             .container_edits
             .device_nodes
             .iter()
-            .map(SpecNode::describe)
+            .map(node_object)
             .collect(),
         hooks: disk
             .container_edits
@@ -301,7 +321,7 @@ pub fn render(r: &SpecReport) -> String {
         r.cdi_version
     );
     if !r.common_nodes.is_empty() {
-        let _ = writeln!(s, "  every device also gets: {}", r.common_nodes.join(", "));
+        let _ = writeln!(s, "  every device also gets: {}", joined(&r.common_nodes));
     }
     for h in &r.hooks {
         let _ = writeln!(s, "  hook: {h}");
@@ -310,7 +330,7 @@ pub fn render(r: &SpecReport) -> String {
         let nodes = if o.nodes.is_empty() {
             String::new()
         } else {
-            format!(" -> {}", o.nodes.join(", "))
+            format!(" -> {}", joined(&o.nodes))
         };
         let _ = writeln!(
             s,

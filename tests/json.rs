@@ -1,0 +1,268 @@
+//! Every command's `--json` output against the schemas of docs/json.md: each documented field
+//! present with its type, no field the page does not name, one node object everywhere, and
+//! errors as the documented error object.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use common::{SimHost, MIGCAGE};
+use serde_json::Value;
+
+/// The `NAME = {template}` lines of docs/json.md's ```schema blocks.
+fn schemas() -> BTreeMap<String, Value> {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/json.md"))
+        .unwrap();
+    let mut out = BTreeMap::new();
+    let mut inside = false;
+    for line in doc.lines() {
+        match line.trim() {
+            "```schema" => inside = true,
+            "```" => inside = false,
+            l if inside && !l.is_empty() => {
+                let (name, template) = l.split_once(" = ").expect("NAME = {template}");
+                let v =
+                    serde_json::from_str(template).unwrap_or_else(|e| panic!("schema {name}: {e}"));
+                out.insert(name.to_string(), v);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Check `v` against the type `ty` (`string`, `[node]`, `plan|null`, ...) at `at`.
+fn check_type(s: &BTreeMap<String, Value>, ty: &str, v: &Value, at: &str) {
+    let ok = ty.split('|').any(|t| {
+        if let Some(inner) = t.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+            return v.as_array().is_some_and(|a| {
+                a.iter()
+                    .enumerate()
+                    .all(|(i, x)| matches(s, inner, x, &format!("{at}[{i}]")))
+            });
+        }
+        matches(s, t, v, at)
+    });
+    assert!(ok, "{at}: {v} is not {ty}");
+}
+
+fn matches(s: &BTreeMap<String, Value>, t: &str, v: &Value, at: &str) -> bool {
+    match t {
+        "string" => v.is_string(),
+        "integer" => v.is_u64() || v.is_i64(),
+        "boolean" => v.is_boolean(),
+        "null" => v.is_null(),
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        name if s.contains_key(name) => {
+            if !v.is_object() {
+                return false;
+            }
+            check_object(s, &s[name], v, at);
+            true
+        }
+        // A nested [T] inside a union, or a bad name: check_type says which.
+        other if other.starts_with('[') => {
+            check_type(s, other, v, at);
+            true
+        }
+        other => panic!("{at}: docs/json.md names no type {other:?}"),
+    }
+}
+
+fn check_object(s: &BTreeMap<String, Value>, template: &Value, v: &Value, at: &str) {
+    let (t, o) = (template.as_object().unwrap(), v.as_object().unwrap());
+    for key in o.keys() {
+        assert!(t.contains_key(key), "{at}.{key}: not in docs/json.md ({v})");
+    }
+    for (key, ty) in t {
+        let field = o
+            .get(key)
+            .unwrap_or_else(|| panic!("{at}.{key}: missing ({v})"));
+        match ty {
+            Value::String(ty) => check_type(s, ty, field, &format!("{at}.{key}")),
+            nested => check_object(s, nested, field, &format!("{at}.{key}")),
+        }
+    }
+}
+
+fn validate(s: &BTreeMap<String, Value>, name: &str, v: &Value) {
+    let schema = s
+        .get(name)
+        .unwrap_or_else(|| panic!("docs/json.md has no {name}"));
+    assert!(v.is_object(), "{name}: {v}");
+    check_object(s, schema, v, name);
+}
+
+fn migcage(host: &SimHost, args: &[&str]) -> (Option<i32>, Value, String) {
+    let out = Command::new(MIGCAGE)
+        .arg("--config")
+        .arg(host.config())
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("migcage {}: not JSON ({e}): {stdout}", args.join(" ")));
+    (
+        out.status.code(),
+        v,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_commands_json_is_what_docs_json_md_says() {
+    let test = "every_commands_json_is_what_docs_json_md_says";
+    if common::skip_unless(common::is_root(), test, "simulate needs root (CAP_MKNOD)") {
+        return;
+    }
+    let s = schemas();
+    let host = SimHost::new("a100-7x1g");
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n).display().to_string();
+    std::fs::create_dir_all(d("cdi")).unwrap();
+    let spec = d("config.json");
+    std::fs::write(
+        &spec,
+        r#"{"ociVersion":"1.0.2","process":{"env":["NVIDIA_VISIBLE_DEVICES=0:1"],"args":["sh"],"cwd":"/"},"root":{"path":"rootfs"}}"#,
+    )
+    .unwrap();
+    let (code, _, err) = migcage(&host, &["--json", "refresh"]);
+    assert_eq!(code, Some(0), "{err}");
+    let cdi = d("cdi");
+    let sim = d("sim");
+    let runs: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["config", "--json"], "config"),
+        (
+            vec![
+                "simulate",
+                "--topology",
+                "a100-7x1g",
+                "--root",
+                &sim,
+                "--json",
+            ],
+            "simulated",
+        ),
+        (vec!["list", "--json"], "listing"),
+        (vec!["--json", "refresh"], "refreshed"),
+        (vec!["doctor", "--json"], "doctor"),
+        (vec!["explain", "--spec", &spec, "--json"], "explanation"),
+        (
+            vec![
+                "configure",
+                "podman",
+                "--hooks-dir",
+                &cdi,
+                "--dry-run",
+                "--json",
+            ],
+            "configured",
+        ),
+        (
+            vec![
+                "system",
+                "create-dev-char-links",
+                "--dry-run",
+                "--dev-char-dir",
+                &cdi,
+                "--json",
+            ],
+            "dev_char_links",
+        ),
+    ];
+    for (args, schema) in &runs {
+        let (_, v, err) = migcage(&host, args);
+        assert!(v.get("error").is_none(), "{args:?}: {v} {err}");
+        validate(&s, schema, &v);
+    }
+    let out = Command::new(MIGCAGE)
+        .arg("--config")
+        .arg(host.config())
+        .args(["cdi", "generate", "--output", &cdi])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let (code, v, err) = migcage(&host, &["cdi", "list", "--spec", &cdi, "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    validate(&s, "cdi_specs", &v);
+    assert!(!v["specs"][0]["offers"][0]["nodes"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    // One node object: list's node of 0:1 is explain's and cdi list's, field for field.
+    let (_, listing, _) = migcage(&host, &["list", "--json"]);
+    let (_, explained, _) = migcage(&host, &["explain", "--spec", &spec, "--json"]);
+    let cap = &listing["gpus"][0]["mig_devices"][1]["nodes"][0];
+    let in_explain = explained["plan"]["edits"]["deviceNodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["path"] == cap["path"])
+        .unwrap();
+    assert_eq!(cap, in_explain);
+    let in_cdi = v["specs"][0]["offers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|o| o["nodes"].as_array().unwrap())
+        .find(|n| n["path"] == cap["path"])
+        .unwrap();
+    assert_eq!(cap, in_cdi);
+}
+
+#[test]
+fn errors_with_json_are_the_documented_error_object() {
+    let s = schemas();
+    let cases: &[(&[&str], i32)] = &[
+        (
+            &["explain", "--spec", "/nonexistent/config.json", "--json"],
+            1,
+        ),
+        (&["--json", "list", "--nosuch"], 2),
+        (
+            &[
+                "release",
+                "nobody",
+                "--json",
+                "--config",
+                "/nonexistent.toml",
+            ],
+            1,
+        ),
+    ];
+    for (args, status) in cases {
+        let out = Command::new(MIGCAGE).args(*args).output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {out:?}"));
+        validate(&s, "error", &v);
+        assert_eq!(out.status.code(), Some(*status), "{args:?}");
+        assert_eq!(v["error"]["status"], *status, "{args:?}");
+        let line = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            line.trim_end(),
+            format!("migcage: {}", v["error"]["message"].as_str().unwrap()),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn every_documented_command_is_checked_here() {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/json.md"))
+        .unwrap();
+    let s = schemas();
+    // The table's object names are all defined.
+    for row in doc.lines().filter(|l| l.starts_with("| `migcage ")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let name = cells[2].trim_matches('`');
+        if !name.starts_with("a CDI spec") {
+            assert!(s.contains_key(name), "{row}: no schema {name}");
+        }
+    }
+    assert!(doc.matches("| `migcage ").count() >= 11);
+}
