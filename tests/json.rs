@@ -60,7 +60,10 @@ fn matches(s: &BTreeMap<String, Value>, t: &str, v: &Value, at: &str) -> bool {
             if !v.is_object() {
                 return false;
             }
-            check_object(s, &s[name], v, at);
+            match &s[name] {
+                Value::String(ty) => check_type(s, ty, v, at),
+                template => check_object(s, template, v, at),
+            }
             true
         }
         // A nested [T] inside a union, or a bad name: check_type says which.
@@ -73,7 +76,12 @@ fn matches(s: &BTreeMap<String, Value>, t: &str, v: &Value, at: &str) -> bool {
 }
 
 fn check_object(s: &BTreeMap<String, Value>, template: &Value, v: &Value, at: &str) {
-    let (t, o) = (template.as_object().unwrap(), v.as_object().unwrap());
+    let t = template
+        .as_object()
+        .unwrap_or_else(|| panic!("{at}: schema {template}"));
+    let o = v
+        .as_object()
+        .unwrap_or_else(|| panic!("{at}: not an object: {v}"));
     for key in o.keys() {
         assert!(t.contains_key(key), "{at}.{key}: not in docs/json.md ({v})");
     }
@@ -93,7 +101,10 @@ fn validate(s: &BTreeMap<String, Value>, name: &str, v: &Value) {
         .get(name)
         .unwrap_or_else(|| panic!("docs/json.md has no {name}"));
     assert!(v.is_object(), "{name}: {v}");
-    check_object(s, schema, v, name);
+    match schema {
+        Value::String(ty) => check_type(s, ty, v, name),
+        template => check_object(s, template, v, name),
+    }
 }
 
 fn migcage(host: &SimHost, args: &[&str]) -> (Option<i32>, Value, String) {
@@ -193,6 +204,18 @@ fn every_commands_json_is_what_docs_json_md_says() {
         .as_array()
         .unwrap()
         .is_empty());
+
+    // config --json is the TOML of `migcage config`, as JSON.
+    let (_, as_json, _) = migcage(&host, &["config", "--json"]);
+    let toml_text = Command::new(MIGCAGE)
+        .arg("--config")
+        .arg(host.config())
+        .arg("config")
+        .output()
+        .unwrap()
+        .stdout;
+    let as_toml: toml::Value = toml::from_str(&String::from_utf8_lossy(&toml_text)).unwrap();
+    assert_eq!(as_json, serde_json::to_value(as_toml).unwrap());
 
     // One node object: list's node of 0:1 is explain's and cdi list's, field for field.
     let (_, listing, _) = migcage(&host, &["list", "--json"]);
