@@ -16,7 +16,7 @@ use migcage::config::Config;
 #[derive(Parser, Debug)]
 #[command(name = "migcage", version, about)]
 struct Cli {
-    /// Configuration file (default /etc/migcage/config.toml).
+    /// Config file (default /etc/migcage/config.toml).
     #[arg(long, global = true, env = "MIGCAGE_CONFIG")]
     config: Option<PathBuf>,
     /// Machine-readable output, errors included (docs/json.md).
@@ -63,7 +63,7 @@ enum MigCommand {
 enum Command {
     /// Print the configuration in effect.
     Config,
-    /// Materialize a simulated MIG driver tree (device nodes, procfs, libraries, config.toml).
+    /// Make a simulated MIG host: device nodes, procfs, libraries, config.toml.
     Simulate {
         /// A shipped topology's name (a100-7x1g, dgx-8x7, ...) or a topology file.
         #[arg(long)]
@@ -75,10 +75,12 @@ enum Command {
         #[arg(long, env = "MIGCAGE_SIM_ARTIFACTS")]
         sim_artifacts: Option<PathBuf>,
     },
-    /// List every GPU and MIG device, the names a request may use, and the nodes it gets.
+    /// List every GPU and MIG device, the names to ask for, the nodes each gets.
     List,
-    /// Discover the host through NVML and rewrite the inventory snapshot that container starts
-    /// use instead of NVML (`list` and `cdi generate` rewrite it too).
+    /// Rewrite the inventory snapshot from NVML.
+    ///
+    /// Container starts read the snapshot instead of NVML; `list` and `cdi generate` rewrite it
+    /// too.
     Refresh,
     /// The OCI hook: run by runc or crun with the container state on stdin.
     Hook {
@@ -86,9 +88,11 @@ enum Command {
         #[arg(value_enum, default_value = "prestart")]
         stage: Stage,
     },
-    /// Check this host: driver, NVML, MIG mode, device nodes, cgroups, runtimes, hooks.d, CDI
-    /// spec, state directory. One line per finding: OK, WARN or FAIL with the fix; exit status 1
-    /// when something failed.
+    /// Check this host and say what it still needs.
+    ///
+    /// Driver, NVML, MIG mode, device nodes, cgroups, runtimes, hooks.d, CDI spec, state
+    /// directory. One line per finding: OK, WARN or FAIL with the fix; exit status 1 when
+    /// something failed.
     Doctor {
         /// Root of the host's own files (/etc, hooks.d, CDI spec dirs, /run/systemd); for tests.
         #[arg(long, hide = true, default_value = "/")]
@@ -100,19 +104,22 @@ enum Command {
         #[command(subcommand)]
         what: Generate,
     },
-    /// The OCI runtime wrapper: takes runc's command line, writes the container's devices into
-    /// the bundle's config.json on create and run, then becomes the real runtime (config key
-    /// `runtime`). Every other command passes through untouched. Also runs as a link named
-    /// migcage-runtime (for containerd's BinaryName and Docker's runtime path).
+    /// The OCI runtime wrapper, run in place of runc.
+    ///
+    /// Takes runc's command line, writes the container's devices into the bundle's config.json
+    /// on create and run, then becomes the real runtime (config key `runtime`). Every other
+    /// command passes through untouched. Also runs as a link named migcage-runtime (for
+    /// containerd's BinaryName and Docker's runtime path).
     #[command(disable_help_flag = true)]
     Runtime {
         /// The runtime's arguments, passed on untouched.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// Register migcage with a container engine: Docker's daemon.json, containerd's config.toml
-    /// (config versions 1 to 3), or the OCI hooks.d file of Podman and CRI-O. Idempotent; backs
-    /// up the file it changes.
+    /// Register migcage with Docker, containerd, Podman or CRI-O.
+    ///
+    /// Docker's daemon.json, containerd's config.toml (config versions 1 to 3), or the OCI
+    /// hooks.d file of Podman and CRI-O. Idempotent; backs up the file it changes.
     Configure {
         #[arg(value_enum)]
         target: migcage::admin::configure::Target,
@@ -144,20 +151,23 @@ enum Command {
         #[arg(long)]
         engine_version: Option<String>,
     },
-    /// CDI specs for Podman, CRI-O and containerd 1.7+: generate one, or list what one offers.
+    /// CDI specs for Podman, CRI-O and containerd 1.7+: generate, list.
     Cdi {
         #[command(subcommand)]
         command: CdiCommand,
     },
-    /// Release the MIG instances a container holds, for an operator: a container that is gone
-    /// without its poststop hook (the next allocation frees it anyway once its process is gone),
-    /// or one that must give its instance up.
+    /// Release the MIG instances a container holds.
+    ///
+    /// For an operator: a container that is gone without its poststop hook (the next allocation
+    /// frees it anyway once its process is gone), or one that must give its instance up.
     Release {
         /// The container's id, as `migcage list` shows it.
         container: String,
     },
-    /// Lay GPUs out by a mig-parted configuration file: apply one (incrementally, never
-    /// destroying an instance a container holds), check one, or export today's layout.
+    /// Lay GPUs out by a mig-parted configuration file: apply, assert, export.
+    ///
+    /// Apply one (incrementally, never destroying an instance a container holds), check one, or
+    /// export today's layout.
     Mig {
         #[command(subcommand)]
         command: MigCommand,
@@ -182,9 +192,11 @@ enum Command {
 /// Host set-up.
 #[derive(Subcommand, Debug)]
 enum SystemCommand {
-    /// Make /dev/char/<major>:<minor> links for every NVIDIA device node (runc's systemd cgroup
-    /// driver gives systemd DeviceAllow= only for devices it finds there, and access to the
-    /// others is lost on `systemctl daemon-reload`). Never replaces an existing entry.
+    /// Make /dev/char/<major>:<minor> links for every NVIDIA device node.
+    ///
+    /// runc's systemd cgroup driver gives systemd DeviceAllow= only for devices it finds there,
+    /// and access to the others is lost on `systemctl daemon-reload`. Never replaces an
+    /// existing entry.
     CreateDevCharLinks {
         /// Print what would be made; change nothing.
         #[arg(long)]
@@ -246,22 +258,9 @@ fn generate(what: Generate) -> anyhow::Result<()> {
         Generate::Man { dir } => {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
-            let mut pages = vec![("migcage".to_string(), cmd.clone())];
-            // Not clap's own `help` subcommand: `migcage help X` is `man migcage-X` already.
-            for sub in cmd
-                .get_subcommands()
-                .filter(|s| !s.is_hide_set() && s.get_name() != "help")
-            {
-                let name = sub
-                    .get_display_name()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| format!("migcage-{}", sub.get_name()));
-                pages.push((name, sub.clone()));
-            }
-            for (name, page) in pages {
+            for (name, page) in admin::manpages::pages(&cmd) {
                 let path = dir.join(format!("{name}.1"));
-                let mut out = Vec::new();
-                clap_mangen::Man::new(page).render(&mut out)?;
+                let out = admin::manpages::render(&name, page, env!("CARGO_PKG_VERSION"))?;
                 std::fs::write(&path, out)
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }

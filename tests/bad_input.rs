@@ -919,7 +919,7 @@ fn cases() -> Vec<Case> {
             "no-such-gpu",
             "GPU `7` on a one-GPU host",
             &["NVIDIA_VISIBLE_DEVICES=7"],
-            "there is no GPU 7, this host has GPUs 0 to 0",
+            "there is no GPU 7, this host has only GPU 0",
         ),
         env_case(
             RESOLVE,

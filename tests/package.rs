@@ -110,62 +110,6 @@ fn readme_config_reference_is_the_shipped_file() {
 }
 
 #[test]
-fn man_pages_and_completions_come_from_the_cli() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(MIGCAGE)
-        .args(["generate", "man"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pages: BTreeSet<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    for page in [
-        "migcage.1",
-        "migcage-doctor.1",
-        "migcage-list.1",
-        "migcage-hook.1",
-        "migcage-cdi.1",
-        "migcage-system.1",
-    ] {
-        assert!(pages.contains(page), "{page} missing from {pages:?}");
-        let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
-        let name = page.trim_end_matches(".1");
-        assert!(
-            text.starts_with(".ie") || text.contains(&format!(".TH {name} ")),
-            "{page}: {text}"
-        );
-    }
-    assert!(
-        !pages.contains("migcage-generate.1") && !pages.contains("migcage-help.1"),
-        "the hidden generate command and clap's help get no page: {pages:?}"
-    );
-    let doctor = std::fs::read_to_string(dir.path().join("migcage-doctor.1")).unwrap();
-    assert!(doctor.contains("json"), "{doctor}");
-
-    for (shell, marker) in [
-        ("bash", "complete -F _migcage"),
-        ("zsh", "#compdef migcage"),
-        ("fish", "complete -c migcage"),
-    ] {
-        let out = Command::new(MIGCAGE)
-            .args(["generate", "completions", shell])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        let text = String::from_utf8(out.stdout).unwrap();
-        assert!(text.contains(marker), "{shell}: no {marker:?}");
-        assert!(text.contains("doctor"), "{shell}: no doctor subcommand");
-    }
-}
-
-#[test]
 fn hooks_d_file_and_systemd_unit_name_what_exists() {
     let (path, stages) =
         migcage::admin::doctor::parse_hook_file(&read("hooks/oci-migcage-hook.json")).unwrap();

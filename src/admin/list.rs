@@ -231,12 +231,20 @@ pub fn render_table(l: &Listing) -> String {
     let mig_count: usize = l.gpus.iter().map(|g| g.mig_devices.len()).sum();
     let _ = writeln!(
         s,
-        "Driver {}, CUDA {}: {} GPU(s), {} MIG device(s)",
+        "Driver {}, CUDA {}: {}, {}",
         l.driver_version,
         l.cuda_driver_version,
-        l.gpus.len(),
-        mig_count
+        super::commands::count(l.gpus.len(), "GPU"),
+        super::commands::count(mig_count, "MIG device")
     );
+    // Columns as wide as their widest entry, on every GPU alike.
+    let migs = || l.gpus.iter().flat_map(|g| &g.mig_devices);
+    let width = |f: &dyn Fn(&MigView) -> usize| migs().map(f).max().unwrap_or(0);
+    let w_index = width(&|v| v.index.len());
+    let w_profile = width(&|v| v.mig.profile.len());
+    let w_gi = width(&|v| v.mig.gpu_instance_id.to_string().len());
+    let w_ci = width(&|v| v.mig.compute_instance_id.to_string().len());
+    let w_mem = width(&|v| v.mig.memory_mib.to_string().len());
     let _ = writeln!(
         s,
         "Every container with a device also gets: {}",
@@ -266,7 +274,7 @@ pub fn render_table(l: &Listing) -> String {
             let m = v.mig;
             let _ = writeln!(
                 s,
-                "  {:<5} {}  {:<10} GI {:<2} CI {}  {:>6} MiB -> {}",
+                "  {:<w_index$}  {}  {:<w_profile$}  GI {:<w_gi$}  CI {:<w_ci$}  {:>w_mem$} MiB -> {}",
                 v.index,
                 m.uuid,
                 m.profile,
@@ -330,13 +338,22 @@ mod tests {
         let inv = inventory();
         let t = render_table(&listing(&inv, Path::new("/dev")));
         assert!(
-            t.starts_with("Driver 550.54.15, CUDA 12.4: 2 GPU(s), 2 MIG device(s)\n"),
+            t.starts_with("Driver 550.54.15, CUDA 12.4: 2 GPUs, 2 MIG devices\n"),
             "{t}"
         );
         assert!(t.contains("GPU 1  NVIDIA A100-SXM4-40GB"));
         assert_eq!(t.matches("MIG-22222222").count(), 1);
-        assert!(t.contains("0:1   MIG-22222222-2222-2222-2222-222222222222  3g.20gb    GI 2  CI 0   19968 MiB -> /dev/nvidia-caps/nvidia-cap21 (509:21)"), "{t}");
+        assert!(t.contains("  0:1  MIG-22222222-2222-2222-2222-222222222222  3g.20gb  GI 2  CI 0  19968 MiB -> /dev/nvidia-caps/nvidia-cap21 (509:21)"), "{t}");
         assert!(!t.contains("held by"), "{t}");
+    }
+
+    #[test]
+    fn columns_are_as_wide_as_their_widest_entry() {
+        let mut inv = inventory();
+        inv.gpus[0].mig_devices[0].profile = "2c.3g.40gb".into();
+        let t = render_table(&listing(&inv, Path::new("/dev")));
+        assert!(t.contains("  0:0  MIG-11111111-1111-1111-1111-111111111111  2c.3g.40gb  GI 1  CI 0  19968 MiB"), "{t}");
+        assert!(t.contains("  0:1  MIG-22222222-2222-2222-2222-222222222222  3g.20gb     GI 2  CI 0  19968 MiB"), "{t}");
     }
 
     fn lease(uuid: &str, container: &str, kind: LeaseKind) -> Lease {

@@ -6,5 +6,6 @@ pub mod doctor;
 pub mod exit;
 pub mod explain;
 pub mod list;
+pub mod manpages;
 pub mod mig;
 pub mod system;

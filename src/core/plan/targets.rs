@@ -41,6 +41,7 @@ pub(super) fn find_targets<'a>(
         inv.gpus.iter().find(|g| g.index == i).ok_or_else(|| {
             not_found(match inv.gpus.len() {
                 0 => "this host has no GPU".into(),
+                1 => format!("there is no GPU {i}, this host has only GPU 0"),
                 n => format!("there is no GPU {i}, this host has GPUs 0 to {}", n - 1),
             })
         })
@@ -71,6 +72,7 @@ pub(super) fn find_targets<'a>(
                 Some(m) => Ok(vec![Target::Mig { gpu: g, mig: m }]),
                 None => Err(not_found(match g.mig_devices.len() {
                     0 => format!("GPU {gpu} has no MIG devices"),
+                    1 => format!("GPU {gpu} has only MIG device {gpu}:0"),
                     n => format!("GPU {gpu} has MIG devices {gpu}:0 to {gpu}:{}", n - 1),
                 })),
             }
@@ -143,6 +145,7 @@ pub fn profile_candidates<'a>(
                     asked: asked.to_string(),
                     found: match inv.gpus.len() {
                         0 => "this host has no GPU".into(),
+                        1 => format!("there is no GPU {i}, this host has only GPU 0"),
                         n => format!("there is no GPU {i}, this host has GPUs 0 to {}", n - 1),
                     },
                 })?;
