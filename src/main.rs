@@ -209,9 +209,10 @@ enum SystemCommand {
 
 #[derive(Subcommand, Debug)]
 enum CdiCommand {
-    /// Write a CDI spec of every GPU and MIG device (default /etc/cdi/nvidia.com-gpu.yaml).
+    /// Print a CDI spec of every GPU and MIG device, or write it with --output.
     Generate {
-        /// A file (.json, .yaml or .yml), a directory (gets VENDOR-CLASS.yaml), or - for stdout.
+        /// A file (.json, .yaml or .yml), a directory such as /etc/cdi/ (gets
+        /// VENDOR-CLASS.yaml), or - for stdout (the default).
         #[arg(long, short)]
         output: Option<PathBuf>,
         /// Default: the file's extension; yaml for a directory or stdout.

@@ -137,8 +137,8 @@ fn examples(name: &str) -> &'static [(&'static str, &'static str)] {
             ("migcage configure podman", "The hooks.d file for Podman."),
         ],
         "migcage-cdi" | "migcage-cdi-generate" => &[
-            ("migcage cdi generate", "Write /etc/cdi/nvidia.com-gpu.yaml, where Podman, CRI-O and containerd read it."),
-            ("migcage cdi generate --output -", "The spec on stdout."),
+            ("migcage cdi generate", "The spec on stdout."),
+            ("migcage cdi generate --output /etc/cdi/", "Write /etc/cdi/nvidia.com-gpu.yaml, where Podman, CRI-O and containerd read it."),
         ],
         "migcage-cdi-list" => &[
             ("migcage cdi list", "What the specs in /etc/cdi and /var/run/cdi offer."),

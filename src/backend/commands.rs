@@ -168,8 +168,14 @@ pub fn list(
         }
     }
     if check && warnings > 0 {
+        let fixes: Vec<String> = reports
+            .iter()
+            .filter(|r| !r.warnings.is_empty())
+            .map(|r| format!("'{}'", cdi::regenerate(&r.path, &r.kind)))
+            .collect();
         anyhow::bail!(
-            "{warnings} warning(s): the CDI spec no longer matches this host's devices; regenerate it with 'migcage cdi generate'"
+            "{warnings} warning(s): the CDI spec no longer matches this host's devices; regenerate it with {}",
+            fixes.join(" and ")
         );
     }
     Ok(())

@@ -227,7 +227,7 @@ fn check_usage(opts: &Options) -> Result<Option<engine::Version>, ConfigureError
     }
     let Some(engine) = opts.target.engine() else {
         if opts.cdi {
-            return usage(format!("--cdi is for docker and containerd; {name} reads CDI specs from /etc/cdi and /var/run/cdi by itself: run migcage cdi generate"));
+            return usage(format!("--cdi is for docker and containerd; {name} reads CDI specs from /etc/cdi and /var/run/cdi by itself: run migcage cdi generate --output /etc/cdi/"));
         }
         if opts.engine_version.is_some() {
             return usage(format!(

@@ -41,8 +41,8 @@ pub fn report(o: &Outcome) -> String {
         None => s.push_str("; new file\n"),
     }
     let next = match (o.target, &o.binary) {
-        (Target::Docker, None) => "next: restart dockerd (systemctl restart docker), write migcage's spec (migcage cdi generate), then: docker run --device nvidia.com/gpu=0:1 IMAGE",
-        (Target::Containerd, None) => "next: restart containerd (systemctl restart containerd) and write migcage's spec (migcage cdi generate, or migcage-cdi.service at boot); pods then get the devices the device plugin names by CDI",
+        (Target::Docker, None) => "next: restart dockerd (systemctl restart docker), write migcage's spec (migcage cdi generate --output /etc/cdi/), then: docker run --device nvidia.com/gpu=0:1 IMAGE",
+        (Target::Containerd, None) => "next: restart containerd (systemctl restart containerd) and write migcage's spec (migcage cdi generate --output /etc/cdi/, or migcage-cdi.service at boot); pods then get the devices the device plugin names by CDI",
         (target, _) => match target {
         Target::Docker => "next: reload dockerd (systemctl reload docker, or SIGHUP), then: docker run --runtime=migcage -e NVIDIA_VISIBLE_DEVICES=0:1 IMAGE",
         Target::Containerd => "next: restart containerd (systemctl restart containerd); Kubernetes pods select it with a RuntimeClass whose handler is migcage",

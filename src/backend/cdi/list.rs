@@ -95,13 +95,15 @@ fn is_index_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_digit() || c == ':')
 }
 
-/// What every staleness line ends with.
-const FIX: &str = "regenerate the spec with 'migcage cdi generate'";
-
-/// Where `disk` (a spec read from a file) no longer matches `now` (the spec of the host as it is
+/// Where `disk` (the spec read from `path`) no longer matches `now` (the spec of the host as it is
 /// now, generated with the same kind). One line each, naming the device, what the spec says, what
-/// the host has, and what to do.
-pub fn staleness(disk: &Spec, now: &Spec) -> Vec<String> {
+/// the host has, and what to do: the command that rewrites that very file.
+pub fn staleness(path: &Path, disk: &Spec, now: &Spec) -> Vec<String> {
+    let fix = format!(
+        "regenerate the spec with '{}'",
+        super::regenerate(path, &disk.kind)
+    );
+    let fix = fix.as_str();
     let mut out = Vec::new();
     let disk_offers = offers(disk);
     let now_offers = offers(now);
@@ -126,14 +128,14 @@ pub fn staleness(disk: &Spec, now: &Spec) -> Vec<String> {
         let shown = names.join(", ");
         let Some(id) = id.as_deref() else {
             out.push(format!(
-                "{kind}={shown}: has no {DEVICE_LIST_DIR} mount, so migcage cannot tell which device it gives; {FIX}"
+                "{kind}={shown}: has no {DEVICE_LIST_DIR} mount, so migcage cannot tell which device it gives; {fix}"
             ));
             continue;
         };
         accounted.insert(id);
         match now_by_id.get(id) {
-            Some(now_devs) => out.extend(changed(kind, id, devs, now_devs, &now_index)),
-            None => out.push(gone(kind, id, &names, &now_index, &mut accounted)),
+            Some(now_devs) => out.extend(changed(fix, kind, id, devs, now_devs, &now_index)),
+            None => out.push(gone(fix, kind, id, &names, &now_index, &mut accounted)),
         }
     }
     for (id, devs) in &now_offers {
@@ -143,24 +145,25 @@ pub fn staleness(disk: &Spec, now: &Spec) -> Vec<String> {
         }
         let names: Vec<&str> = devs.iter().map(|d| d.name.as_str()).collect();
         out.push(format!(
-            "{kind}={}: {id} is on this host but not in the spec; {FIX}",
+            "{kind}={}: {id} is on this host but not in the spec; {fix}",
             names.join(", ")
         ));
     }
     if node_set(&disk.container_edits) != node_set(&now.container_edits) {
         out.push(format!(
-            "{kind}: every device comes with {}, but the host now has {}; {FIX}",
+            "{kind}: every device comes with {}, but the host now has {}; {fix}",
             node_list(&disk.container_edits),
             node_list(&now.container_edits)
         ));
     }
-    out.extend(missing_hooks(disk));
+    out.extend(missing_hooks(disk, fix));
     out
 }
 
 /// The lines of a device that is still on the host: its nodes changed, or its index names now
 /// name another device.
 fn changed(
+    fix: &str,
     kind: &str,
     id: &str,
     devs: &[&Device],
@@ -173,7 +176,7 @@ fn changed(
     let (d, n) = (&devs[0].container_edits, &now_devs[0].container_edits);
     if node_set(d) != node_set(n) {
         out.push(format!(
-            "{kind}={shown} ({id}): the spec gives {}, the host now has {}; {FIX}",
+            "{kind}={shown} ({id}): the spec gives {}, the host now has {}; {fix}",
             node_list(d),
             node_list(n)
         ));
@@ -186,7 +189,7 @@ fn changed(
                 None => format!("there is no {name} now"),
             };
             out.push(format!(
-                "{kind}={name}: the spec names {id} {name}, but the host now calls it {}; {holder}; {FIX}",
+                "{kind}={name}: the spec names {id} {name}, but the host now calls it {}; {holder}; {fix}",
                 now_devs
                     .iter()
                     .find(|d| is_index_name(&d.name))
@@ -201,6 +204,7 @@ fn changed(
 /// The line of a device gone from the host, with what holds its index names now (those devices
 /// are `accounted` for: the line names them).
 fn gone<'a>(
+    fix: &str,
     kind: &str,
     id: &str,
     names: &[&str],
@@ -222,13 +226,13 @@ fn gone<'a>(
             }
         }
     }
-    let _ = write!(line, "; {FIX}");
+    let _ = write!(line, "; {fix}");
     line
 }
 
 /// A line for each binary of the spec's `migcage hook`s that is missing (once, however many
 /// stages run it).
-fn missing_hooks(disk: &Spec) -> Vec<String> {
+fn missing_hooks(disk: &Spec, fix: &str) -> Vec<String> {
     let mut paths: Vec<&str> = Vec::new();
     for h in &disk.container_edits.hooks {
         if h.runs_migcage() && !Path::new(&h.path).is_file() && !paths.contains(&h.path.as_str()) {
@@ -239,7 +243,7 @@ fn missing_hooks(disk: &Spec) -> Vec<String> {
         .into_iter()
         .map(|path| {
             format!(
-                "{}: the hook {path} does not exist, so every container asking for a device fails to start; reinstall migcage, or {FIX} --hook-path",
+                "{}: the hook {path} does not exist, so every container asking for a device fails to start; reinstall migcage, or {fix} and --hook-path naming migcage's binary",
                 disk.kind
             )
         })
@@ -305,7 +309,7 @@ pub fn report(path: &Path, disk: &Spec, now: Option<&Spec>) -> SpecReport {
                 s
             })
             .collect(),
-        warnings: now.map(|n| staleness(disk, n)).unwrap_or_default(),
+        warnings: now.map(|n| staleness(path, disk, n)).unwrap_or_default(),
     }
 }
 

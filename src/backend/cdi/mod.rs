@@ -49,7 +49,8 @@
 //!
 //! # Files
 //!
-//! `migcage cdi generate` writes `/etc/cdi/<vendor>-<class>.yaml` (`/etc/cdi/nvidia.com-gpu.yaml`),
+//! `migcage cdi generate` prints the spec; `--output /etc/cdi/` writes
+//! `/etc/cdi/<vendor>-<class>.yaml` (`/etc/cdi/nvidia.com-gpu.yaml`),
 //! the CDI Go library's naming for a vendor's spec, and does not collide with the NVIDIA toolkit's
 //! `/etc/cdi/nvidia.yaml`. Both declare `nvidia.com/gpu`: keep one of them on a host, or engines
 //! refuse the device names both declare.
@@ -67,7 +68,7 @@ pub mod spec;
 #[cfg(test)]
 mod tests;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::core::plan::PlanError;
 
@@ -80,12 +81,22 @@ pub use spec::{
     Format, Kind, Spec, SpecEdits, SpecHook, SpecMount, SpecNode,
 };
 
-/// The directory CDI engines read first; `cdi generate` writes there by default.
+/// The directory CDI engines read first, where the hints tell an administrator to write the spec.
 pub const DEFAULT_DIR: &str = "/etc/cdi";
 /// The directories CDI engines read (in rising priority); `cdi list` looks in both.
 pub const SPEC_DIRS: [&str; 2] = ["/etc/cdi", "/var/run/cdi"];
 /// The kind `cdi generate` writes unless told otherwise.
 pub const DEFAULT_KIND: &str = "nvidia.com/gpu";
+/// The command that rewrites the spec file `path` of `kind` in place (`cdi generate` alone
+/// prints the spec on stdout).
+pub fn regenerate(path: &Path, kind: &str) -> String {
+    let kind = if kind == DEFAULT_KIND {
+        String::new()
+    } else {
+        format!(" --kind {kind}")
+    };
+    format!("migcage cdi generate --output {}{kind}", path.display())
+}
 /// What each device's mount binds on `/var/run/nvidia-container-devices/<UUID>`.
 pub const DEVICE_LIST_HOST_PATH: &str = "/dev/null";
 /// The stage of the hook in the spec: createRuntime, which runtimes run on the host with the
@@ -116,15 +127,18 @@ pub enum CdiError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot read CDI spec {}: {source}; check the path, or write the spec with 'migcage cdi generate'", path.display())]
+    #[error("cannot read CDI spec {}: {source}; check the path, or write the spec with '{}'", path.display(), regenerate(path, DEFAULT_KIND))]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("CDI spec {} does not parse: {message}; regenerate it with 'migcage cdi generate'", path.display())]
+    #[error("CDI spec {} does not parse: {message}; regenerate it with '{}'", path.display(), regenerate(path, DEFAULT_KIND))]
     Parse { path: PathBuf, message: String },
     #[error("cannot serialize the CDI spec: {0}")]
     Serialize(String),
-    #[error("no CDI spec made by migcage in {dirs}; write one with 'migcage cdi generate'")]
+    #[error(
+        "no CDI spec made by migcage in {dirs}; write one with 'migcage cdi generate --output {}/'",
+        DEFAULT_DIR
+    )]
     NoSpec { dirs: String },
 }

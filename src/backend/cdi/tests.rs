@@ -3,6 +3,9 @@
 use std::path::Path;
 
 use super::*;
+
+/// Where the specs of these tests would be.
+const SPEC: &str = "/etc/cdi/nvidia.com-gpu.yaml";
 use crate::core::plan::nodes::tests::inventory;
 use crate::core::request::DriverCapabilities;
 use crate::host::inventory::Inventory;
@@ -299,13 +302,13 @@ fn a_fresh_spec_is_not_stale() {
         generate(&inventory(), Path::new("/dev"), &o).unwrap().spec
     };
     let spec = with_hook(exe.to_str().unwrap());
-    let w = staleness(&spec, &spec);
+    let w = staleness(Path::new(SPEC), &spec, &spec);
     assert!(w.is_empty(), "{w:?}");
 
     let dir = tempfile::tempdir().unwrap();
     let gone = dir.path().join("migcage");
     let spec = with_hook(gone.to_str().unwrap());
-    let w = staleness(&spec, &spec);
+    let w = staleness(Path::new(SPEC), &spec, &spec);
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(
         w[0].contains(&format!("the hook {} does not exist", gone.display())),
@@ -324,7 +327,7 @@ fn recreated_instance_is_reported_once() {
     let mut now_inv = inv.clone();
     now_inv.gpus[0].mig_devices[1].uuid = "MIG-33333333-3333-3333-3333-333333333333".into();
     let now = gen(&now_inv, "nvidia.com/mig");
-    let w = without_hook_warning(staleness(&disk, &now));
+    let w = without_hook_warning(staleness(Path::new(SPEC), &disk, &now));
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(
         w[0].starts_with(&format!(
@@ -347,7 +350,7 @@ fn destroyed_instance_shifts_the_indexes() {
     now_inv.gpus[0].mig_devices.remove(0);
     now_inv.gpus[0].mig_devices[0].index = 0;
     let now = gen(&now_inv, "nvidia.com/gpu");
-    let w = without_hook_warning(staleness(&disk, &now));
+    let w = without_hook_warning(staleness(Path::new(SPEC), &disk, &now));
     assert!(
         w.iter()
             .any(|l| l.contains(&format!("{MIG0} is gone"))
@@ -381,7 +384,7 @@ fn changed_nodes_and_new_devices_are_reported() {
     extra.uuid = "MIG-44444444-4444-4444-4444-444444444444".into();
     now_inv.gpus[0].mig_devices.push(extra);
     let now = gen(&now_inv, "nvidia.com/gpu");
-    let w = without_hook_warning(staleness(&disk, &now));
+    let w = without_hook_warning(staleness(Path::new(SPEC), &disk, &now));
     assert!(
         w.iter().any(|l| l.starts_with(&format!(
             "nvidia.com/gpu=0:1, {MIG1} ({MIG1}): the spec gives"

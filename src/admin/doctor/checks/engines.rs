@@ -3,12 +3,13 @@
 use super::super::facts::*;
 use super::super::gather::DOCKER_HOOK_DIR;
 use super::Check;
+use crate::backend::cdi;
 
 /// How to configure `runtime` for migcage (`migcage configure`, src/admin/configure/).
 fn configure_fix(runtime: &str) -> String {
     match runtime {
         "docker" => format!("run migcage configure docker (registers the {RUNTIME} runtime: docker run --runtime {RUNTIME}), or put {DOCKER_HOOK_DIR} on dockerd's PATH for docker run --gpus"),
-        "podman" => "run migcage configure podman (installs the hooks.d file), or generate a CDI spec (migcage cdi generate) for podman run --device nvidia.com/gpu=...".into(),
+        "podman" => "run migcage configure podman (installs the hooks.d file), or generate a CDI spec (migcage cdi generate --output /etc/cdi/) for podman run --device nvidia.com/gpu=...".into(),
         "containerd" => format!("run migcage configure containerd (registers the {RUNTIME} runtime, for ctr --runtime or a Kubernetes RuntimeClass)"),
         "cri-o" => "run migcage configure crio (installs the hooks.d file)".into(),
         _ => String::new(),
@@ -254,7 +255,7 @@ pub(super) fn check_cdi(f: &Facts) -> Vec<Check> {
             Err(e) => Check::warn(
                 "CDI spec",
                 e.clone(),
-                "CDI engines skip an invalid spec: fix or remove it (migcage cdi generate rewrites migcage's)",
+                format!("CDI engines skip an invalid spec: fix or remove it ({} rewrites migcage's)", cdi::regenerate(&c.path, cdi::DEFAULT_KIND)),
             ),
             Ok(CdiSpecFact::Other { kind }) if kind.starts_with("nvidia.com/") && ours > 0 => Check::warn(
                 "CDI spec",
@@ -274,14 +275,14 @@ pub(super) fn check_cdi(f: &Facts) -> Vec<Check> {
             Ok(CdiSpecFact::Migcage { kind, stale: Some(lines), .. }) => Check::fail(
                 "CDI spec",
                 format!("{p} (kind {kind}) is stale: {}{}", lines[0], if lines.len() > 1 { format!(" (and {} more: migcage cdi list)", lines.len() - 1) } else { String::new() }),
-                "containers asking for those names fail to start: run migcage cdi generate (or systemctl restart migcage-cdi) after changing MIG instances",
+                format!("containers asking for those names fail to start: run {} (systemctl restart migcage-cdi for /var/run/cdi) after changing MIG instances", cdi::regenerate(&c.path, kind)),
             ),
         });
     }
     if ours == 0 {
         out.push(Check::ok(
             "CDI spec",
-            format!("no migcage spec in {dirs}; only CDI users (podman --device nvidia.com/gpu=..., containerd enable_cdi) need one: migcage cdi generate"),
+            format!("no migcage spec in {dirs}; only CDI users (podman --device nvidia.com/gpu=..., containerd enable_cdi) need one: migcage cdi generate --output /etc/cdi/"),
         ));
     }
     out

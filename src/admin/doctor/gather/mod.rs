@@ -232,7 +232,7 @@ fn gather_cdi(
                 CdiSpecFact::Migcage {
                     kind: spec.kind.clone(),
                     devices: spec.devices.len(),
-                    stale: now.map(|now| cdi::staleness(&spec, &now.spec)),
+                    stale: now.map(|now| cdi::staleness(&path, &spec, &now.spec)),
                 }
             });
             out.push(CdiFact { path, spec });
