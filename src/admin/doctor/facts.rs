@@ -175,6 +175,9 @@ pub struct DockerHookFact {
     pub path_from: String,
     /// The hook found on that PATH, and whether it is migcage.
     pub found: Option<(PathBuf, bool)>,
+    /// Why the dockerd's PATH could not be read (its environment is root's alone): doctor then
+    /// cannot tell which hook `docker run --gpus` runs, and says so.
+    pub unreadable: Option<String>,
 }
 
 /// Whether a directory (or a file's directory) can be written.

@@ -36,7 +36,15 @@ pub(super) fn check_runtimes(f: &Facts) -> Vec<Check> {
     });
     for r in f.runtimes.iter().filter(|r| r.binary.is_some()) {
         let (ways, notes) = runtime_ways(f, r, &migcage_hooks, cdi_ok);
-        out.push(runtime_verdict(r, &ways, &notes));
+        let cannot_tell: Vec<&str> = match r.name {
+            "docker" => f
+                .docker_hooks
+                .iter()
+                .filter_map(|h| h.unreadable.as_deref())
+                .collect(),
+            _ => Vec::new(),
+        };
+        out.push(runtime_verdict(r, &ways, &notes, &cannot_tell));
         out.extend(config_problems(r));
     }
     out
@@ -132,7 +140,10 @@ fn runtime_ways(
         ways.push("migcage's CDI spec (podman run --device nvidia.com/gpu=...)".into());
     }
     if r.name == "docker" {
-        for DockerHookFact { path_from, found } in &f.docker_hooks {
+        for DockerHookFact {
+            path_from, found, ..
+        } in &f.docker_hooks
+        {
             match found {
                 Some((p, true)) => ways.push(format!(
                     "docker run --gpus runs {} (migcage), found on the {path_from}",
@@ -150,7 +161,13 @@ fn runtime_ways(
 }
 
 /// The line for one installed runtime, from its ways and notes.
-fn runtime_verdict(r: &RuntimeFact, ways: &[String], notes: &[String]) -> Check {
+/// `cannot_tell`: why doctor could not read what decides a way (a dockerd's environment).
+fn runtime_verdict(
+    r: &RuntimeFact,
+    ways: &[String],
+    notes: &[String],
+    cannot_tell: &[&str],
+) -> Check {
     let check = format!("runtime {}", r.name);
     let parse_errors: Vec<&String> = notes
         .iter()
@@ -174,6 +191,14 @@ fn runtime_verdict(r: &RuntimeFact, ways: &[String], notes: &[String]) -> Check 
             format!("remove NVIDIA's nvidia-container-runtime-hook from dockerd's PATH or put {DOCKER_HOOK_DIR} before it, then restart dockerd"),
         ),
         _ if !ways.is_empty() => Check::ok(check, format!("configured: {}", ways.join("; "))),
+        _ if !cannot_tell.is_empty() => Check::warn(
+            check,
+            format!(
+                "cannot tell whether docker run --gpus runs migcage: {}",
+                cannot_tell.join("; ")
+            ),
+            format!("run migcage doctor as root to know, or {}", configure_fix(r.name)),
+        ),
         _ => Check::warn(
             check,
             "installed but not configured for migcage",

@@ -142,6 +142,7 @@ fn runtimes_configured_broken_or_shadowed() {
             PathBuf::from("/usr/bin/nvidia-container-runtime-hook"),
             false,
         )),
+        unreadable: None,
     }];
     let c = &check_runtimes(&f)[1];
     assert_eq!(c.status, Status::Warn);
@@ -156,6 +157,24 @@ fn runtimes_configured_broken_or_shadowed() {
     let c = &check_runtimes(&f)[1];
     assert_eq!(c.found, "installed but not configured for migcage");
     assert!(c.fix.starts_with("run migcage configure docker"));
+
+    // Not root: dockerd's environment is unreadable, so its hook is unknown, not missing.
+    f.docker_hooks = vec![DockerHookFact {
+        path_from: "running dockerd (pid 7)".into(),
+        found: None,
+        unreadable: Some("cannot read /proc/7/environ: Permission denied".into()),
+    }];
+    let c = &check_runtimes(&f)[1];
+    assert_eq!(c.status, Status::Warn);
+    assert_eq!(
+        c.found,
+        "cannot tell whether docker run --gpus runs migcage: cannot read /proc/7/environ: Permission denied"
+    );
+    assert!(
+        c.fix
+            .starts_with("run migcage doctor as root to know, or run migcage configure docker"),
+        "{c}"
+    );
 }
 
 #[test]

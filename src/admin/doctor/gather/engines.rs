@@ -157,7 +157,8 @@ pub(super) fn gather_hook_files(dirs: &[PathBuf]) -> Vec<HookFileFact> {
 /// running, on the PATH systemd gives services.
 pub(super) fn gather_docker_hooks(opts: &GatherOptions) -> Vec<DockerHookFact> {
     const SERVICE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-    let mut paths: Vec<(String, String)> = Vec::new();
+    // (where the PATH came from, the PATH, why it could not be read)
+    let mut paths: Vec<(String, String, Option<String>)> = Vec::new();
     if opts.host_root == Path::new("/") {
         let mut pids: Vec<u32> = std::fs::read_dir(crate::backend::hook::PROCESS_PROC)
             .into_iter()
@@ -173,16 +174,29 @@ pub(super) fn gather_docker_hooks(opts: &GatherOptions) -> Vec<DockerHookFact> {
             if !is_dockerd {
                 continue;
             }
-            let path = std::fs::read(dir.join("environ")).ok().and_then(|env| {
-                env.split(|b| *b == 0)
-                    .find_map(|kv| kv.strip_prefix(b"PATH="))
-                    .map(|p| String::from_utf8_lossy(p).into_owned())
-            });
+            let environ = dir.join("environ");
+            let env = match std::fs::read(&environ) {
+                Ok(env) => env,
+                Err(e) => {
+                    let why = format!("cannot read {}: {e}", environ.display());
+                    paths.push((
+                        format!("running dockerd (pid {pid})"),
+                        String::new(),
+                        Some(why),
+                    ));
+                    continue;
+                }
+            };
+            let path = env
+                .split(|b| *b == 0)
+                .find_map(|kv| kv.strip_prefix(b"PATH="))
+                .map(|p| String::from_utf8_lossy(p).into_owned());
             paths.push(match path {
-                Some(p) => (format!("PATH of the running dockerd (pid {pid})"), p),
+                Some(p) => (format!("PATH of the running dockerd (pid {pid})"), p, None),
                 None => (
                     format!("running dockerd's (pid {pid}) default PATH"),
                     SERVICE_PATH.to_string(),
+                    None,
                 ),
             });
         }
@@ -191,11 +205,12 @@ pub(super) fn gather_docker_hooks(opts: &GatherOptions) -> Vec<DockerHookFact> {
         paths.push((
             "PATH systemd gives services (dockerd is not running)".into(),
             SERVICE_PATH.into(),
+            None,
         ));
     }
     paths
         .into_iter()
-        .map(|(path_from, path)| {
+        .map(|(path_from, path, unreadable)| {
             let found = std::env::split_paths(&path)
                 .filter(|d| d.is_absolute())
                 .map(|d| {
@@ -207,7 +222,11 @@ pub(super) fn gather_docker_hooks(opts: &GatherOptions) -> Vec<DockerHookFact> {
                     let is_migcage = names_migcage(&p.display().to_string());
                     (p, is_migcage)
                 });
-            DockerHookFact { path_from, found }
+            DockerHookFact {
+                path_from,
+                found,
+                unreadable,
+            }
         })
         .collect()
 }
