@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use migcage::admin::argv::{arguments, ignore_empty_overrides, runtime_banner, runtime_invocation};
 use migcage::admin::exit::{self, PREFIX};
 use migcage::admin::{self, configure, doctor};
 use migcage::backend::commands as cdi;
@@ -61,8 +62,11 @@ enum MigCommand {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Print the configuration in effect.
-    Config,
+    /// Print the configuration in effect, one key of it, or the defaults; set a key.
+    Config {
+        #[command(subcommand)]
+        action: Option<ConfigAction>,
+    },
     /// Make a simulated MIG host: device nodes, procfs, libraries, config.toml.
     Simulate {
         /// A shipped topology's name (a100-7x1g, dgx-8x7, ...) or a topology file.
@@ -189,6 +193,22 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum ConfigAction {
+    /// Print one key's value, such as log.level.
+    Get { key: String },
+    /// Set one key in the configuration file, keeping its comments; refuses what migcage would.
+    Set {
+        key: String,
+        value: String,
+        /// Print the unified diff; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print the built-in configuration: what applies where the file says nothing.
+    Default,
+}
+
 /// Host set-up.
 #[derive(Subcommand, Debug)]
 enum SystemCommand {
@@ -312,6 +332,41 @@ fn mig(config: &Config, command: MigCommand) -> anyhow::Result<()> {
     }
 }
 
+/// `migcage config [get KEY | set KEY VALUE | default]`.
+fn config_command(
+    explicit: Option<&Path>,
+    action: Option<ConfigAction>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use admin::config_key;
+    if let Some(ConfigAction::Default) = action {
+        if json {
+            return admin::commands::print_json(&Config::default());
+        }
+        print!("{}", config_key::default_toml()?);
+        return Ok(());
+    }
+    let (config, path) = Config::load(explicit)?;
+    match action {
+        None if json => admin::commands::print_json(&config)?,
+        None => print!("{}", toml::to_string_pretty(&config)?),
+        Some(ConfigAction::Get { key }) => println!("{}", config_key::get(&config, &key)?),
+        Some(ConfigAction::Set {
+            key,
+            value,
+            dry_run,
+        }) => {
+            let path = path.unwrap_or_else(|| PathBuf::from(migcage::config::DEFAULT_CONFIG_PATH));
+            print!(
+                "{}",
+                admin::commands::config_set(&path, &key, &value, dry_run)?
+            );
+        }
+        Some(ConfigAction::Default) => unreachable!("printed before the file is read"),
+    }
+    Ok(())
+}
+
 fn cdi_command(
     config: &Config,
     hook_config: &Option<PathBuf>,
@@ -378,14 +433,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             return Ok(report.verdict().map_err(exit::Reported)?);
         }
         Command::Generate { what } => return generate(what),
+        Command::Config { action } => return config_command(cli.config.as_deref(), action, json),
         command => command,
     };
     let (config, config_path) = Config::load(cli.config.as_deref())?;
     let hook_config = config_for_hook(config_path);
     match command {
-        Command::Config if json => admin::commands::print_json(&config)?,
-        Command::Config => print!("{}", toml::to_string_pretty(&config)?),
-        Command::Simulate { .. } | Command::Doctor { .. } | Command::Generate { .. } => {
+        Command::Simulate { .. }
+        | Command::Doctor { .. }
+        | Command::Generate { .. }
+        | Command::Config { .. } => {
             unreachable!("handled before the configuration is loaded")
         }
         Command::List => admin::commands::list(&config, json)?,
@@ -429,89 +486,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// `docker run --gpus` runs an executable named `nvidia-container-runtime-hook` with the argument
-/// `prestart`: under that name, migcage is its hook.
-fn arguments() -> Vec<OsString> {
-    let mut args: Vec<OsString> = std::env::args_os().collect();
-    let invoked_as = args
-        .first()
-        .and_then(|a| Path::new(a).file_name().map(|n| n.to_os_string()));
-    if invoked_as.as_deref() == Some(std::ffi::OsStr::new("nvidia-container-runtime-hook")) {
-        let rest: Vec<OsString> = args.drain(1..).collect();
-        let mut out = vec![OsString::from("migcage")];
-        // Its flags (-config=..., -debug) belong to NVIDIA's hook: only the stage carries over.
-        out.push("hook".into());
-        if let Some(stage) = rest.iter().find(|a| !a.to_string_lossy().starts_with('-')) {
-            out.push(stage.clone());
-        }
-        return out;
-    }
-    args
-}
-
-/// `migcage [--config FILE] runtime ARGS...`, or `migcage-runtime ARGS...` (a link): the
-/// runtime's command line, which goes to the wrapper untouched (clap never sees it: runc's own
-/// `--help`, `--version` and flags must reach runc). Returns the config file named and the args.
-fn runtime_invocation(args: &[OsString]) -> Option<(Option<PathBuf>, Vec<OsString>)> {
-    let argv0 = args.first().and_then(|a| Path::new(a).file_name());
-    if argv0
-        == Some(std::ffi::OsStr::new(
-            migcage::backend::runtime::RUNTIME_ARGV0,
-        ))
-    {
-        return Some((None, args[1..].to_vec()));
-    }
-    let mut config = None;
-    let mut i = 1;
-    loop {
-        let a = args.get(i)?;
-        if a == "runtime" {
-            return Some((config, args[i + 1..].to_vec()));
-        }
-        if a == "--config" {
-            config = Some(PathBuf::from(args.get(i + 1)?));
-            i += 2;
-        } else if let Some(v) = a.to_str().and_then(|s| s.strip_prefix("--config=")) {
-            config = Some(PathBuf::from(v));
-            i += 1;
-        } else {
-            return None;
-        }
-    }
-}
-
-/// The environment overrides migcage reads through clap: an empty one (`MIGCAGE_CONFIG=`) means
-/// "not set", as an empty `PATH` entry does, with a warning, instead of a parser error.
-const ENV_OVERRIDES: [&str; 2] = [migcage::config::CONFIG_ENV, "MIGCAGE_SIM_ARTIFACTS"];
-
-fn ignore_empty_overrides() {
-    for name in ENV_OVERRIDES {
-        if std::env::var_os(name).is_some_and(|v| v.is_empty()) {
-            eprintln!(
-                "{PREFIX}warning: {name} is set but empty: ignored (unset it, or name a file)"
-            );
-            // Single-threaded still: nothing else reads the environment yet.
-            std::env::remove_var(name);
-        }
-    }
-}
-
-/// `migcage runtime --help` and `--version`: migcage's own lines first, then the runtime's
-/// (the wrapper execs it with the flag untouched).
-fn runtime_banner(rest: &[OsString]) {
-    match rest.first().and_then(|a| a.to_str()) {
-        Some("--help" | "-h" | "help") => println!(
-            "migcage runtime (also run as {}): the OCI runtime wrapper. On create and run it writes the container's MIG devices into the bundle's config.json, then execs the real runtime (config key 'runtime') with the arguments untouched. See man migcage-runtime. The runtime's own help follows.\n",
-            migcage::backend::runtime::RUNTIME_ARGV0
-        ),
-        Some("--version" | "-v") => println!(
-            "migcage-runtime version {} (wrapping the runtime below)",
-            env!("CARGO_PKG_VERSION")
-        ),
-        _ => {}
-    }
 }
 
 /// The subcommand path that `args` name (`migcage cdi list`), for the `--help` an error points

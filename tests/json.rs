@@ -147,6 +147,7 @@ fn every_commands_json_is_what_docs_json_md_says() {
     let sim = d("sim");
     let runs: Vec<(Vec<&str>, &str)> = vec![
         (vec!["config", "--json"], "config"),
+        (vec!["config", "default", "--json"], "config"),
         (
             vec![
                 "simulate",

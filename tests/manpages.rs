@@ -21,7 +21,7 @@ fn every_command_has_a_page_with_the_sections_and_the_version() {
     let help = Command::new(MIGCAGE).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout).into_owned();
     let mut pages = vec!["migcage".to_string()];
-    // Every command `migcage --help` lists, and the subcommands of cdi and system.
+    // Every command `migcage --help` lists, and the subcommands of cdi, config and system.
     let commands = help
         .lines()
         .skip_while(|l| !l.starts_with("Commands:"))
@@ -34,6 +34,9 @@ fn every_command_has_a_page_with_the_sections_and_the_version() {
         [
             "migcage-cdi-generate",
             "migcage-cdi-list",
+            "migcage-config-get",
+            "migcage-config-set",
+            "migcage-config-default",
             "migcage-system-create-dev-char-links",
         ]
         .map(String::from),

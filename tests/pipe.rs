@@ -29,6 +29,7 @@ fn commands(host: &SimHost, dir: &Path) -> Vec<Vec<String>> {
         vec!["--version".into()],
         vec!["list".into(), "--help".into()],
         vec!["config".into()],
+        vec!["config".into(), "default".into()],
         vec![
             "simulate".into(),
             "--topology".into(),
@@ -38,6 +39,14 @@ fn commands(host: &SimHost, dir: &Path) -> Vec<Vec<String>> {
         ],
         vec!["list".into()],
         vec!["list".into(), "--json".into()],
+        vec!["config".into(), "get".into(), "dev_root".into()],
+        vec![
+            "config".into(),
+            "set".into(),
+            "log.level".into(),
+            "debug".into(),
+            "--dry-run".into(),
+        ],
         vec!["refresh".into()],
         vec!["doctor".into()],
         vec!["doctor".into(), "--json".into()],

@@ -33,6 +33,30 @@ pub fn list(config: &Config, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `migcage config set KEY VALUE [--dry-run]` on the file `path` (made when absent): what it
+/// changed (the unified diff with `dry_run`, the file untouched).
+pub fn config_set(path: &Path, key: &str, value: &str, dry_run: bool) -> anyhow::Result<String> {
+    let old = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => anyhow::bail!(
+            "cannot read {}: {e}; run as root, or name another file with --config",
+            path.display()
+        ),
+    };
+    let new = super::config_key::set(&old, path, key, value)?;
+    let label = path.display().to_string();
+    if dry_run {
+        return Ok(super::configure::unified_diff(&old, &new, &label, &label));
+    }
+    crate::host::files::write_atomically(path, new.as_bytes()).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot write {label}: {e}; run as root, or name another file with --config"
+        )
+    })?;
+    Ok(format!("{label}: {key} = {}\n", value))
+}
+
 /// Print `value` as the indented JSON of a `--json` report.
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);

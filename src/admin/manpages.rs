@@ -107,9 +107,11 @@ fn examples(name: &str) -> &'static [(&'static str, &'static str)] {
             ("migcage list", "Every GPU and MIG device, the names to ask for and the nodes each gets."),
             ("docker run --gpus device=0:1 IMAGE", "A container given MIG device 0:1 (once configured)."),
         ],
-        "migcage-config" => &[
+        "migcage-config" | "migcage-config-get" | "migcage-config-set" | "migcage-config-default" => &[
             ("migcage config", "The configuration in effect, as TOML."),
-            ("migcage config --json | jq -r .state_dir", "One key's value."),
+            ("migcage config get log.level", "One key's value."),
+            ("migcage config set log.level debug --dry-run", "The change, as a diff, without making it."),
+            ("migcage config default", "The built-in configuration."),
         ],
         "migcage-simulate" => &[(
             "migcage simulate --topology a100-7x1g --root /tmp/sim",

@@ -1,6 +1,8 @@
 //! The operator's commands: `configure`, `doctor`, `list`, `explain`, `mig` and `system`.
 
+pub mod argv;
 pub mod commands;
+pub mod config_key;
 pub mod configure;
 pub mod doctor;
 pub mod exit;
