@@ -46,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
             let _ = n.describe();
         }
     }
-    let _ = cdi::staleness(&spec, &spec);
+    let _ = cdi::staleness(path, &spec, &spec);
     let report = cdi::report(path, &spec, Some(&spec));
     let _ = cdi::render(&report);
 });
