@@ -460,18 +460,7 @@ fn containerd_1_7_and_2_inject_migcage_cdi_devices_into_plain_runc_pods() {
         std::fs::write(&file, "").unwrap();
         configure_with(&file, &["--cdi"], &bin);
         let spec_dir = dir.path().join("cdi");
-        let out = Command::new(MIGCAGE)
-            .arg("--config")
-            .arg(host.config())
-            .args(["cdi", "generate", "--output"])
-            .arg(format!("{}/", spec_dir.display()))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "cdi generate: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        host.cdi_generate(&["--output", &format!("{}/", spec_dir.display())]);
         let configured = std::fs::read_to_string(&file).unwrap();
         let private = dir.path().join("private.toml");
         std::fs::write(
@@ -546,15 +535,5 @@ fn containerd_1_7_and_2_inject_migcage_cdi_devices_into_plain_runc_pods() {
         eprintln!("CRI {suite} CDI part: {:.1} s", t0.elapsed().as_secs_f64());
     }
     // The spec's poststop hook gave back every lease its createRuntime hook took.
-    let after = host.list();
-    for g in after["gpus"].as_array().unwrap() {
-        for m in g["mig_devices"].as_array().unwrap() {
-            assert_eq!(
-                m["leases"],
-                serde_json::json!([]),
-                "{}: left leased",
-                m["index"]
-            );
-        }
-    }
+    host.assert_no_leases("containerd CDI pods");
 }

@@ -497,18 +497,7 @@ fn docker_26_injects_migcage_cdi_devices_without_its_hook() {
     // The test's spec directory, not the host's /etc/cdi and /var/run/cdi.
     let spec_dir = work.path().join("cdi");
     json["cdi-spec-dirs"] = serde_json::json!([spec_dir]);
-    let out = Command::new(MIGCAGE)
-        .arg("--config")
-        .arg(host.config())
-        .args(["cdi", "generate", "--output"])
-        .arg(format!("{}/", spec_dir.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    host.cdi_generate(&["--output", &format!("{}/", spec_dir.display())]);
     let docker = Dockerd::start_release(&host, &release, &json.to_string());
     let version = docker.docker(&["version", "--format", "{{.Server.Version}}"]);
     assert!(version.stdout().starts_with("26."), "{}", version.stdout());
@@ -549,15 +538,5 @@ fn docker_26_injects_migcage_cdi_devices_without_its_hook() {
         eprintln!("{ctx}: sees {names:?}");
     }
     // The spec's poststop hook gave back every lease.
-    let after = host.list();
-    for g in after["gpus"].as_array().unwrap() {
-        for m in g["mig_devices"].as_array().unwrap() {
-            assert_eq!(
-                m["leases"],
-                serde_json::json!([]),
-                "{}: left leased",
-                m["index"]
-            );
-        }
-    }
+    host.assert_no_leases("docker 26 with CDI");
 }

@@ -178,21 +178,6 @@ impl Podman {
         )
         .unwrap();
     }
-
-    fn generate_cdi(&self, host: &SimHost, args: &[&str]) {
-        let out = Command::new(MIGCAGE)
-            .arg("--config")
-            .arg(host.config())
-            .args(["cdi", "generate"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "cdi generate: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
 }
 
 impl Drop for Podman {
@@ -257,16 +242,13 @@ fn cdi_devices_give_the_named_instances() {
     let listing = host.list();
     // The default YAML spec (kind nvidia.com/gpu) and a JSON one of the class mig.
     let cdi = podman.path("cdi");
-    podman.generate_cdi(&host, &["--output", &format!("{}/", cdi.display())]);
-    podman.generate_cdi(
-        &host,
-        &[
-            "--kind",
-            "nvidia.com/mig",
-            "--output",
-            cdi.join("nvidia.com-mig.json").to_str().unwrap(),
-        ],
-    );
+    host.cdi_generate(&["--output", &format!("{}/", cdi.display())]);
+    host.cdi_generate(&[
+        "--kind",
+        "nvidia.com/mig",
+        "--output",
+        cdi.join("nvidia.com-mig.json").to_str().unwrap(),
+    ]);
     assert!(cdi.join("nvidia.com-gpu.yaml").is_file());
     let uuid3 = common::uuid_of(&listing, "0:3");
     let gpu = format!("nvidia.com/gpu={uuid3}");
@@ -457,7 +439,7 @@ fn cdi_containers_leave_no_lease() {
     let host = SimHost::new("a100-7x1g");
     let listing = host.list();
     let cdi = podman.path("cdi");
-    podman.generate_cdi(&host, &["--output", &format!("{}/", cdi.display())]);
+    host.cdi_generate(&["--output", &format!("{}/", cdi.display())]);
     let run = podman.run_probe(&host, &["--device", "nvidia.com/gpu=0:1"]);
     assert!(run.ok(), "run --rm: {}", run.stderr());
     assert_sees_exactly(&run, &host, &listing, &["0:1"], "podman run --rm");
@@ -510,7 +492,7 @@ fn the_cdi_spec_alone_gives_the_driver_files() {
     };
     let host = SimHost::new("a100-7x1g");
     let file = podman.path("cdi/nvidia.com-gpu.json");
-    podman.generate_cdi(&host, &["--output", file.to_str().unwrap()]);
+    host.cdi_generate(&["--output", file.to_str().unwrap()]);
     let full: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     let files = driver_mounts(&full);
     assert!(

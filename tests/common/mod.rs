@@ -138,6 +138,38 @@ impl SimHost {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// `migcage cdi generate ARGS` on this host, which must succeed.
+    pub fn cdi_generate(&self, args: &[&str]) {
+        let out = Command::new(MIGCAGE)
+            .arg("--config")
+            .arg(self.config())
+            .args(["cdi", "generate"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cdi generate {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// No MIG device of this host is leased (`list --json`): what every container's poststop
+    /// must leave.
+    pub fn assert_no_leases(&self, ctx: &str) {
+        let after = self.list();
+        for g in after["gpus"].as_array().unwrap() {
+            for m in g["mig_devices"].as_array().unwrap() {
+                assert_eq!(
+                    m["leases"],
+                    serde_json::json!([]),
+                    "{ctx}: {} left leased",
+                    m["index"]
+                );
+            }
+        }
+    }
+
     /// Every device node of the host: path relative to dev/ -> (major, minor).
     pub fn all_nodes(&self) -> BTreeMap<String, (u32, u32)> {
         use std::os::unix::fs::{FileTypeExt, MetadataExt};
