@@ -135,6 +135,20 @@ pub struct LeaseConfig {
     pub explicit: ExplicitPolicy,
 }
 
+/// MIG instances made and unmade as containers come and go (`[allocation]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AllocationConfig {
+    /// A request by profile that finds no free instance of it creates one (GPU instance and its
+    /// compute instance) in free capacity, under the lease store's lock. Off by default: it
+    /// changes the GPUs' layout, which an operator may manage by hand or with `migcage mig apply`.
+    pub create_on_demand: bool,
+    /// An instance that `create_on_demand` made is destroyed when its lease ends (poststop,
+    /// `migcage release`, or its holder found gone). Off by default: the instance stays, free,
+    /// for the next request of its profile.
+    pub destroy_on_release: bool,
+}
+
 /// Logging.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -184,6 +198,7 @@ pub struct Config {
     pub requests: RequestPolicy,
     pub log: LogConfig,
     pub leases: LeaseConfig,
+    pub allocation: AllocationConfig,
     pub host: HostConfig,
 }
 
@@ -201,6 +216,7 @@ impl Default for Config {
             requests: RequestPolicy::default(),
             log: LogConfig::default(),
             leases: LeaseConfig::default(),
+            allocation: AllocationConfig::default(),
             host: HostConfig::default(),
         }
     }

@@ -37,6 +37,16 @@ pub const STEPS: [&str; 7] = [
 /// GPU instance is destroyed, and between a GPU instance's creation and its compute instance's.
 pub const MIG_STEPS: [&str; 2] = ["mig-after-destroy", "mig-after-create-gi"];
 
+/// The steps of an on-demand creation (`[allocation] create_on_demand`) with a fault point: the
+/// record written (nothing made yet), between the GPU instance and its compute instance
+/// (`mig-after-create-gi`, shared with `migcage mig apply`), and the instance made but not yet
+/// leased.
+pub const DEMAND_STEPS: [&str; 3] = [
+    "demand-after-record",
+    "mig-after-create-gi",
+    "demand-after-create",
+];
+
 /// Whether fault points are compiled in (builds with debug assertions only).
 pub const ENABLED: bool = cfg!(debug_assertions);
 
@@ -44,7 +54,7 @@ pub const ENABLED: bool = cfg!(debug_assertions);
 #[inline]
 pub fn hit(step: &'static str) {
     debug_assert!(
-        STEPS.contains(&step) || MIG_STEPS.contains(&step),
+        STEPS.contains(&step) || MIG_STEPS.contains(&step) || DEMAND_STEPS.contains(&step),
         "unknown fault point {step}"
     );
     #[cfg(debug_assertions)]

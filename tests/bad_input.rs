@@ -30,6 +30,8 @@ enum Host {
     A100,
     /// two-gpus-one-mig: GPU 0 in MIG mode, GPU 1 whole.
     TwoGpus,
+    /// a100-empty: MIG mode on, no instance (`create_on_demand` off, as by default).
+    Empty,
     /// a100-7x1g whose GPU 0 fell off the bus (NVML answers GPU_IS_LOST).
     LostGpu,
     /// a100-7x1g whose nvmlInit fails with DRIVER_NOT_LOADED.
@@ -943,6 +945,14 @@ fn cases() -> Vec<Case> {
             &["NVIDIA_VISIBLE_DEVICES=profile:7g.40gb"],
             "7g.40gb",
         ),
+        case(
+            RESOLVE,
+            "on-demand-off",
+            "`profile:3g.20gb` on a GPU with room for one, `[allocation] create_on_demand` off",
+            Host::Empty,
+            "create_on_demand = true",
+            |c| c.env("NVIDIA_VISIBLE_DEVICES=profile:3g.20gb"),
+        ),
         env_case(
             RESOLVE,
             "profile-too-many",
@@ -1300,6 +1310,7 @@ fn make_hosts(needed: &BTreeSet<Host>, scratch: &Path) -> BTreeMap<Host, (SimHos
             }
             Host::Destroyed | Host::BadLeaseFile | Host::BadConfig => SimHost::new("a100-7x1g"),
             Host::TwoGpus => SimHost::new("two-gpus-one-mig"),
+            Host::Empty => SimHost::new("a100-empty"),
             Host::LostGpu => with_faults("lost", "lost_gpus = [0]"),
             Host::InitError => with_faults("initerr", "init_error = \"DRIVER_NOT_LOADED\""),
             Host::InitHang => with_faults("hang", "init_delay_ms = 60000"),

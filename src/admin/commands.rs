@@ -12,10 +12,11 @@ use crate::host::lease;
 pub fn list(config: &Config, json: bool) -> anyhow::Result<()> {
     let inv = crate::backend::commands::discover(config)?;
     let mut listing = super::list::listing(&inv, &config.dev_root);
-    match lease::Store::new(&config.state_dir).read() {
-        Ok(leases) => {
+    match lease::Store::new(&config.state_dir).read_state() {
+        Ok(state) => {
+            super::list::attach_created(&mut listing, &state.created);
             let proc = Path::new(lease::PROCESS_PROC);
-            let (live, stale) = lease::partition_live(leases, proc);
+            let (live, stale) = lease::partition_live(state.leases, proc);
             let all: Vec<_> = live
                 .into_iter()
                 .map(|l| (l, true))

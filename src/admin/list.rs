@@ -9,6 +9,7 @@ use serde::ser::SerializeStruct as _;
 use serde::{Serialize, Serializer};
 
 use crate::core::edits::DeviceNode;
+use crate::core::mig::demand::Created;
 use crate::core::plan::nodes::{common_nodes, device_nodes, Target};
 use crate::host::inventory::{Gpu, Inventory, MigDevice};
 use crate::host::lease::{format_time, Lease, LeaseKind};
@@ -32,12 +33,24 @@ pub struct MigView<'a> {
     pub leases: Vec<LeaseView>,
     /// Held by more than one live container.
     pub shared: bool,
+    /// Made on demand by migcage (`[allocation] create_on_demand`), if it was.
+    pub created: Option<CreatedView>,
+}
+
+/// Who made a MIG device on demand, and when.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CreatedView {
+    /// The container it was made for.
+    pub by: String,
+    /// RFC 3339 UTC.
+    pub since: String,
+    pub since_unix: u64,
 }
 
 impl Serialize for MigView<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let m = self.mig;
-        let mut s = serializer.serialize_struct("MigView", 12)?;
+        let mut s = serializer.serialize_struct("MigView", 13)?;
         s.serialize_field("index", &self.index)?;
         s.serialize_field("uuid", &m.uuid)?;
         s.serialize_field("profile", &m.profile)?;
@@ -50,6 +63,7 @@ impl Serialize for MigView<'_> {
         s.serialize_field("nodes", &self.nodes)?;
         s.serialize_field("leases", &self.leases)?;
         s.serialize_field("shared", &self.shared)?;
+        s.serialize_field("created", &self.created)?;
         s.end()
     }
 }
@@ -157,6 +171,7 @@ pub fn listing<'a>(inv: &'a Inventory, dev_root: &Path) -> Listing<'a> {
                         nodes: views(device_nodes(&t, inv, dev_root)),
                         leases: Vec::new(),
                         shared: false,
+                        created: None,
                     }
                 })
                 .collect(),
@@ -199,6 +214,24 @@ pub fn attach_leases(listing: &mut Listing, leases: &[(Lease, bool)]) {
         .flat_map(|g| g.mig_devices.iter_mut())
     {
         m.shared = m.leases.iter().filter(|l| !l.stale).count() > 1;
+    }
+}
+
+/// Mark the MIG devices migcage made on demand with who they were made for.
+pub fn attach_created(listing: &mut Listing, records: &[Created]) {
+    for m in listing
+        .gpus
+        .iter_mut()
+        .flat_map(|g| g.mig_devices.iter_mut())
+    {
+        m.created = records
+            .iter()
+            .find(|r| r.uuid.as_deref() == Some(m.mig.uuid.as_str()))
+            .map(|r| CreatedView {
+                by: r.by.clone(),
+                since: format_time(r.since),
+                since_unix: r.since,
+            });
     }
 }
 
@@ -283,6 +316,13 @@ pub fn render_table(l: &Listing) -> String {
                 m.memory_mib,
                 node_list(&v.nodes[1..])
             );
+            if let Some(c) = &v.created {
+                let _ = writeln!(
+                    s,
+                    "        created on demand for container {} at {}",
+                    c.by, c.since
+                );
+            }
             for lease in &v.leases {
                 let _ = writeln!(s, "        {}", lease_line(lease, v.shared));
             }

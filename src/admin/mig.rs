@@ -13,9 +13,8 @@ use anyhow::Context;
 use crate::config::Config;
 use crate::core::mig::plan::{plan, Plan, Step};
 use crate::core::mig::{config as parted, export as export_layout, Capacity, GpuLayout};
-use crate::host::inventory::snapshot::discover_and_save;
 use crate::host::lease::{self, Store};
-use crate::host::mig::{attach_holders, execute};
+use crate::host::mig::{attach_holders, execute, layout_changed};
 use crate::sys::mig::{MigDriver, NvmlMig};
 
 /// The note for a plan that turns MIG mode on or off.
@@ -63,9 +62,25 @@ pub fn apply(config: &Config, file: &Path, name: &str, dry_run: bool) -> anyhow:
     }
     let result = execute(&driver, &plan, &mut |s: &Step| println!("{s}"));
     // Whatever was done, the snapshot of the old layout must not be used again.
-    discover_and_save(config)?.saved?;
+    layout_changed(config)?;
+    forget_destroyed(&_lock, &driver)?;
     result?;
     println!("the GPUs now have layout {name}");
+    Ok(())
+}
+
+/// Drop the records of instances made on demand that the layout no longer has (a plan may
+/// destroy free ones), so that `migcage list` does not name their maker any more.
+fn forget_destroyed(locked: &lease::Locked<'_>, driver: &dyn MigDriver) -> anyhow::Result<()> {
+    let mut state = locked.read_state()?;
+    if state.created.is_empty() {
+        return Ok(());
+    }
+    let (_, kept) = crate::core::mig::demand::reconcile(&state.created, &driver.layouts()?, false);
+    if kept != state.created {
+        state.created = kept;
+        locked.write_state(&state)?;
+    }
     Ok(())
 }
 

@@ -4,10 +4,36 @@
 //! Callers hold the lease store's lock from reading the leases to the last step, so that no
 //! container is given an instance while it is being destroyed, and no two changes interleave.
 
+pub mod demand;
+
+use crate::config::Config;
+use crate::core::inventory::Inventory;
 use crate::core::mig::plan::{Plan, Step};
 use crate::core::mig::GpuLayout;
+use crate::host::inventory::InventoryError;
 use crate::host::lease::Lease;
 use crate::sys::mig::{MigDriver, MigError, ModeChange};
+
+/// The file in `state_dir` that migcage touches after it changed a GPU's layout (`mig apply`,
+/// an instance made or destroyed on demand): `migcage-cdi.path` watches it and regenerates the
+/// CDI spec. Not the snapshot itself, which every full discovery (`cdi generate` too) rewrites.
+pub const LAYOUT_STAMP: &str = "mig-layout-changed";
+
+/// After a layout change: rediscover (the snapshot of the old layout must never be used again;
+/// a snapshot that cannot be written is only warned about, procfs would reject it anyway) and
+/// touch [`LAYOUT_STAMP`] for the CDI unit. The new inventory.
+pub fn layout_changed(config: &Config) -> Result<Inventory, InventoryError> {
+    let found = crate::host::inventory::snapshot::discover_and_save(config)?;
+    if let Err(e) = &found.saved {
+        tracing::warn!(error = %e, "inventory snapshot not rewritten after a MIG layout change");
+    }
+    let stamp = config.state_dir.join(LAYOUT_STAMP);
+    let when = crate::host::lease::now_unix().to_string();
+    if let Err(e) = std::fs::write(&stamp, when + "\n") {
+        tracing::warn!(path = %stamp.display(), error = %e, "cannot touch the MIG layout stamp; regenerate CDI specs by hand ('migcage cdi generate')");
+    }
+    Ok(found.inventory)
+}
 
 /// Mark each instance that a live lease names with its holder.
 pub fn attach_holders(layouts: &mut [GpuLayout], live: &[Lease]) {

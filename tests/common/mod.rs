@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 pub mod configure;
 pub mod driver;
+pub mod lab;
 pub mod wrapper;
 
 pub const MIGCAGE: &str = env!("CARGO_BIN_EXE_migcage");

@@ -27,6 +27,7 @@ struct SimConfig {
     requests: Requests,
     log: Log,
     leases: Leases,
+    allocation: Allocation,
     host: Host,
 }
 
@@ -47,6 +48,12 @@ struct Log {
 #[derive(Debug, Serialize)]
 struct Leases {
     explicit: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct Allocation {
+    create_on_demand: bool,
+    destroy_on_release: bool,
 }
 
 /// The host's own, as on any host: the system bus and the runtimes are the machine's, and
@@ -89,6 +96,10 @@ pub fn config_text(root: &Path) -> Result<String, SimulateError> {
         },
         leases: Leases {
             explicit: "exclusive",
+        },
+        allocation: Allocation {
+            create_on_demand: false,
+            destroy_on_release: false,
         },
         host: Host {
             dev_char_dir: "/dev/char",

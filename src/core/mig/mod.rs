@@ -7,6 +7,7 @@
 //! code the simulated NVML enforces.
 
 pub mod config;
+pub mod demand;
 pub mod plan;
 
 use std::collections::BTreeMap;

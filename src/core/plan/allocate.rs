@@ -42,6 +42,14 @@ pub enum AllocationError {
         asked: String,
         /// How many are needed and free, then every instance in use and its holder.
         problem: String,
+        /// The item that is short, for `create_on_demand`.
+        short: Box<Short>,
+    },
+    /// No MIG device of the asked profile exists (on that GPU).
+    #[error("{error}")]
+    NoInstance {
+        short: Box<Short>,
+        error: Box<PlanError>,
     },
     /// `[leases] explicit = "exclusive"` and someone else holds the named instance.
     #[error(transparent)]
@@ -59,6 +67,28 @@ pub struct HeldError {
     pub profile: String,
     /// `container a since 2026-11-25T08:15:55Z`, joined with `and`.
     pub holders: String,
+}
+
+/// A profile item that no free instance serves: what `[allocation] create_on_demand` makes
+/// one of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Short {
+    /// The GPU it names (`profile:1/3g.20gb`), if any.
+    pub gpu: Option<u32>,
+    pub profile: String,
+    /// The item as asked (`profile:3g.20gb`).
+    pub asked: String,
+}
+
+impl AllocationError {
+    /// The profile item that found no free instance, when that is the whole reason.
+    pub fn short(&self) -> Option<&Short> {
+        match self {
+            AllocationError::Exhausted { short, .. }
+            | AllocationError::NoInstance { short, .. } => Some(short),
+            _ => None,
+        }
+    }
 }
 
 /// How a lease was taken.
@@ -263,12 +293,26 @@ fn take_profiles(
             continue;
         };
         let asked = sel.to_string();
-        let candidates = plan::profile_candidates(*gpu, profile, &asked, inv, wanted.origin)?;
+        let short = || Short {
+            gpu: *gpu,
+            profile: profile.clone(),
+            asked: asked.clone(),
+        };
+        let candidates = match plan::profile_candidates(*gpu, profile, &asked, inv, wanted.origin) {
+            Ok(c) => c,
+            Err(error @ PlanError::UnknownProfile { .. }) => {
+                return Err(AllocationError::NoInstance {
+                    short: Box::new(short()),
+                    error: Box::new(error),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
         let picks = pick(wanted, &candidates, leases, taken, *count);
         if (picks.len() as u32) < *count {
             return Err(exhausted(
                 wanted,
-                &asked,
+                short(),
                 profile,
                 *gpu,
                 *count,
@@ -324,7 +368,7 @@ fn pick(
 #[allow(clippy::too_many_arguments)]
 fn exhausted(
     wanted: &Wanted<'_>,
-    asked: &str,
+    short: Short,
     profile: &str,
     gpu: Option<u32>,
     count: u32,
@@ -385,8 +429,9 @@ fn exhausted(
     }
     AllocationError::Exhausted {
         origin: wanted.origin.to_string(),
-        asked: asked.to_string(),
+        asked: short.asked.clone(),
         problem,
+        short: Box::new(short),
     }
 }
 

@@ -42,7 +42,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use crate::core::plan::allocate::{format_time, Holder, Lease, LeaseKind};
 pub use process::{is_live, parse_stat, partition_live, read_stat, ProcStat};
-pub use store::{Locked, Store};
+pub use store::{Locked, State, Store};
 
 /// The directory under `state_dir` that holds the store.
 pub const LEASE_DIR: &str = "leases";

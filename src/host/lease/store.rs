@@ -10,6 +10,8 @@ use std::time::Duration;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
+use crate::core::mig::demand::Created;
+
 use super::{Lease, LeaseError, FORMAT_VERSION, LEASE_DIR, LEASE_FILE, LOCK_FILE, LOCK_TIMEOUT};
 
 /// Largest lease file accepted (a 56-instance host with shared leases is a few tens of KiB).
@@ -20,6 +22,17 @@ const MAX_FILE_BYTES: u64 = 16 << 20;
 struct LeaseFile {
     version: u32,
     leases: Vec<Lease>,
+    /// Absent in files without any (what migcage wrote before `create_on_demand`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    created: Vec<Created>,
+}
+
+/// What the lease file holds: the leases, and the instances migcage made on demand (see
+/// [`crate::core::mig::demand`]), kept in one file so that one rename changes both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    pub leases: Vec<Lease>,
+    pub created: Vec<Created>,
 }
 
 /// The lease store of a state directory.
@@ -53,6 +66,11 @@ impl Store {
 
     /// Read every lease (live or not) without the lock. No store yet means no lease.
     pub fn read(&self) -> Result<Vec<Lease>, LeaseError> {
+        Ok(self.read_state()?.leases)
+    }
+
+    /// The whole file: leases and the records of instances made on demand.
+    pub fn read_state(&self) -> Result<State, LeaseError> {
         let path = self.file();
         let file = match OpenOptions::new()
             .read(true)
@@ -60,7 +78,7 @@ impl Store {
             .open(&path)
         {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
             Err(error) => {
                 return Err(LeaseError::Io {
                     what: "open",
@@ -80,7 +98,7 @@ impl Store {
         if buf.is_empty() {
             // Never written so: a crash between create and write on a disk state_dir, after
             // which no container of before the crash runs any more.
-            return Ok(Vec::new());
+            return Ok(State::default());
         }
         if buf.len() as u64 > MAX_FILE_BYTES {
             return Err(LeaseError::Corrupt {
@@ -101,7 +119,10 @@ impl Store {
                 ),
             });
         }
-        Ok(parsed.leases)
+        Ok(State {
+            leases: parsed.leases,
+            created: parsed.created,
+        })
     }
 
     /// Take the store's lock (creating the directory), waiting up to [`LOCK_TIMEOUT`].
@@ -206,6 +227,20 @@ impl Locked<'_> {
     /// mean nothing after a reboot (every container is gone), and a file a crash left empty
     /// reads as no lease.
     pub fn write(&self, leases: &[Lease]) -> Result<(), LeaseError> {
+        let created = self.store.read_state()?.created;
+        self.write_state(&State {
+            leases: leases.to_vec(),
+            created,
+        })
+    }
+
+    /// Read the whole file (under the lock).
+    pub fn read_state(&self) -> Result<State, LeaseError> {
+        self.store.read_state()
+    }
+
+    /// Replace the whole file atomically, as [`Locked::write`] does.
+    pub fn write_state(&self, state: &State) -> Result<(), LeaseError> {
         let path = self.store.file();
         let io_err = |what: &'static str, p: &Path| {
             let p = p.to_path_buf();
@@ -217,7 +252,8 @@ impl Locked<'_> {
         };
         let doc = LeaseFile {
             version: FORMAT_VERSION,
-            leases: leases.to_vec(),
+            leases: state.leases.clone(),
+            created: state.created.clone(),
         };
         let mut bytes = serde_json::to_vec_pretty(&doc).map_err(|e| LeaseError::Corrupt {
             path: path.clone(),
