@@ -366,3 +366,62 @@ fn with_create_on_demand_off_the_refusal_names_the_key() {
     assert!(devices(&lab).is_empty());
     assert!(lab.lease_file().is_empty());
 }
+
+/// `explain` of a profile that no free instance has: where the instance would be made, the
+/// same place a container start then makes it, and nothing changed by the explain itself. With
+/// `create_on_demand` off, the refusal a start would get, with the key.
+#[test]
+fn explain_says_where_the_instance_would_be_made_and_makes_nothing() {
+    if unavailable("explain_says_where_the_instance_would_be_made_and_makes_nothing") {
+        return;
+    }
+    let lab = Lab::on("a100-empty", ON_DEMAND);
+    let spec = lab.bundles.path().join("explain.json");
+    let env = profile("3g.20gb");
+    std::fs::write(
+        &spec,
+        serde_json::json!({"process": {"env": [env]}, "root": {"path": "rootfs"}}).to_string(),
+    )
+    .unwrap();
+    let spec = spec.to_str().unwrap();
+    let out = lab.migcage(&["explain", "--spec", spec, "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "explain: {stderr}");
+    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(e["plan"].is_null(), "{e}");
+    let w = &e["would_create"];
+    assert_eq!(
+        (w["gpu"].as_u64(), w["profile"].as_str()),
+        (Some(0), Some("3g.20gb")),
+        "{e}"
+    );
+    let text = lab.migcage(&["explain", "--spec", spec]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    let want = format!(
+        "No free 3g.20gb instance: a container starting now would have migcage create one on GPU 0 ({}) at placement start {}",
+        w["gpu_uuid"].as_str().unwrap(),
+        w["start"]
+    );
+    assert!(text.contains(&want), "{text}");
+    assert!(devices(&lab).is_empty(), "explain made an instance");
+    assert!(records(&lab).is_empty(), "explain wrote a record");
+    // A start makes it where explain said.
+    let id = common::unique("demand");
+    lab.start(&id, &env, WITH_POSTSTOP).unwrap();
+    let recs = records(&lab);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(
+        (&recs[0]["gpu_uuid"], &recs[0]["start"]),
+        (&w["gpu_uuid"], &w["start"])
+    );
+    lab.stop(&id);
+
+    let off = Lab::on("a100-empty", &[]);
+    let out = off.migcage(&["explain", "--spec", spec]);
+    assert!(!out.status.success());
+    let line = migcage_line(&String::from_utf8_lossy(&out.stderr));
+    assert!(
+        line.contains("or set [allocation] create_on_demand = true"),
+        "{line}"
+    );
+}

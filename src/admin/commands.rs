@@ -146,7 +146,15 @@ pub fn explain(
         }
         (None, None) => anyhow::bail!("give --bundle DIR or --spec FILE"),
     };
-    let (request, plan) = crate::backend::pipeline::plan_for_spec(config, &spec)?;
+    use crate::backend::pipeline::{self, PipelineError};
+    let (request, plan, would_create) = match pipeline::plan_for_spec(config, &spec) {
+        Ok((request, plan)) => (request, plan, None),
+        Err(PipelineError::WouldCreate(w)) => {
+            let request = crate::core::request::parse(&spec, &config.requests)?;
+            (request, None, Some(*w))
+        }
+        Err(e) => return Err(e.into()),
+    };
     let container = plan
         .as_ref()
         .and_then(|p| crate::backend::hook::container_work(config, &bundle, &spec, p).ok());
@@ -154,6 +162,7 @@ pub fn explain(
         request,
         plan,
         container,
+        would_create,
     };
     if json {
         println!(

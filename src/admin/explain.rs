@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::backend::hook::container::ContainerWork;
+use crate::backend::pipeline::WouldCreate;
 use crate::core::plan::Plan;
 use crate::core::request::{Devices, Request};
 
@@ -16,6 +17,9 @@ pub struct Explanation {
     pub plan: Option<Plan>,
     /// What the hook would do inside the container.
     pub container: Option<ContainerWork>,
+    /// Where the instance a container starting now would have made for it goes
+    /// (`create_on_demand`, no free instance; `plan` is then null).
+    pub would_create: Option<WouldCreate>,
 }
 
 /// The explanation as `--json` prints it (docs/json.md): its serde form, with every device node
@@ -47,6 +51,16 @@ pub fn render(e: &Explanation) -> String {
     render_request(&mut s, &e.request);
     if let Some(plan) = &e.plan {
         render_plan(&mut s, plan, e.container.as_ref());
+    }
+    if let Some(w) = &e.would_create {
+        let _ = writeln!(
+            s,
+            "No free {p} instance: a container starting now would have migcage create one on GPU {g} ({u}) at placement start {st} ([allocation] create_on_demand), then get it; its device nodes exist only once it is made",
+            p = w.profile,
+            g = w.gpu,
+            u = w.gpu_uuid,
+            st = w.start
+        );
     }
     s
 }
@@ -169,6 +183,7 @@ mod tests {
             request,
             plan,
             container: None,
+            would_create: None,
         }
     }
 

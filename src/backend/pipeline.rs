@@ -8,12 +8,15 @@
 use std::path::Path;
 
 use crate::config::Config;
-use crate::core::plan::allocate::{self, AllocationError, Choice, Short, Wanted};
+use crate::core::plan::allocate::{self, AllocationError, Choice, Wanted};
 use crate::core::plan::{self, Plan, PlanError};
 use crate::core::request::{self, Devices, Request, RequestError};
 use crate::host::inventory::{self, Inventory, InventoryError};
-use crate::host::lease::{self, Holder, Lease, LeaseError, Locked, ProcStat, State};
+use crate::host::lease::{self, Holder, Lease, LeaseError, ProcStat, State};
 use crate::host::mig::demand::{DemandError, OnDemand};
+
+mod on_demand;
+pub use on_demand::WouldCreate;
 
 /// Why a spec cannot be planned. One line each.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +35,10 @@ pub enum PipelineError {
     DriverFiles(#[from] crate::host::driver_discovery::DiscoveryError),
     #[error(transparent)]
     Demand(#[from] DemandError),
+    /// A dry run (`explain`) of a request that a container start would meet by making an
+    /// instance: where it would go.
+    #[error(transparent)]
+    WouldCreate(Box<WouldCreate>),
     /// No free instance, and `create_on_demand` is off where the GPUs' model has the profile.
     #[error("{error}, or set [allocation] create_on_demand = true in the migcage config to have migcage create one in free capacity")]
     OnDemandOff { error: Box<AllocationError> },
@@ -205,8 +212,11 @@ fn dry_run_plan(
     let store = lease::Store::new(&config.state_dir);
     let (live, _stale) = lease::partition_live(store.read()?, Path::new(lease::PROCESS_PROC));
     let origin = plan::source_name(request);
-    let choice = allocate::choose(&wanted(config, request, &origin, None), inv, &live)?;
-    Ok(resolve_choice(config, request, inv, &choice)?)
+    let wanted = wanted(config, request, &origin, None);
+    match allocate::choose(&wanted, inv, &live) {
+        Ok(choice) => Ok(resolve_choice(config, request, inv, &choice)?),
+        Err(e) => Err(on_demand::dry_run_refusal(config, inv, &live, &wanted, e)),
+    }
 }
 
 /// A lease store this process may not write, in a rootless engine's user namespace: the one
@@ -252,8 +262,11 @@ fn leased_plan(
     };
     let wanted = wanted(config, request, &origin, Some(&holder.container));
     let mut demand = OnDemand::new(config);
-    let outcome = choose_or_create(config, &mut demand, &locked, &mut state, &wanted, inv)
-        .and_then(|(inv, choice)| Ok((resolve_choice(config, request, &inv, &choice)?, choice)));
+    let outcome =
+        on_demand::choose_or_create(config, &mut demand, &locked, &mut state, &wanted, inv)
+            .and_then(|(inv, choice)| {
+                Ok((resolve_choice(config, request, &inv, &choice)?, choice))
+            });
     if let Ok((_, choice)) = &outcome {
         state.leases = allocate::merge(
             &live,
@@ -273,135 +286,6 @@ fn leased_plan(
         tracing::info!(container = %l.container, uuid = %l.uuid, pid = l.pid, "stale lease dropped: its holder process is gone");
     }
     outcome.map(|(plan, _)| plan)
-}
-
-/// The most instances one container start makes on demand (a bound on the loop, not a policy:
-/// no GPU has more than seven).
-const MAX_CREATED_PER_START: usize = 64;
-
-/// [`allocate::choose`] against `state`'s live leases; when a profile item is short and
-/// `create_on_demand` is on, make an instance for it and choose again. Records that an earlier
-/// run left are settled first. The inventory the choice was made against, and the choice.
-fn choose_or_create(
-    config: &Config,
-    demand: &mut OnDemand<'_>,
-    locked: &Locked<'_>,
-    state: &mut State,
-    wanted: &Wanted<'_>,
-    mut inv: Inventory,
-) -> Result<(Inventory, Choice), PipelineError> {
-    let live = state.leases.clone();
-    if !state.created.is_empty() {
-        // A container start does not fail for a record it cannot settle: leases are only ever
-        // given for instances that exist, so an unsettled record costs room, never isolation.
-        if let Err(e) = demand.reconcile(state, &live) {
-            tracing::warn!(error = %e, "instances made on demand could not be settled; the next start tries again");
-        }
-        if demand.changed {
-            inv = crate::host::mig::layout_changed(config)?;
-        }
-    }
-    for _ in 0..MAX_CREATED_PER_START {
-        let error = match allocate::choose(wanted, &inv, &live) {
-            Ok(choice) => return Ok((inv, choice)),
-            Err(e) => e,
-        };
-        let Some(short) = error.short().cloned() else {
-            return Err(error.into());
-        };
-        if !config.allocation.create_on_demand {
-            return Err(if model_has_profile(&inv, &short) {
-                PipelineError::OnDemandOff {
-                    error: Box::new(error),
-                }
-            } else {
-                error.into()
-            });
-        }
-        let (container, now) = (wanted.container.unwrap_or(""), lease::now_unix());
-        let target = (short.profile.as_str(), short.gpu);
-        match demand.create(locked, state, &live, target, container, now) {
-            Ok(_) => inv = crate::host::mig::layout_changed(config)?,
-            Err(DemandError::NoRoom(room)) if room.unknown_profile => {
-                return Err(PipelineError::NoSuchProfile {
-                    asked: format!("{} asks for {}", wanted.origin, short.asked),
-                    profile: short.profile,
-                    why: room.why,
-                })
-            }
-            Err(DemandError::NoRoom(room)) => {
-                return Err(PipelineError::NoRoom {
-                    asked: short_text(&error),
-                    room: room.why,
-                })
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(PipelineError::NoRoom {
-        asked: wanted.origin.to_string(),
-        room: format!("{MAX_CREATED_PER_START} instances made for one start and still short"),
-    })
-}
-
-/// Whether a GPU in MIG mode that the short item may use has the profile in its model and
-/// enough free memory slices for one (counted from the inventory's instances, without NVML: a
-/// necessary condition, not a placement), so that the hint to turn `create_on_demand` on is
-/// given only where it could help.
-fn model_has_profile(inv: &Inventory, short: &Short) -> bool {
-    inv.gpus
-        .iter()
-        .filter(|g| g.mig_enabled && short.gpu.is_none_or(|i| i == g.index))
-        .any(|g| {
-            let Some(model) = migcage_topology::models::model_by_name(&g.name) else {
-                return false;
-            };
-            let Some(wanted) = model.gi_profile(&short.profile) else {
-                return false;
-            };
-            let slices = |p: &migcage_topology::GiProfile| p.placement_size;
-            let total = model.gi_profiles.iter().map(slices).max().unwrap_or(0);
-            let mut gis: Vec<u32> = Vec::new();
-            let (mut used, mut same) = (0, 0);
-            for m in &g.mig_devices {
-                if gis.contains(&m.gpu_instance_id) {
-                    continue;
-                }
-                gis.push(m.gpu_instance_id);
-                // A compute instance's profile (`1c.3g.20gb`) names its GPU instance's after the
-                // first dot.
-                let gi_name = match m.profile.split_once("c.") {
-                    Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) => rest,
-                    _ => m.profile.as_str(),
-                };
-                used += model.gi_profile(gi_name).map_or(total, slices);
-                same += u32::from(gi_name == wanted.name);
-            }
-            used + wanted.placement_size <= total && same < wanted.instance_count
-        })
-}
-
-/// What the short item found, without the error's own advice: `NVIDIA_VISIBLE_DEVICES asks
-/// for profile:1g.5gb: all 7 MIG devices of profile 1g.5gb are in use: ...`.
-fn short_text(e: &AllocationError) -> String {
-    match e {
-        AllocationError::Exhausted {
-            origin,
-            asked,
-            problem,
-            ..
-        } => format!("{origin} asks for {asked}: {problem}"),
-        AllocationError::NoInstance { error, .. } => match error.as_ref() {
-            PlanError::UnknownProfile {
-                origin,
-                asked,
-                found,
-                ..
-            } => format!("{origin} asks for {asked}: {found}"),
-            other => other.to_string(),
-        },
-        other => other.to_string(),
-    }
 }
 
 /// The holder's pid and what procfs says of it: it must run (a lease needs a process to outlive).

@@ -103,6 +103,16 @@ impl<'c> OnDemand<'c> {
         Ok(())
     }
 
+    /// Where an instance of `profile` (on GPU `gpu` when given) would be made now; changes
+    /// nothing (`explain`).
+    pub fn site(
+        &mut self,
+        live: &[Lease],
+        (profile, gpu): (&str, Option<u32>),
+    ) -> Result<demand::Site, DemandError> {
+        Ok(demand::choose_site(&self.layouts(live)?, profile, gpu)?)
+    }
+
     /// Make one instance of `profile` (on GPU `gpu` when given) for container `by`, and record
     /// it in `state`: the record is written through `locked` first, then the instance made, then
     /// the record completed in `state` (the caller writes it with the lease). The new record.
