@@ -540,3 +540,90 @@ fn docker_26_injects_migcage_cdi_devices_without_its_hook() {
     // The spec's poststop hook gave back every lease.
     host.assert_no_leases("docker 26 with CDI");
 }
+
+/// Every MIG device `list` shows now: (index, created.by, whether a live lease holds it).
+fn mig_devices(host: &SimHost) -> Vec<(String, Option<String>, bool)> {
+    let l = host.list();
+    l["gpus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["mig_devices"].as_array().unwrap())
+        .map(|m| {
+            let held = m["leases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["stale"] == false);
+            let by = m["created"]["by"].as_str().map(str::to_string);
+            (m["index"].as_str().unwrap().to_string(), by, held)
+        })
+        .collect()
+}
+
+/// `[allocation] create_on_demand` through Docker on a GPU with no instance: `--gpus
+/// device=profile:1g.5gb` (the hook at prestart) gets an instance made for it, seen from
+/// inside; with `destroy_on_release` its lease, stale once the container is gone (Docker's
+/// `--gpus` registers no poststop), is ended by the next start, which destroys that instance
+/// before making its own. `--runtime=migcage` (whose poststop releases) leaves the GPU empty.
+#[test]
+fn gpus_by_profile_makes_the_instance_on_an_empty_gpu() {
+    if !available("gpus_by_profile_makes_the_instance_on_an_empty_gpu") {
+        return;
+    }
+    let host = SimHost::new("a100-empty");
+    common::lab::set_config(
+        &host,
+        &[
+            "allocation.create_on_demand=true",
+            "allocation.destroy_on_release=true",
+        ],
+    );
+    let docker = Dockerd::start(&host);
+    for round in ["first", "second"] {
+        let run = docker.run_probe(&host, &["--gpus", "device=profile:1g.5gb"]);
+        let ctx = format!("docker run --gpus device=profile:1g.5gb ({round})");
+        assert!(
+            run.ok(),
+            "{ctx}: {}\ndockerd: {}",
+            run.stderr(),
+            docker.log()
+        );
+        let now = mig_devices(&host);
+        assert_eq!(
+            now.len(),
+            1,
+            "{ctx}: one instance, the last container's: {now:?}"
+        );
+        let (index, by, held) = &now[0];
+        let by = by
+            .as_deref()
+            .unwrap_or_else(|| panic!("{ctx}: not made on demand"));
+        assert!(
+            by.len() == 64 && by.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{ctx}: made for {by:?}, not a Docker container id"
+        );
+        assert!(!held, "{ctx}: the container is gone, its lease is stale");
+        assert_sees_exactly(&run, &host, &host.list(), &[index.as_str()], &ctx);
+    }
+    // Through the runtime wrapper the poststop hook releases: nothing is left.
+    let run = docker.run_probe(
+        &host,
+        &[
+            "--runtime=migcage",
+            "-e",
+            "NVIDIA_VISIBLE_DEVICES=profile:2g.10gb",
+        ],
+    );
+    assert!(
+        run.ok(),
+        "--runtime=migcage profile:2g.10gb: {}",
+        run.stderr()
+    );
+    assert!(run.stdout().contains("PROBE-DONE"), "{}", run.stdout());
+    assert_eq!(
+        mig_devices(&host),
+        [],
+        "runtime mode: the instances outlived their containers"
+    );
+}

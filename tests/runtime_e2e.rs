@@ -331,6 +331,96 @@ fn profile_lease_follows_the_container_crun_cgroup_v2() {
     profile_lease_follows_the_container(Mode::CrunV2);
 }
 
+/// `[allocation] create_on_demand` and `destroy_on_release` through the wrapper, on a GPU with
+/// no instance: `create` makes a 2g.10gb for the container (recorded as made for it), the
+/// container sees exactly that instance, and once it is deleted the GPU is empty again.
+fn on_demand_instance_lives_as_long_as_the_container(mode: Mode) {
+    if let Some(why) = mode.unavailable() {
+        common::skip(&format!(
+            "on_demand_instance_lives_as_long_as_the_container {mode:?}: {why}"
+        ));
+        return;
+    }
+    let host = SimHost::new("a100-empty");
+    common::lab::set_config(
+        &host,
+        &[
+            "allocation.create_on_demand=true",
+            "allocation.destroy_on_release=true",
+        ],
+    );
+    let b = bundle(&host, &["NVIDIA_VISIBLE_DEVICES=profile:2g.10gb"], PROBE);
+    let id = common::unique("mcdemand");
+    let w = wrapper(&host, mode);
+    let list = format!("{MIGCAGE} --config {} list --json", host.config().display());
+    // crun's poststop state has pid 0 (see profile_lease_follows_the_container): there the
+    // lease outlives the delete as a stale one, and `migcage release` ends it.
+    let release = if mode.runtime() == "crun" {
+        format!(
+            "{MIGCAGE} --config {} release {id} >/dev/null; ",
+            host.config().display()
+        )
+    } else {
+        String::new()
+    };
+    let script = format!(
+        "trap '{w} delete -f {id} >/dev/null 2>&1' EXIT; \
+         {w} create --bundle {b} {id} </dev/null && {list} > {b}/list-created.json && \
+         {w} start {id} && \
+         while {w} state {id} | grep -qE '\"status\": \"(created|running)\"'; do sleep 0.1; done; \
+         {w} delete {id} && {release}{list} > {b}/list-deleted.json",
+        b = b.path().display(),
+    );
+    let run = common::run_script(mode, &b, &host, &id, &script);
+    let ctx = format!("{mode:?} on demand ({id})");
+    assert!(run.ok(), "{ctx}: {}", run.stderr());
+    let read = |name: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(b.path().join(name)).unwrap()).unwrap()
+    };
+    let created = read("list-created.json");
+    let made: Vec<&Value> = created["gpus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["mig_devices"].as_array().unwrap())
+        .collect();
+    assert_eq!(made.len(), 1, "{ctx}: {created}");
+    assert_eq!(made[0]["profile"], json!("2g.10gb"), "{ctx}");
+    assert_eq!(
+        made[0]["created"]["by"],
+        json!(id),
+        "{ctx}: made for the container"
+    );
+    let index = made[0]["index"].as_str().unwrap();
+    common::assert_sees_exactly(&run, &host, &created, &[index], &ctx);
+    let deleted = read("list-deleted.json");
+    let left: Vec<&Value> = deleted["gpus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["mig_devices"].as_array().unwrap())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "{ctx}: the instance outlived the container: {deleted}"
+    );
+}
+
+#[test]
+fn on_demand_instance_lives_as_long_as_the_container_runc_cgroup_v1() {
+    on_demand_instance_lives_as_long_as_the_container(Mode::RuncV1);
+}
+
+#[test]
+fn on_demand_instance_lives_as_long_as_the_container_runc_cgroup_v2() {
+    on_demand_instance_lives_as_long_as_the_container(Mode::RuncV2);
+}
+
+#[test]
+fn on_demand_instance_lives_as_long_as_the_container_crun_cgroup_v1() {
+    on_demand_instance_lives_as_long_as_the_container(Mode::CrunV1);
+}
+
 #[test]
 fn bad_requests_stop_before_the_runtime() {
     let mode = Mode::RuncV1;

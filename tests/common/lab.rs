@@ -92,20 +92,7 @@ impl Lab {
     /// (`migcage config set`).
     pub fn on(topology: &str, config: &[&str]) -> Lab {
         let host = SimHost::new(topology);
-        for kv in config {
-            let (key, value) = kv.split_once('=').unwrap();
-            let out = Command::new(MIGCAGE)
-                .args(["config", "set", "--config"])
-                .arg(host.config())
-                .args([key, value])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "config set {kv}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        set_config(&host, config);
         let base = Bundle::new(&host, &[], HOLD);
         let bin = base.path().join("rootfs/bin");
         for applet in ["adjtimex", "tr", "mv"] {
@@ -412,6 +399,24 @@ impl Drop for Lab {
             assert!(left.is_empty(), "mounts left on the host: {left:?}");
             assert!(cgroups.is_empty(), "cgroups left on the host: {cgroups:?}");
         }
+    }
+}
+
+/// Set each `KEY=VALUE` of `config` in `host`'s migcage config (`migcage config set`).
+pub fn set_config(host: &SimHost, config: &[&str]) {
+    for kv in config {
+        let (key, value) = kv.split_once('=').unwrap();
+        let out = Command::new(MIGCAGE)
+            .args(["config", "set", "--config"])
+            .arg(host.config())
+            .args([key, value])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "config set {kv}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
