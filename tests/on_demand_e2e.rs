@@ -76,6 +76,48 @@ fn records(lab: &Lab) -> Vec<Value> {
     }
 }
 
+/// What the C test client (crates/nvml-sim/tests/nvml_client.c, raw `dlopen` and nvml.h calls)
+/// enumerates through the lab's simulated `libnvidia-ml.so.1`: MIG device UUID -> name.
+fn raw_nvml_mig_devices(lab: &Lab) -> BTreeMap<String, String> {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let exe = lab.bundles.path().join("nvml_client");
+    let cc = Command::new("cc")
+        .args(["-std=c99", "-Wall", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(format!("{root}/crates/nvml-sim/tests/nvml_client.c"))
+        .arg("-ldl")
+        .output()
+        .expect("run cc");
+    assert!(
+        cc.status.success(),
+        "cc: {}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    let lib = lab
+        .host
+        .dir
+        .path()
+        .join("usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1");
+    let out = Command::new(&exe)
+        .arg(&lib)
+        .arg("enumerate")
+        .env_remove("MIGCAGE_SIM_TOPOLOGY")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "nvml_client: {out:?}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("mig "))
+        .map(|l| {
+            let field = |key: &str| l.split(key).nth(1).unwrap().to_string();
+            let uuid = field(" uuid=").split(' ').next().unwrap().to_string();
+            let name = field(" name=").split(" gi=").next().unwrap().to_string();
+            (uuid, name)
+        })
+        .collect()
+}
+
 /// `migcage mig capacity`'s line for `profile` on GPU 0 (NVML's own remaining capacity).
 fn nvml_remaining(lab: &Lab, profile: &str) -> u32 {
     let out = lab.migcage(&["mig", "capacity"]);
@@ -168,6 +210,14 @@ fn seven_at_once_on_an_empty_a100_get_seven_new_instances_and_the_eighth_is_refu
     let _ = Command::new("runc")
         .args(["delete", "-f", &eighth])
         .output();
+    // A program that knows only nvml.h's ABI sees the seven new instances, as a CUDA job or
+    // nvidia-smi on the host would.
+    let raw = raw_nvml_mig_devices(&lab);
+    let want: BTreeMap<String, String> = got
+        .keys()
+        .map(|u| (u.clone(), "NVIDIA A100-SXM4-40GB MIG 1g.5gb".to_string()))
+        .collect();
+    assert_eq!(raw, want, "raw NVML's MIG devices");
     assert_eq!(lab.lease_file().len(), 7, "the refused one took a lease");
     assert_eq!(records(&lab).len(), 7, "the refused one left a record");
 
