@@ -319,16 +319,18 @@ fn system(config: &Config, command: SystemCommand, json: bool) -> anyhow::Result
     }
 }
 
-fn mig(config: &Config, command: MigCommand) -> anyhow::Result<()> {
+fn mig(config: &Config, command: MigCommand, json: bool) -> anyhow::Result<()> {
     match command {
         MigCommand::Apply {
             file,
             config_name,
             dry_run,
-        } => admin::mig::apply(config, &file, &config_name, dry_run),
-        MigCommand::Assert { file, config_name } => admin::mig::assert(config, &file, &config_name),
-        MigCommand::Export { config_name } => admin::mig::export(config, &config_name),
-        MigCommand::Capacity => admin::mig::capacity(config),
+        } => admin::mig::apply(config, &file, &config_name, dry_run, json),
+        MigCommand::Assert { file, config_name } => {
+            admin::mig::assert(config, &file, &config_name, json)
+        }
+        MigCommand::Export { config_name } => admin::mig::export(config, &config_name, json),
+        MigCommand::Capacity => admin::mig::capacity(config, json),
     }
 }
 
@@ -454,7 +456,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Explain { bundle, spec } => admin::commands::explain(&config, bundle, spec, json)?,
         Command::Release { container } => admin::commands::release(&config, &container, json)?,
-        Command::Mig { command } => mig(&config, command)?,
+        Command::Mig { command } => mig(&config, command, json)?,
         Command::System { command } => print!("{}", system(&config, command, json)?),
         Command::Cdi { command } => cdi_command(&config, &hook_config, command, json)?,
         // Reached only in forms runtime_invocation() does not know; it returns only on failure.

@@ -239,6 +239,101 @@ fn every_commands_json_is_what_docs_json_md_says() {
     assert_eq!(cap, in_cdi);
 }
 
+/// `migcage mig apply|assert|export|capacity --json` on a100-empty: each its documented object,
+/// the plan's steps as `mig_step`s, and a failed assert its report alone with exit 1.
+#[test]
+fn mig_commands_json_is_what_docs_json_md_says() {
+    let test = "mig_commands_json_is_what_docs_json_md_says";
+    if common::skip_unless(common::is_root(), test, "simulate needs root (CAP_MKNOD)") {
+        return;
+    }
+    let s = schemas();
+    let host = SimHost::new("a100-empty");
+    let file = host.dir.path().join("mig-parted.yaml");
+    std::fs::write(
+        &file,
+        "version: v1\nmig-configs:\n  all-1g.5gb:\n    - devices: all\n      mig-enabled: true\n      mig-devices: { \"1g.5gb\": 7 }\n  one-7g:\n    - devices: all\n      mig-enabled: true\n      mig-devices: { \"7g.40gb\": 1 }\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let apply = ["mig", "apply", "-f", f, "-c", "all-1g.5gb", "--json"];
+    let (code, v, err) = migcage(&host, &[&apply[..], &["--dry-run"]].concat());
+    assert_eq!(code, Some(0), "{err}");
+    validate(&s, "mig_applied", &v);
+    assert_eq!(
+        (v["dry_run"].as_bool(), v["changed"].as_bool()),
+        (Some(true), Some(false))
+    );
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 7, "{v}");
+    assert!(
+        steps
+            .iter()
+            .all(|st| st["action"] == "create_gi" && st["profile"] == "1g.5gb"),
+        "{v}"
+    );
+    let (code, v, err) = migcage(&host, &apply);
+    assert_eq!(code, Some(0), "{err}");
+    validate(&s, "mig_applied", &v);
+    assert_eq!(
+        (v["dry_run"].as_bool(), v["changed"].as_bool()),
+        (Some(false), Some(true))
+    );
+    // Twice: nothing to do.
+    let (_, again, _) = migcage(&host, &apply);
+    assert_eq!(
+        (
+            again["steps"].as_array().map(Vec::len),
+            again["changed"].as_bool()
+        ),
+        (Some(0), Some(false))
+    );
+
+    let (code, v, err) = migcage(
+        &host,
+        &["mig", "assert", "-f", f, "-c", "all-1g.5gb", "--json"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    validate(&s, "mig_asserted", &v);
+    assert_eq!(v["matches"], true);
+    let (code, v, err) = migcage(&host, &["mig", "assert", "-f", f, "-c", "one-7g", "--json"]);
+    assert_eq!(code, Some(1), "{err}");
+    validate(&s, "mig_asserted", &v);
+    assert_eq!(v["matches"], false);
+    assert!(
+        v["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["action"] == "destroy_gi"),
+        "{v}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("migcage: the GPUs do not have layout one-7g: "),
+        "{err}"
+    );
+
+    let (code, v, err) = migcage(&host, &["mig", "export", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    validate(&s, "mig_exported", &v);
+    assert_eq!(
+        v["gpus"][0]["mig_devices"],
+        serde_json::json!({"1g.5gb": 7})
+    );
+
+    let (code, v, err) = migcage(&host, &["mig", "capacity", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    validate(&s, "mig_capacity", &v);
+    let profiles = v["profiles"].as_array().unwrap();
+    assert!(profiles.iter().all(|p| p["agrees"] == true), "{v}");
+    let one_g = profiles.iter().find(|p| p["profile"] == "1g.5gb").unwrap();
+    assert_eq!(
+        one_g["nvml_remaining"], 0,
+        "seven 1g.5gb leave none: {one_g}"
+    );
+}
+
 #[test]
 fn errors_with_json_are_the_documented_error_object() {
     let s = schemas();

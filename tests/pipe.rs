@@ -82,7 +82,44 @@ fn commands(host: &SimHost, dir: &Path) -> Vec<Vec<String>> {
             d("char"),
         ],
         vec!["generate".into(), "completions".into(), "bash".into()],
+        vec!["mig".into(), "export".into()],
+        vec!["mig".into(), "export".into(), "--json".into()],
+        vec!["mig".into(), "capacity".into()],
+        vec!["mig".into(), "capacity".into(), "--json".into()],
     ];
+    // a100-7x1g has `seven`; `one-7g` is a plan of 15 steps.
+    let parted = dir.join("mig-parted.yaml");
+    std::fs::write(
+        &parted,
+        "version: v1\nmig-configs:\n  seven:\n    - devices: all\n      mig-enabled: true\n      mig-devices: { \"1g.5gb\": 7 }\n  one-7g:\n    - devices: all\n      mig-enabled: true\n      mig-devices: { \"7g.40gb\": 1 }\n",
+    )
+    .unwrap();
+    let parted = parted.display().to_string();
+    for (verb, name, extra) in [
+        ("assert", "seven", None),
+        ("assert", "seven", Some("--json")),
+        ("apply", "one-7g", Some("--dry-run")),
+    ] {
+        let mut l: Vec<String> = ["mig", verb, "-f", &parted, "-c", name]
+            .map(String::from)
+            .to_vec();
+        l.extend(extra.map(String::from));
+        lists.push(l);
+    }
+    lists.push(
+        [
+            "mig",
+            "apply",
+            "-f",
+            &parted,
+            "-c",
+            "one-7g",
+            "--dry-run",
+            "--json",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
     if common::have("runc") {
         lists.push(vec!["runtime".into(), "--version".into()]);
         lists.push(vec!["runtime".into(), "--help".into()]);
