@@ -575,14 +575,26 @@ fn bad_arguments_are_one_line_and_write_nothing() {
         .map(|e| e.file_name())
         .collect();
     assert_eq!(left, [std::ffi::OsString::from("config.toml")]);
-    // `cdi list` without any spec says where it looked.
-    let out = migcage(
-        &config,
-        &["cdi", "list", "--spec", d.path().to_str().unwrap()],
-    );
-    let err = text(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("no CDI spec made by migcage in"),
-        "{err}"
-    );
+    // `cdi list` without any spec lists nothing, exits 0 (with --check too: nothing is stale)
+    // and says where it looked; --json is the empty report.
+    let dir = d.path().to_str().unwrap();
+    for extra in [&[][..], &["--check"], &["--json"]] {
+        let out = migcage(
+            &config,
+            &[&["cdi", "list", "--spec", dir][..], extra].concat(),
+        );
+        let err = text(&out.stderr);
+        assert!(out.status.success(), "cdi list {extra:?}: {err}");
+        assert_eq!(
+            err.trim_end(),
+            format!("migcage: note: no CDI spec made by migcage in {dir}; write one with 'migcage cdi generate --output /etc/cdi/'"),
+            "{extra:?}"
+        );
+        let want = if extra == ["--json"] {
+            "{\"specs\":[]}\n"
+        } else {
+            ""
+        };
+        assert_eq!(text(&out.stdout), want, "{extra:?}");
+    }
 }

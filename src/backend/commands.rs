@@ -115,7 +115,16 @@ pub fn list(
             Some(dir) => dir.display().to_string(),
             None => cdi::SPEC_DIRS.join(" or "),
         };
-        return Err(cdi::CdiError::NoSpec { dirs }.into());
+        // Nothing to list is an answer, not a failure (as `ls` of an empty directory): the
+        // report is empty, and the note says where migcage looked and how to write one.
+        eprintln!(
+            "migcage: note: no CDI spec made by migcage in {dirs}; write one with 'migcage cdi generate --output {}/'",
+            cdi::DEFAULT_DIR
+        );
+        if json {
+            println!("{}", serde_json::json!({ "specs": [] }));
+        }
+        return Ok(());
     }
     let inv = discover(config)?;
     let mut reports = Vec::new();

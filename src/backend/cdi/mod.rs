@@ -136,9 +136,4 @@ pub enum CdiError {
     Parse { path: PathBuf, message: String },
     #[error("cannot serialize the CDI spec: {0}")]
     Serialize(String),
-    #[error(
-        "no CDI spec made by migcage in {dirs}; write one with 'migcage cdi generate --output {}/'",
-        DEFAULT_DIR
-    )]
-    NoSpec { dirs: String },
 }
