@@ -18,7 +18,10 @@
 #   - the runtime wrapper (`migcage runtime run`) against the hook on the same container;
 #   - `list`, `refresh` and `cdi generate` on dgx-8x7 (full NVML discovery; the simulated NVML);
 #   - `mig apply` of a full layout (8 GPUs x 7 1g.5gb, 56 creates) on dgx-8x-empty, through the
-#     simulated NVML (at most 10 runs: each is 56 creates and, untimed, 56 destroys).
+#     simulated NVML (at most 10 runs: each is 56 creates and, untimed, 56 destroys);
+#   - a container start by profile that makes its instance on demand (a100-empty,
+#     create_on_demand and destroy_on_release) against one that finds a free instance
+#     (a100-7x1g), alternating, each with its poststop.
 # The in-process parts have their own benchmarks: cargo bench --bench pipeline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -186,10 +189,14 @@ cfg=$root/config-devices-only.toml
 bundle "$work/start-hook" "$cfg" "[\"$bin\", \"migcage\", \"hook\", \"prestart\"]" NVIDIA_VISIBLE_DEVICES=0:1
 bundle "$work/start-static" "$cfg" '[]' NVIDIA_VISIBLE_DEVICES=0:1
 MIGCAGE_CONFIG=$cfg "$bin" explain --bundle "$work/start-hook" --json >"$work/explain.json"
+# explain's device nodes are migcage's node objects (docs/json.md: path, major, minor, mode as
+# an octal string); every NVIDIA node is a character device.
 jq --slurpfile e "$work/explain.json" '
-  ($e[0].plan.edits | .deviceNodes // .device_nodes) as $n
-  | .linux.devices = [$n[] | {path, type, major, minor, fileMode, uid, gid}]
-  | .linux.resources.devices += [$n[] | {allow: true, type, major, minor, access: "rwm"}]' \
+  def octal: explode | map(. - 48) | reduce .[] as $d (0; . * 8 + $d);
+  $e[0].plan.edits.deviceNodes as $n
+  | .linux.devices = [$n[] | {path, type: "c", major, minor}
+      + (if .mode then {fileMode: (.mode | octal)} else {} end)]
+  | .linux.resources.devices += [$n[] | {allow: true, type: "c", major, minor, access: "rwm"}]' \
   "$work/start-static/config.json" >"$work/static.json"
 mv "$work/static.json" "$work/start-static/config.json"
 [[ $(jq '.linux.devices | length' "$work/start-static/config.json") -gt 0 ]] \
@@ -290,6 +297,45 @@ read -r p50 p95 _ < <(stats "$rec" 1 1000)
 row "migcage mig apply, empty to 8 x 7 1g.5gb | dgx-8x-empty | | $p50 | $p95 | | $mig_runs"
 mig_rows=("${rows[@]}"); rows=()
 
+# --- 6. a container start that makes its instance on demand, against one that finds one free ------
+
+echo "bench: profile:1g.5gb, instance made on demand vs a free one (alternating, $runs each)" >&2
+demand_root=$(simulate a100-empty)
+free_root=${roots[a100-7x1g]}
+# Devices only, as in 2; on a100-empty each start makes its 1g.5gb and its poststop destroys it
+# again (destroy_on_release), so that every run makes one; on a100-7x1g the same request leases
+# one of the seven that exist and the poststop releases it.
+for r in "$demand_root" "$free_root"; do
+  sed "s|^driver_root = .*|driver_root = \"$work/no-driver-files\"|" "$r/config.toml" >"$r/config-profile.toml"
+done
+"$bin" config set --config "$demand_root/config-profile.toml" allocation.create_on_demand true >/dev/null
+"$bin" config set --config "$demand_root/config-profile.toml" allocation.destroy_on_release true >/dev/null
+with_poststop() { # BUNDLE CONFIG
+  jq --arg bin "$bin" --arg cfg "MIGCAGE_CONFIG=$2" \
+    '.hooks.poststop = [{path: $bin, args: ["migcage", "hook", "poststop"], env: [$cfg]}]' \
+    "$1/config.json" >"$1/config.json.new"
+  mv "$1/config.json.new" "$1/config.json"
+}
+for side in demand free; do
+  r=$demand_root; [[ $side == free ]] && r=$free_root
+  bundle "$work/start-$side" "$r/config-profile.toml" "[\"$bin\", \"migcage\", \"hook\", \"prestart\"]" \
+    NVIDIA_VISIBLE_DEVICES=profile:1g.5gb
+  with_poststop "$work/start-$side" "$r/config-profile.toml"
+  run_container v1 "$work/start-$side" >/dev/null
+  : >"$work/start-$side.txt"
+done
+for ((i = 0; i < runs; i++)); do
+  run_container v1 "$work/start-demand" >>"$work/start-demand.txt"
+  run_container v1 "$work/start-free" >>"$work/start-free.txt"
+done
+left=$(MIGCAGE_CONFIG=$demand_root/config-profile.toml "$bin" list --json | jq '[.gpus[].mig_devices[]] | length')
+[[ $left == 0 ]] || { echo "bench: $left instances made on demand were left on a100-empty" >&2; exit 1; }
+read -r o50 o95 _ < <(stats "$work/start-demand.txt" 1 1000)
+read -r f50 f95 _ < <(stats "$work/start-free.txt" 1 1000)
+row "runc run, profile:1g.5gb, instance made on demand (destroyed at poststop) | a100-empty | v1 | $o50 | $o95 | | $runs"
+row "runc run, profile:1g.5gb, a free instance leased (released at poststop) | a100-7x1g | v1 | $f50 | $f95 | | $runs"
+demand_rows=("${rows[@]}"); rows=()
+
 # --- report -------------------------------------------------------------------------------------------
 
 a=$hook_p50_a100_7x1g_v1_devices d=$hook_p50_dgx_8x7_v1_devices
@@ -315,7 +361,7 @@ verdict() { awk -v v="$1" -v lim="$2" 'BEGIN { print (v <= lim) ? "met" : "NOT m
   echo
   echo "| What | Topology | cgroup | p50 ms | p95 ms | peak RSS MiB | n |"
   echo "|---|---|---|---|---|---|---|"
-  printf '%s\n' "${hook_rows[@]}" "${start_rows[@]}" "${runtime_rows[@]}" "${cli_rows[@]}" "${mig_rows[@]}"
+  printf '%s\n' "${hook_rows[@]}" "${start_rows[@]}" "${runtime_rows[@]}" "${cli_rows[@]}" "${mig_rows[@]}" "${demand_rows[@]}"
   echo
   echo "Derived:"
   echo
@@ -328,6 +374,7 @@ verdict() { awk -v v="$1" -v lim="$2" 'BEGIN { print (v <= lim) ? "met" : "NOT m
   if [[ $r50 != - ]]; then
     echo "- container start via the runtime wrapper / via the hook (p50): $(awk -v a="$r50" -v b="$k50" 'BEGIN { printf "%.3f", a / b }')"
   fi
+  echo "- container start making its instance on demand / finding a free one (p50, each with its poststop): $(awk -v a="$o50" -v b="$f50" 'BEGIN { printf "%.3f", a / b }')"
   for n in "$runtime_note" "$cdi_note"; do [[ -z $n ]] || echo "- $n"; done
   echo
   echo "Hook times are measured around the hook process (benches/hookwrap.c); container starts"
