@@ -352,6 +352,9 @@ fn config_command(
     match action {
         None if json => admin::commands::print_json(&config)?,
         None => print!("{}", toml::to_string_pretty(&config)?),
+        Some(ConfigAction::Get { key }) if json => admin::commands::print_json(
+            &serde_json::json!({"key": key, "value": config_key::get_json(&config, &key)?}),
+        )?,
         Some(ConfigAction::Get { key }) => println!("{}", config_key::get(&config, &key)?),
         Some(ConfigAction::Set {
             key,
@@ -359,10 +362,12 @@ fn config_command(
             dry_run,
         }) => {
             let path = path.unwrap_or_else(|| PathBuf::from(migcage::config::DEFAULT_CONFIG_PATH));
-            print!(
-                "{}",
-                admin::commands::config_set(&path, &key, &value, dry_run)?
-            );
+            let set = admin::commands::config_set(&path, &key, &value, dry_run)?;
+            if json {
+                admin::commands::print_json(&set)?;
+            } else {
+                print!("{}", set.text());
+            }
         }
         Some(ConfigAction::Default) => unreachable!("printed before the file is read"),
     }

@@ -148,6 +148,15 @@ fn every_commands_json_is_what_docs_json_md_says() {
     let runs: Vec<(Vec<&str>, &str)> = vec![
         (vec!["config", "--json"], "config"),
         (vec!["config", "default", "--json"], "config"),
+        (vec!["config", "get", "log.level", "--json"], "config_value"),
+        (
+            vec!["config", "get", "nvml_timeout_ms", "--json"],
+            "config_value",
+        ),
+        (
+            vec!["config", "set", "log.level", "debug", "--dry-run", "--json"],
+            "config_set",
+        ),
         (
             vec![
                 "simulate",
@@ -205,6 +214,23 @@ fn every_commands_json_is_what_docs_json_md_says() {
         .as_array()
         .unwrap()
         .is_empty());
+
+    // config get and set keep the key's type; a dry run says what would change.
+    let (_, got, _) = migcage(&host, &["config", "get", "nvml_timeout_ms", "--json"]);
+    assert_eq!(got["value"], 10000, "{got}");
+    let (_, got, _) = migcage(
+        &host,
+        &["config", "set", "log.level", "debug", "--dry-run", "--json"],
+    );
+    assert_eq!(
+        (&got["value"], &got["changed"]),
+        (&Value::from("debug"), &Value::from(true)),
+        "{got}"
+    );
+    assert!(
+        got["diff"].as_str().unwrap().contains("+level = \"debug\""),
+        "{got}"
+    );
 
     // config --json is the TOML of `migcage config`, as JSON.
     let (_, as_json, _) = migcage(&host, &["config", "--json"]);

@@ -34,9 +34,34 @@ pub fn list(config: &Config, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `migcage config set` did (`--json`: `config_set`, docs/json.md).
+#[derive(Debug, serde::Serialize)]
+pub struct ConfigSet {
+    pub file: String,
+    pub key: String,
+    /// The value as migcage now reads it, typed.
+    pub value: serde_json::Value,
+    pub dry_run: bool,
+    /// Whether the file's text changes (with `dry_run`: would change).
+    pub changed: bool,
+    /// The unified diff of the change ("" when none).
+    pub diff: String,
+}
+
+impl ConfigSet {
+    /// For people: the diff with `--dry-run`, else the line that says what was set.
+    pub fn text(&self) -> String {
+        if self.dry_run {
+            self.diff.clone()
+        } else {
+            format!("{}: {} = {}\n", self.file, self.key, self.value)
+        }
+    }
+}
+
 /// `migcage config set KEY VALUE [--dry-run]` on the file `path` (made when absent): what it
-/// changed (the unified diff with `dry_run`, the file untouched).
-pub fn config_set(path: &Path, key: &str, value: &str, dry_run: bool) -> anyhow::Result<String> {
+/// changed (with `dry_run`, the file untouched).
+pub fn config_set(path: &Path, key: &str, value: &str, dry_run: bool) -> anyhow::Result<ConfigSet> {
     let old = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -47,15 +72,23 @@ pub fn config_set(path: &Path, key: &str, value: &str, dry_run: bool) -> anyhow:
     };
     let new = super::config_key::set(&old, path, key, value)?;
     let label = path.display().to_string();
-    if dry_run {
-        return Ok(super::configure::unified_diff(&old, &new, &label, &label));
+    let typed = super::config_key::get_json(&Config::parse(&new, path)?, key)?;
+    let out = ConfigSet {
+        file: label.clone(),
+        key: key.to_string(),
+        value: typed,
+        dry_run,
+        changed: old != new,
+        diff: super::configure::unified_diff(&old, &new, &label, &label),
+    };
+    if !dry_run {
+        crate::host::files::write_atomically(path, new.as_bytes()).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot write {label}: {e}; run as root, or name another file with --config"
+            )
+        })?;
     }
-    crate::host::files::write_atomically(path, new.as_bytes()).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot write {label}: {e}; run as root, or name another file with --config"
-        )
-    })?;
-    Ok(format!("{label}: {key} = {}\n", value))
+    Ok(out)
 }
 
 /// Print `value` as the indented JSON of a `--json` report.

@@ -23,6 +23,12 @@ pub fn get(config: &Config, key: &str) -> Result<String, KeyError> {
     })
 }
 
+/// The value of `key` in `config` as JSON (`config get --json`): its TOML type kept.
+pub fn get_json(config: &Config, key: &str) -> Result<serde_json::Value, KeyError> {
+    let table = toml::Value::try_from(config).map_err(|e| KeyError(e.to_string()))?;
+    serde_json::to_value(lookup(&table, key)?).map_err(|e| KeyError(e.to_string()))
+}
+
 /// `text` (the configuration file, "" when there is none) with `key` set to `value`, checked as
 /// migcage will read it (`path` names the file in the errors).
 pub fn set(text: &str, path: &Path, key: &str, value: &str) -> Result<String, KeyError> {
