@@ -68,6 +68,8 @@ files=(
   /usr/lib/migcage/libnvidia_ml_sim.so
   /usr/lib/migcage/nvidia-smi
   /usr/share/doc/migcage/README.md
+  /usr/share/doc/migcage/docs/usage.md
+  /usr/share/doc/migcage/docs/configuration.md
 )
 links=(/usr/bin/migcage-runtime /usr/lib/migcage/bin/nvidia-container-runtime-hook)
 dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\.||' >"$work/deb.list"

@@ -1,7 +1,7 @@
-//! The README's log queries, run with `jq` against the records real starts wrote: a container
+//! The log queries of docs/usage.md, run with `jq` against the records real starts wrote: a container
 //! that ran, one whose hook refused it (runc ran the hook), and one the runtime wrapper stopped.
 //! Every failure record has the same fields (container, bundle, outcome, error, stage, request),
-//! and the README's sample record has exactly the fields of a real one.
+//! and its sample record has exactly the fields of a real one.
 
 mod common;
 
@@ -20,14 +20,15 @@ fn log_path(host: &SimHost) -> PathBuf {
     PathBuf::from(c.log.file)
 }
 
-/// The README's section on the log: its `jq` command lines and its sample record.
+/// docs/usage.md's section on the log: its `jq` command lines and its sample record.
 fn readme_log_section() -> (Vec<String>, Value) {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let start = readme
-        .find("### The log")
-        .expect("README has a '### The log' section");
-    let section = &readme[start + 3..];
+    let usage =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/usage.md"))
+            .unwrap();
+    let start = usage
+        .find("\n## The log\n")
+        .expect("docs/usage.md has a '## The log' section");
+    let section = &usage[start + 4..];
     let section = &section[..section.find("\n#").unwrap_or(section.len())];
     let queries: Vec<String> = section
         .lines()
