@@ -572,13 +572,7 @@ fn gpus_by_profile_makes_the_instance_on_an_empty_gpu() {
         return;
     }
     let host = SimHost::new("a100-empty");
-    common::lab::set_config(
-        &host,
-        &[
-            "allocation.create_on_demand=true",
-            "allocation.destroy_on_release=true",
-        ],
-    );
+    common::lab::set_config(&host, common::lab::CREATE_AND_DESTROY);
     let docker = Dockerd::start(&host);
     for round in ["first", "second"] {
         let run = docker.run_probe(&host, &["--gpus", "device=profile:1g.5gb"]);

@@ -13,10 +13,7 @@ use common::lab::{migcage_line, Lab, Opts, WITH_POSTSTOP};
 use serde_json::Value;
 
 const ON_DEMAND: &[&str] = &["allocation.create_on_demand=true"];
-const AND_DESTROY: &[&str] = &[
-    "allocation.create_on_demand=true",
-    "allocation.destroy_on_release=true",
-];
+const AND_DESTROY: &[&str] = common::lab::CREATE_AND_DESTROY;
 
 fn profile(p: &str) -> String {
     format!("NVIDIA_VISIBLE_DEVICES=profile:{p}")

@@ -342,13 +342,7 @@ fn on_demand_instance_lives_as_long_as_the_container(mode: Mode) {
         return;
     }
     let host = SimHost::new("a100-empty");
-    common::lab::set_config(
-        &host,
-        &[
-            "allocation.create_on_demand=true",
-            "allocation.destroy_on_release=true",
-        ],
-    );
+    common::lab::set_config(&host, common::lab::CREATE_AND_DESTROY);
     let b = bundle(&host, &["NVIDIA_VISIBLE_DEVICES=profile:2g.10gb"], PROBE);
     let id = common::unique("mcdemand");
     let w = wrapper(&host, mode);

@@ -402,6 +402,13 @@ impl Drop for Lab {
     }
 }
 
+/// The config keys that have migcage make instances on demand and destroy them when their
+/// lease ends.
+pub const CREATE_AND_DESTROY: &[&str] = &[
+    "allocation.create_on_demand=true",
+    "allocation.destroy_on_release=true",
+];
+
 /// Set each `KEY=VALUE` of `config` in `host`'s migcage config (`migcage config set`).
 pub fn set_config(host: &SimHost, config: &[&str]) {
     for kv in config {
