@@ -7,12 +7,15 @@
  * container state runc writes), environment and stdout/stderr, waits for it, and appends one line
  * to OUT:
  *
- *   <wall time in ns> <peak RSS in KiB> <wait status>
+ *   <wall time in ns> <peak RSS in KiB> <wait status> <user CPU in µs> <system CPU in µs>
  *
  * The wall time runs from before fork to after the wait: what the runtime pays for the hook
  * process, exec and dynamic loading included. The peak RSS is wait4's ru_maxrss, the largest of
- * the hook and the children it waited for (its setns child). It exits as COMMAND did, so a failing
- * hook still fails the container.
+ * the hook and the children it waited for (its setns child); the CPU times are wait4's too (the
+ * hook and its waited-for children), which other work on the machine inflates far less than the
+ * wall time. COMMAND gets MIGCAGE_PROFILE_T0, the CLOCK_MONOTONIC nanoseconds before the fork,
+ * from which `MIGCAGE_PROFILE=FILE migcage hook` reports its start-up (src/profile.rs). It exits
+ * as COMMAND did, so a failing hook still fails the container.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -30,6 +33,9 @@ int main(int argc, char **argv)
 	}
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	char t0s[32];
+	snprintf(t0s, sizeof t0s, "%lld", (long long)t0.tv_sec * 1000000000LL + t0.tv_nsec);
+	setenv("MIGCAGE_PROFILE_T0", t0s, 1);
 	pid_t pid = fork();
 	if (pid < 0) {
 		perror("hookwrap: fork");
@@ -51,7 +57,9 @@ int main(int argc, char **argv)
 		       (t1.tv_nsec - t0.tv_nsec);
 	FILE *out = fopen(argv[1], "a");
 	if (out) {
-		fprintf(out, "%lld %ld %d\n", ns, ru.ru_maxrss, status);
+		long long ut = (long long)ru.ru_utime.tv_sec * 1000000LL + ru.ru_utime.tv_usec;
+		long long st = (long long)ru.ru_stime.tv_sec * 1000000LL + ru.ru_stime.tv_usec;
+		fprintf(out, "%lld %ld %d %lld %lld\n", ns, ru.ru_maxrss, status, ut, st);
 		fclose(out);
 	}
 	if (WIFEXITED(status))

@@ -45,93 +45,15 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 work=$(mktemp -d /tmp/migcage-bench.XXXXXX)
 cleanup() {
   # `runc run` removes its container; one left by an interrupted run is deleted here.
-  local id
-  for id in $(runc list -q 2>/dev/null | grep "^mcbench-$$-" || true); do
-    runc delete -f "$id" >/dev/null 2>&1 || true
-  done
+  cleanup_containers
   rm -rf "$work"
 }
 trap cleanup EXIT
 gcc -O2 -Wall -o "$work/hookwrap" benches/hookwrap.c
 
-# --- helpers -------------------------------------------------------------------------------------
-
-# now_us: monotonic enough for intervals of milliseconds (bash's EPOCHREALTIME, in µs).
-now_us() { local t=$EPOCHREALTIME; echo "${t/./}"; }
-
-# stats FILE COLUMN SCALE: "p50 p95 max" of a column of numbers, divided by SCALE, 2 decimals.
-stats() {
-  sort -n -k"$2","$2" "$1" | awk -v c="$2" -v s="$3" '
-    { v[NR] = $c }
-    END {
-      if (NR == 0) { print "- - -"; exit }
-      i50 = int(NR * 0.50 + 0.999999); i95 = int(NR * 0.95 + 0.999999)
-      printf "%.2f %.2f %.2f\n", v[i50] / s, v[i95] / s, v[NR] / s
-    }'
-}
-
-# simulate NAME: a simulated host under $work/NAME with a fresh inventory snapshot.
-simulate() {
-  local root=$work/$1
-  "$bin" simulate --topology "$1" --root "$root" >/dev/null
-  MIGCAGE_CONFIG=$root/config.toml "$bin" refresh >/dev/null
-  echo "$root"
-}
-
-# bundle DIR CONFIG HOOK-ARGS-JSON ENV...: a busybox bundle running `true`; HOOK-ARGS-JSON is the
-# prestart hook's [path, args] as a JSON array (empty array: no hook).
-bundle() {
-  local dir=$1 config=$2 hook=$3; shift 3
-  mkdir -p "$dir/rootfs/bin" "$dir/rootfs/dev" "$dir/rootfs/proc" "$dir/rootfs/sys"
-  cp "$(command -v busybox)" "$dir/rootfs/bin/busybox"
-  ln -sf busybox "$dir/rootfs/bin/true"; ln -sf busybox "$dir/rootfs/bin/sh"
-  local env; env=$(printf '%s\n' "PATH=/bin" "$@" | jq -R . | jq -s .)
-  jq -n --argjson env "$env" --argjson hook "$hook" --arg cfg "MIGCAGE_CONFIG=$config" '{
-    ociVersion: "1.0.2",
-    process: {terminal: false, user: {uid: 0, gid: 0}, cwd: "/", args: ["true"], env: $env,
-      rlimits: [{type: "RLIMIT_NOFILE", hard: 1024, soft: 1024}], noNewPrivileges: true},
-    root: {path: "rootfs", readonly: true},
-    hostname: "bench",
-    mounts: [
-      {destination: "/proc", type: "proc", source: "proc"},
-      {destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-      {destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"]}
-    ],
-    linux: {
-      resources: {devices: [{allow: false, access: "rwm"}]},
-      namespaces: [{type: "pid"}, {type: "ipc"}, {type: "uts"}, {type: "mount"}, {type: "network"}],
-      maskedPaths: ["/proc/kcore", "/proc/keys"],
-      readonlyPaths: ["/proc/sys", "/proc/sysrq-trigger"]
-    }
-  } + (if ($hook | length) > 0 then
-        {hooks: {prestart: [{path: $hook[0], args: $hook[1:], env: [$cfg]}]}} else {} end)' \
-    >"$dir/config.json"
-}
-
-# run_container MODE BUNDLE [LAUNCHER...]: one container; prints its wall time in µs. MODE v1 runs
-# on this host's hierarchy, v2 in a private mount namespace with cgroup2 on /sys/fs/cgroup.
-seq_id=0
-run_container() {
-  local mode=$1 b=$2; shift 2
-  local launcher=("$@"); ((${#launcher[@]})) || launcher=(runc)
-  seq_id=$((seq_id + 1))
-  local id="mcbench-$$-$seq_id" t0 t1 rc=0
-  t0=$(now_us)
-  if [[ $mode == v2 ]]; then
-    unshare -m --propagation private sh -c \
-      'mount -t cgroup2 none /sys/fs/cgroup && exec "$@"' sh "${launcher[@]}" run --bundle "$b" "$id" \
-      </dev/null >"$work/last.out" 2>&1 || rc=$?
-  else
-    "${launcher[@]}" run --bundle "$b" "$id" </dev/null >"$work/last.out" 2>&1 || rc=$?
-  fi
-  t1=$(now_us)
-  if ((rc != 0)); then
-    echo "bench: container $id ($b) failed (exit $rc):" >&2
-    cat "$work/last.out" >&2
-    exit 1
-  fi
-  echo $((t1 - t0))
-}
+# --- helpers (shared with scripts/profile-hook.sh) ------------------------------------------------
+# shellcheck source=lib/bench-common.sh
+. "$repo/scripts/lib/bench-common.sh"
 
 rows=()
 row() { rows+=("| $* |"); echo "  $*" >&2; }
@@ -159,14 +81,13 @@ declare -A roots
 for topo in a100-7x1g dgx-8x7; do
   roots[$topo]=$(simulate "$topo")
 done
-mkdir -p "$work/no-driver-files"
 for topo in a100-7x1g dgx-8x7; do
   root=${roots[$topo]}
   # Devices only: every container with a device also gets the driver files of
   # NVIDIA_DRIVER_CAPABILITIES (utility,compute when unset), so "devices only" is a host whose
-  # driver_root holds no driver files: the same hook, nothing to mount.
+  # driver_root holds no driver files (simulate writes that config): the same hook, nothing to
+  # mount.
   devonly=$root/config-devices-only.toml
-  sed "s|^driver_root = .*|driver_root = \"$work/no-driver-files\"|" "$root/config.toml" >"$devonly"
   hook_figure "$topo" "$root" "$devonly" v1 "devices" NVIDIA_VISIBLE_DEVICES=0:1
   hook_figure "$topo" "$root" "$root/config.toml" v1 "utility,compute" \
     NVIDIA_VISIBLE_DEVICES=0:1 NVIDIA_DRIVER_CAPABILITIES=utility,compute
@@ -187,20 +108,7 @@ echo "bench: container start, hook vs static spec (alternating, $runs each)" >&2
 root=${roots[a100-7x1g]}
 cfg=$root/config-devices-only.toml
 bundle "$work/start-hook" "$cfg" "[\"$bin\", \"migcage\", \"hook\", \"prestart\"]" NVIDIA_VISIBLE_DEVICES=0:1
-bundle "$work/start-static" "$cfg" '[]' NVIDIA_VISIBLE_DEVICES=0:1
-MIGCAGE_CONFIG=$cfg "$bin" explain --bundle "$work/start-hook" --json >"$work/explain.json"
-# explain's device nodes are migcage's node objects (docs/json.md: path, major, minor, mode as
-# an octal string); every NVIDIA node is a character device.
-jq --slurpfile e "$work/explain.json" '
-  def octal: explode | map(. - 48) | reduce .[] as $d (0; . * 8 + $d);
-  $e[0].plan.edits.deviceNodes as $n
-  | .linux.devices = [$n[] | {path, type: "c", major, minor}
-      + (if .mode then {fileMode: (.mode | octal)} else {} end)]
-  | .linux.resources.devices += [$n[] | {allow: true, type: "c", major, minor, access: "rwm"}]' \
-  "$work/start-static/config.json" >"$work/static.json"
-mv "$work/static.json" "$work/start-static/config.json"
-[[ $(jq '.linux.devices | length' "$work/start-static/config.json") -gt 0 ]] \
-  || { echo "bench: explain gave no device nodes" >&2; exit 1; }
+static_bundle "$work/start-hook" "$work/start-static" "$cfg"
 run_container v1 "$work/start-hook" >/dev/null; run_container v1 "$work/start-static" >/dev/null
 : >"$work/start-hook.txt"; : >"$work/start-static.txt"
 for ((i = 0; i < runs; i++)); do
@@ -306,7 +214,7 @@ free_root=${roots[a100-7x1g]}
 # again (destroy_on_release), so that every run makes one; on a100-7x1g the same request leases
 # one of the seven that exist and the poststop releases it.
 for r in "$demand_root" "$free_root"; do
-  sed "s|^driver_root = .*|driver_root = \"$work/no-driver-files\"|" "$r/config.toml" >"$r/config-profile.toml"
+  cp "$r/config-devices-only.toml" "$r/config-profile.toml"
 done
 "$bin" config set --config "$demand_root/config-profile.toml" allocation.create_on_demand true >/dev/null
 "$bin" config set --config "$demand_root/config-profile.toml" allocation.destroy_on_release true >/dev/null

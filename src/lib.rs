@@ -20,6 +20,7 @@ pub mod core;
 pub mod faultpoint;
 pub mod host;
 pub mod logging;
+pub mod profile;
 /// `migcage simulate`: the driver-tree builder, its own crate (`crates/simulate`).
 pub use migcage_simulate as simulate;
 pub mod sys;

@@ -6,11 +6,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use migcage::admin::argv::{arguments, ignore_empty_overrides, runtime_banner, runtime_invocation};
+use migcage::admin::argv::{
+    arguments, hook_invocation, ignore_empty_overrides, runtime_banner, runtime_invocation,
+};
 use migcage::admin::exit::{self, PREFIX};
 use migcage::admin::{self, configure, doctor};
 use migcage::backend::commands as cdi;
-use migcage::backend::hook::Stage;
+use migcage::backend::hook::{entry::run_on_stdin, Stage};
 use migcage::config::Config;
 
 /// Give a container exactly one NVIDIA MIG instance.
@@ -444,6 +446,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         command => command,
     };
     let (config, config_path) = Config::load(cli.config.as_deref())?;
+    migcage::profile::mark("config");
     let hook_config = config_for_hook(config_path);
     match command {
         Command::Simulate { .. }
@@ -454,11 +457,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::List => admin::commands::list(&config, json)?,
         Command::Refresh => admin::commands::refresh(&config, json)?,
-        Command::Hook { stage } => {
-            migcage::logging::init(&config.log);
-            // One flat JSON record per container in the log; the error alone on stderr.
-            migcage::logging::run_hook_logged(&config, stage, std::io::stdin().lock())?;
-        }
+        Command::Hook { stage } => run_on_stdin(&config, stage)?,
         Command::Explain { bundle, spec } => admin::commands::explain(&config, bundle, spec, json)?,
         Command::Release { container } => admin::commands::release(&config, &container, json)?,
         Command::Mig { command } => mig(&config, command, json)?,
@@ -542,6 +541,7 @@ fn parse_failure(e: clap::Error, args: &[OsString]) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    migcage::profile::start();
     ignore_empty_overrides();
     let args = arguments();
     if let Some((config, rest)) = runtime_invocation(&args) {
@@ -552,6 +552,19 @@ fn main() -> ExitCode {
         eprintln!("{PREFIX}{}", exit::one_line(&e.into()));
         return ExitCode::FAILURE;
     }
+    // The hook's own command line, without clap. Its stdio belongs to the runtime: it keeps
+    // EPIPE as an error and finishes its work.
+    if let Some((config, stage)) = hook_invocation(&args) {
+        migcage::profile::mark("cli");
+        let result = Config::load(config.as_deref())
+            .map_err(anyhow::Error::from)
+            .and_then(|(config, _)| {
+                migcage::profile::mark("config");
+                Ok(run_on_stdin(&config, stage)?)
+            });
+        migcage::profile::finish();
+        return exit_status(result, false);
+    }
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => return parse_failure(e, &args),
@@ -561,7 +574,16 @@ fn main() -> ExitCode {
         migcage::sys::signal::default_sigpipe();
     }
     let json = cli.json;
-    match run(cli) {
+    migcage::profile::mark("cli");
+    let result = run(cli);
+    migcage::profile::finish();
+    exit_status(result, json)
+}
+
+/// The process's status for `result`; an error is its one line on stderr (and, with `json`, the
+/// error object on stdout).
+fn exit_status(result: anyhow::Result<()>, json: bool) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let line = exit::one_line(&e);

@@ -54,6 +54,37 @@ pub fn runtime_invocation(args: &[OsString]) -> Option<(Option<PathBuf>, Vec<OsS
     }
 }
 
+/// `migcage [--config FILE] hook STAGE`, exactly (what runtimes, hooks.d files and the CDI
+/// spec run): the config file named and the stage, read without clap, whose command tree costs
+/// a hook about 150 µs to build. Any other form (`--help`, a flag, an unknown stage) is `None`
+/// and goes to clap, which then says what is wrong.
+pub fn hook_invocation(
+    args: &[OsString],
+) -> Option<(Option<PathBuf>, crate::backend::hook::Stage)> {
+    use clap::ValueEnum as _;
+    let mut config = None;
+    let mut i = 1;
+    loop {
+        let a = args.get(i)?.to_str()?;
+        if a == "hook" {
+            let [stage] = &args[i + 1..] else {
+                return None;
+            };
+            let stage = crate::backend::hook::Stage::from_str(stage.to_str()?, false).ok()?;
+            return Some((config, stage));
+        }
+        if a == "--config" {
+            config = Some(PathBuf::from(args.get(i + 1)?));
+            i += 2;
+        } else if let Some(v) = a.strip_prefix("--config=") {
+            config = Some(PathBuf::from(v));
+            i += 1;
+        } else {
+            return None;
+        }
+    }
+}
+
 /// The environment overrides migcage reads through clap: an empty one (`MIGCAGE_CONFIG=`) means
 /// "not set", as an empty `PATH` entry does, with a warning, instead of a parser error.
 pub const ENV_OVERRIDES: [&str; 2] = [crate::config::CONFIG_ENV, "MIGCAGE_SIM_ARTIFACTS"];
@@ -83,5 +114,52 @@ pub fn runtime_banner(rest: &[OsString]) {
             env!("CARGO_PKG_VERSION")
         ),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod hook_args {
+    use super::*;
+    use crate::backend::hook::Stage;
+
+    fn args(a: &[&str]) -> Vec<OsString> {
+        a.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn the_hooks_own_forms_are_read_without_clap() {
+        assert_eq!(
+            hook_invocation(&args(&["migcage", "hook", "prestart"])),
+            Some((None, Stage::Prestart))
+        );
+        assert_eq!(
+            hook_invocation(&args(&[
+                "/usr/bin/migcage",
+                "--config",
+                "/c.toml",
+                "hook",
+                "createRuntime"
+            ])),
+            Some((Some(PathBuf::from("/c.toml")), Stage::CreateRuntime))
+        );
+        assert_eq!(
+            hook_invocation(&args(&["migcage", "--config=/c.toml", "hook", "poststop"])),
+            Some((Some(PathBuf::from("/c.toml")), Stage::Poststop))
+        );
+    }
+
+    #[test]
+    fn every_other_form_goes_to_clap() {
+        for a in [
+            &["migcage", "hook"][..],
+            &["migcage", "hook", "--help"],
+            &["migcage", "hook", "Prestart"],
+            &["migcage", "hook", "prestart", "--json"],
+            &["migcage", "--json", "hook", "prestart"],
+            &["migcage", "--config"],
+            &["migcage", "list"],
+        ] {
+            assert_eq!(hook_invocation(&args(a)), None, "{a:?}");
+        }
     }
 }

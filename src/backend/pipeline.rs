@@ -140,15 +140,18 @@ fn plan_with_leases(
     holder: Option<&Holder>,
 ) -> Result<(Request, Option<Plan>), PipelineError> {
     let request = request::parse(spec, &config.requests)?;
+    crate::profile::mark("request");
     if request.is_noop() {
         return Ok((request, None));
     }
     // The validated snapshot when there is one (no NVML on the container-start path), else full
     // discovery, which rewrites it.
     let (inv, _source) = inventory::snapshot::inventory(config)?;
+    crate::profile::mark("snapshot");
     // The driver's files for NVIDIA_DRIVER_CAPABILITIES (also for `none`: driver files only).
     // Found before leasing, so that a container that fails here holds no lease.
     let driver = crate::host::driver_discovery::discover(config, &inv.driver_version)?;
+    crate::profile::mark("driver-files");
     let mut plan = match holder {
         _ if !allocate::needs_leases(request.selectors()) => {
             plan::resolve(&request, &inv, &config.dev_root)?
@@ -172,6 +175,7 @@ fn plan_with_leases(
         },
     };
     plan::driver::add(&mut plan, request.driver_capabilities, &driver);
+    crate::profile::mark("plan");
     Ok((request, Some(plan)))
 }
 

@@ -8,6 +8,15 @@ use super::{HookError, Outcome, Stage};
 use crate::config::Config;
 use crate::logging::ContainerRecord;
 
+/// `migcage hook STAGE`: the log set up from `config`, then [`run_logged`] on stdin (one flat
+/// JSON record per container in the log; the error alone, as the caller prints it, on stderr).
+#[allow(clippy::result_large_err)]
+pub fn run_on_stdin(config: &Config, stage: Stage) -> Result<(), HookError> {
+    crate::logging::init(&config.log);
+    crate::profile::mark("logging");
+    run_logged(config, stage, std::io::stdin().lock()).map(drop)
+}
+
 /// Run the hook on the state read from `input` and log its one record, also when it fails (then
 /// with whatever of the container the state names).
 // The error is hook::run's own, passed on unchanged.
@@ -32,6 +41,7 @@ pub fn run_logged(
         Ok(outcome) => {
             let bundle = State::parse(&buf).ok().map(|s| s.bundle);
             ContainerRecord::from_outcome(outcome, bundle.as_deref()).emit();
+            crate::profile::mark("log-record");
         }
         Err(e) => {
             let state = State::parse(&buf).ok();

@@ -232,6 +232,7 @@ fn apply_plan(
         // A rootless engine runs the hook in its user namespace: no `mknod` there either.
         let userns = crate::host::userns::current(Path::new(PROCESS_PROC));
         work.bind_nodes |= userns.is_child();
+        crate::profile::mark("container-prep");
         let id = state.id.clone();
         if work.bind_nodes && !runs_inside_container(stage, state) {
             crate::sys::host_nodes::ensure_host_nodes(&work.nodes).map_err(|message| {
@@ -252,6 +253,7 @@ fn apply_plan(
             id: id.clone(),
             message: e.to_string(),
         })?;
+        crate::profile::mark("container");
         outcome.nodes_created = applied.nodes_created;
         outcome.proc_view = applied.proc_view;
         outcome.applied = Some(applied);
@@ -274,6 +276,7 @@ fn apply_plan(
                 &plan.edits.device_rules,
             )
             .map_err(|source| HookError::Cgroup { id, source })?;
+            crate::profile::mark("cgroup");
             outcome.cgroup = Some(granted.to_string());
             crate::faultpoint::hit("after-cgroup");
             let units = systemd::system_bus(&config.host);
@@ -286,6 +289,7 @@ fn apply_plan(
                 pid: pid as u32,
             };
             after_grant(config, stage, state, &process, plan, &host, outcome);
+            crate::profile::mark("systemd");
         }
     }
     Ok(())
@@ -362,6 +366,7 @@ fn refuse_forged(
 pub fn run(config: &Config, stage: Stage, input: impl Read) -> Result<Outcome, HookError> {
     let start = Instant::now();
     let state = State::read(input)?;
+    crate::profile::mark("state");
     let mut outcome = Outcome::nothing_yet(&state.id, stage);
     if stage == Stage::Poststop {
         outcome.released = pipeline::release_container(config, &state.id)?
@@ -372,6 +377,7 @@ pub fn run(config: &Config, stage: Stage, input: impl Read) -> Result<Outcome, H
         return Ok(outcome);
     }
     let spec = state::read_config(&state.bundle)?;
+    crate::profile::mark("config.json");
     crate::faultpoint::hit("after-parse");
     refuse_forged(config, stage, &state, &spec)?;
     let holder = crate::host::lease::Holder {

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Where the hook's time goes: runs PROFILE_RUNS (default 40) runc containers per case, each with
+# `migcage hook prestart` wrapped by benches/hookwrap.c and MIGCAGE_PROFILE set (src/profile.rs),
+# and prints, per case, the median microseconds of each stage the hook passes, the rest of the
+# hook's wall time (exec and the exit: the wrapper's total minus the stages) and wait4's CPU
+# times. Run as root on Debian; release build; nothing is written to the repository.
+#
+#   scripts/profile-hook.sh                 # a100-7x1g and dgx-8x7; devices only and utility,compute
+#
+# Stages, in order (src/profile.rs names them where they end): start (exec, dynamic loading,
+# Rust's start-up: from the wrapper's fork to main), cli, config, logging, state (the runtime's
+# state on stdin), config.json, request, snapshot (the inventory snapshot read and checked
+# against procfs), driver-files, plan, container-prep, container (the fork+setns child: nodes,
+# mounts, links, ld cache), runtime-detect, cgroup, systemd, log-record.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+runs=${PROFILE_RUNS:-40}
+[[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "profile-hook: PROFILE_RUNS must be a positive number, not '$runs'" >&2; exit 2; }
+[[ $(id -u) == 0 ]] || { echo "profile-hook: run as root (simulate makes device nodes; runc runs containers)" >&2; exit 2; }
+target=${CARGO_TARGET_DIR:-$repo/target}
+echo "profile-hook: release build (cargo build --release --workspace)" >&2
+cargo build --release --workspace --quiet
+bin=$target/release/migcage
+work=$(mktemp -d /tmp/migcage-profile.XXXXXX)
+# shellcheck source=lib/bench-common.sh
+. "$repo/scripts/lib/bench-common.sh"
+trap 'cleanup_containers; rm -rf "$work"' EXIT
+gcc -O2 -Wall -o "$work/hookwrap" benches/hookwrap.c
+
+# median FILE: the median of the numbers in FILE (one a line).
+median() { sort -n "$1" | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else print v[int((NR + 1) / 2)] }'; }
+
+# profile TOPOLOGY CONFIG LABEL ENV...: one case's table.
+profile() {
+  local topo=$1 config=$2 label=$3; shift 3
+  local case=$work/${topo}-${label//[^a-z]/_}
+  local prof=$case.prof wrap=$case.wrap b=$case.bundle
+  BUNDLE_HOOK_ENV="[\"MIGCAGE_PROFILE=$prof\"]" \
+    bundle "$b" "$config" "[\"$work/hookwrap\", \"hookwrap\", \"$wrap\", \"$bin\", \"hook\", \"prestart\"]" "$@"
+  run_container v1 "$b" >/dev/null # warm-up
+  : >"$prof"; : >"$wrap"
+  for ((i = 0; i < runs; i++)); do run_container v1 "$b" >/dev/null; done
+  awk '$3 != 0 { bad = 1 } END { exit bad }' "$wrap" || { echo "profile-hook: a hook failed ($topo $label)" >&2; exit 1; }
+  [[ $(wc -l <"$prof") == "$runs" ]] || { echo "profile-hook: $(wc -l <"$prof") profile lines for $runs runs ($topo $label): is MIGCAGE_PROFILE reaching the hook?" >&2; exit 1; }
+  echo
+  echo "$topo, $label ($runs runs; median µs)"
+  local stages total=0 us
+  stages=$(head -n1 "$prof" | tr ' ' '\n' | cut -d= -f1)
+  for s in $stages; do
+    tr ' ' '\n' <"$prof" | awk -F= -v s="$s" '$1 == s { print $2 }' >"$case.$s"
+    us=$(median "$case.$s")
+    total=$((total + us))
+    printf '  %-16s %6d\n' "$s" "$us"
+  done
+  awk '{ print int($1 / 1000) }' "$wrap" >"$case.wall"
+  awk '{ print $4 }' "$wrap" >"$case.user"
+  awk '{ print $5 }' "$wrap" >"$case.sys"
+  local wall; wall=$(median "$case.wall")
+  printf '  %-16s %6d\n' "(exit, rest)" $((wall > total ? wall - total : 0))
+  printf '  %-16s %6d   (hookwrap: fork to wait, median)\n' "wall" "$wall"
+  printf '  %-16s %6d / %d   (wait4, hook and its setns child)\n' "cpu user/sys" "$(median "$case.user")" "$(median "$case.sys")"
+}
+
+echo "profile-hook: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+for topo in a100-7x1g dgx-8x7; do
+  root=$(simulate "$topo")
+  profile "$topo" "$root/config-devices-only.toml" "devices only" NVIDIA_VISIBLE_DEVICES=0:1
+  profile "$topo" "$root/config.toml" "utility,compute" NVIDIA_VISIBLE_DEVICES=0:1 NVIDIA_DRIVER_CAPABILITIES=utility,compute
+done
