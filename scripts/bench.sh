@@ -12,10 +12,11 @@
 #     NVIDIA_DRIVER_CAPABILITIES=utility,compute (also what an unset variable means), on cgroup v1
 #     and v2, and without the inventory snapshot (NVML at every start), for comparison;
 #   - the hook's peak RSS (wait4's ru_maxrss: the hook or its setns child, whichever is larger);
-#   - container start: `runc run` of one busybox container with the hook against the same
-#     container with the same device nodes written statically into config.json (linux.devices +
-#     linux.resources.devices), alternating the two, as a ratio of medians;
-#   - the runtime wrapper (`migcage runtime run`) against the hook on the same container;
+#   - container start, on cgroup v1 and v2, in one interleaved run: the floor (a container asking
+#     for nothing), the static spec (the hook's device nodes and rules, and with utility,compute
+#     its bind mounts, written into config.json: the cheapest migcage could be), the hook (devices
+#     only, utility,compute) and runtime mode (`migcage runtime run`); each target a median of
+#     pairwise ratios (one round against the same round), with its spread;
 #   - `list`, `refresh` and `cdi generate` on dgx-8x7 (full NVML discovery; the simulated NVML);
 #   - `mig apply` of a full layout (8 GPUs x 7 1g.5gb, 56 creates) on dgx-8x-empty, through the
 #     simulated NVML (at most 10 runs: each is 56 creates and, untimed, 56 destroys);
@@ -102,53 +103,67 @@ for topo in a100-7x1g dgx-8x7; do
 done
 hook_rows=("${rows[@]}"); rows=()
 
-# --- 2. container start: hook against the same nodes written statically ----------------------------
+# --- 2. container start, one interleaved run: floor, static spec, hook, runtime mode --------------
 
-echo "bench: container start, hook vs static spec (alternating, $runs each)" >&2
-root=${roots[a100-7x1g]}
-cfg=$root/config-devices-only.toml
-bundle "$work/start-hook" "$cfg" "[\"$bin\", \"migcage\", \"hook\", \"prestart\"]" NVIDIA_VISIBLE_DEVICES=0:1
-static_bundle "$work/start-hook" "$work/start-static" "$cfg"
-run_container v1 "$work/start-hook" >/dev/null; run_container v1 "$work/start-static" >/dev/null
-: >"$work/start-hook.txt"; : >"$work/start-static.txt"
-for ((i = 0; i < runs; i++)); do
-  run_container v1 "$work/start-hook" >>"$work/start-hook.txt"
-  run_container v1 "$work/start-static" >>"$work/start-static.txt"
-done
-read -r h50 h95 _ < <(stats "$work/start-hook.txt" 1 1000)
-read -r s50 s95 _ < <(stats "$work/start-static.txt" 1 1000)
-ratio=$(awk -v a="$h50" -v b="$s50" 'BEGIN { printf "%.3f", a / b }')
-row "runc run, devices written statically into config.json | a100-7x1g | v1 | $s50 | $s95 | | $runs"
-row "runc run, devices by the migcage hook | a100-7x1g | v1 | $h50 | $h95 | | $runs"
-start_rows=("${rows[@]}"); rows=()
+# ratio_stats A B: "median p25 p75" of the pairwise ratios A[i] / B[i] (the same round of the
+# interleaved run, so that a slow patch of the machine slows both sides of a ratio).
+ratio_stats() {
+  paste "$1" "$2" | awk '{ printf "%.4f\n", $1 / $2 }' >"$work/ratios.txt"
+  read -r q25 q50 q75 < <(quartiles "$work/ratios.txt")
+  echo "$q50 $q25 $q75"
+}
 
-# --- 3. runtime wrapper against the hook ------------------------------------------------------------
-
-runtime_note=""
-if "$bin" runtime --version >/dev/null 2>&1 || "$bin" help runtime >/dev/null 2>&1; then
-  echo "bench: runtime mode vs hook mode (alternating, $runs each)" >&2
-  cfg=$root/config.toml
-  bundle "$work/rt" "$cfg" '[]' NVIDIA_VISIBLE_DEVICES=0:1
-  bundle "$work/rt-hook" "$cfg" "[\"$bin\", \"migcage\", \"hook\", \"prestart\"]" NVIDIA_VISIBLE_DEVICES=0:1
-  cp "$work/rt/config.json" "$work/rt-pristine.json"
-  export MIGCAGE_CONFIG=$cfg
-  : >"$work/rt.txt"; : >"$work/rt-hook.txt"
-  cp "$work/rt-pristine.json" "$work/rt/config.json"; run_container v1 "$work/rt" "$bin" runtime >/dev/null
-  for ((i = 0; i < runs; i++)); do
-    cp "$work/rt-pristine.json" "$work/rt/config.json"   # a fresh bundle, as an engine makes one
-    run_container v1 "$work/rt" "$bin" runtime >>"$work/rt.txt"
-    run_container v1 "$work/rt-hook" >>"$work/rt-hook.txt"
+start_run() { # MODE (v1|v2)
+  local m=$1 root=${roots[a100-7x1g]} d=$work/start-$1
+  local dev=$root/config-devices-only.toml full=$root/config.toml
+  local hook="[\"$bin\", \"migcage\", \"hook\", \"prestart\"]"
+  # floor: no device asked, no hook (a plain start); static-*: the nodes and rules (and, with
+  # utility,compute, the driver files' bind mounts) the hook gives, written into config.json.
+  bundle "$d/floor" "$dev" '[]'
+  bundle "$d/hook-dev" "$dev" "$hook" NVIDIA_VISIBLE_DEVICES=0:1
+  static_bundle "$d/hook-dev" "$d/static-dev" "$dev"
+  bundle "$d/hook-uc" "$full" "$hook" NVIDIA_VISIBLE_DEVICES=0:1 NVIDIA_DRIVER_CAPABILITIES=utility,compute
+  static_bundle "$d/hook-uc" "$d/static-uc" "$full" mounts
+  bundle "$d/runtime-uc" "$full" '[]' NVIDIA_VISIBLE_DEVICES=0:1 NVIDIA_DRIVER_CAPABILITIES=utility,compute
+  cp "$d/runtime-uc/config.json" "$d/runtime-pristine.json"
+  local k
+  for k in floor static-dev hook-dev static-uc hook-uc; do
+    run_container "$m" "$d/$k" >/dev/null; : >"$d/$k.txt"
   done
-  unset MIGCAGE_CONFIG
-  read -r r50 r95 _ < <(stats "$work/rt.txt" 1 1000)
-  read -r k50 k95 _ < <(stats "$work/rt-hook.txt" 1 1000)
-  row "runc run via migcage runtime (utility,compute) | a100-7x1g | v1 | $r50 | $r95 | | $runs"
-  row "runc run, migcage hook (utility,compute) | a100-7x1g | v1 | $k50 | $k95 | | $runs"
-else
-  runtime_note="migcage runtime is not in this build: no runtime-mode figure."
-  r50=- k50=-
-fi
-runtime_rows=("${rows[@]}"); rows=()
+  MIGCAGE_CONFIG=$full run_container "$m" "$d/runtime-uc" "$bin" runtime >/dev/null; : >"$d/runtime-uc.txt"
+  for ((i = 0; i < runs; i++)); do
+    for k in floor static-dev hook-dev static-uc hook-uc; do
+      run_container "$m" "$d/$k" >>"$d/$k.txt"
+    done
+    cp "$d/runtime-pristine.json" "$d/runtime-uc/config.json"   # a fresh bundle, as an engine makes one
+    MIGCAGE_CONFIG=$full run_container "$m" "$d/runtime-uc" "$bin" runtime >>"$d/runtime-uc.txt"
+  done
+  local label
+  for k in floor static-dev hook-dev static-uc hook-uc runtime-uc; do
+    case $k in
+      floor) label="runc run, no device, no hook (the floor)" ;;
+      static-dev) label="runc run, devices written statically into config.json" ;;
+      hook-dev) label="runc run, devices by the migcage hook" ;;
+      static-uc) label="runc run, devices and utility,compute driver files written statically" ;;
+      hook-uc) label="runc run, migcage hook (utility,compute)" ;;
+      runtime-uc) label="runc run via migcage runtime (utility,compute)" ;;
+    esac
+    read -r p50 p95 _ < <(stats "$d/$k.txt" 1 1000)
+    row "$label | a100-7x1g | $m | $p50 | $p95 | | $runs"
+  done
+  read -r hook_dev_ratio[$m] hook_dev_lo[$m] hook_dev_hi[$m] < <(ratio_stats "$d/hook-dev.txt" "$d/static-dev.txt")
+  read -r hook_uc_ratio[$m] hook_uc_lo[$m] hook_uc_hi[$m] < <(ratio_stats "$d/hook-uc.txt" "$d/static-uc.txt")
+  read -r rt_ratio[$m] rt_lo[$m] rt_hi[$m] < <(ratio_stats "$d/runtime-uc.txt" "$d/static-uc.txt")
+  read -r static_ratio[$m] static_lo[$m] static_hi[$m] < <(ratio_stats "$d/static-dev.txt" "$d/floor.txt")
+}
+
+declare -A hook_dev_ratio hook_dev_lo hook_dev_hi hook_uc_ratio hook_uc_lo hook_uc_hi
+declare -A rt_ratio rt_lo rt_hi static_ratio static_lo static_hi
+for m in v1 v2; do
+  echo "bench: container start on cgroup $m, interleaved: floor, static, hook, runtime mode ($runs rounds)" >&2
+  start_run "$m"
+done
+start_rows=("${rows[@]}"); rows=()
 
 # --- 4. list, refresh, cdi generate on dgx-8x7 ------------------------------------------------------
 
@@ -247,14 +262,15 @@ demand_rows=("${rows[@]}"); rows=()
 # --- report -------------------------------------------------------------------------------------------
 
 a=$hook_p50_a100_7x1g_v1_devices d=$hook_p50_dgx_8x7_v1_devices
-scale=$(awk -v a="$a" -v d="$d" 'BEGIN { printf "%.3f", d / a }')
 a2=$hook_p50_a100_7x1g_v2_devices d2=$hook_p50_dgx_8x7_v2_devices
-scale2=$(awk -v a="$a2" -v d="$d2" 'BEGIN { printf "%.3f", d / a }')
 u=$hook_p50_a100_7x1g_v1_utility_compute ud=$hook_p50_dgx_8x7_v1_utility_compute
-uscale=$(awk -v a="$u" -v d="$ud" 'BEGIN { printf "%.3f", d / a }')
 ns=$hook_p50_a100_7x1g_v1_utility_compute__no_snapshot nsd=$hook_p50_dgx_8x7_v1_utility_compute__no_snapshot
-rss_max=$(cat "$work"/hook-*.txt | awk '$2 > m { m = $2 } END { printf "%.2f", m / 1024 }')
-verdict() { awk -v v="$1" -v lim="$2" 'BEGIN { print (v <= lim) ? "met" : "NOT met" }'; }
+# The largest of the figures #18 sets a limit on (the no-snapshot runs are a comparison only).
+rss_max=$(cat "$work"/hook-*-devices.txt "$work"/hook-*-utility_compute.txt \
+  | awk '$2 > m { m = $2 } END { printf "%.2f", m / 1024 }')
+cdi_p50=$(stats "$work/cli-migcage_cdi_generate.txt" 1 1000 | cut -d' ' -f1)
+verdict() { awk -v v="$1" -v lim="$2" 'BEGIN { print (v <= lim) ? "MET" : "NOT MET" }'; }
+within() { awk -v a="$1" -v b="$2" 'BEGIN { r = (a > b) ? a / b : b / a; printf "%.3f", r }'; }
 {
   echo "# migcage benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
@@ -271,23 +287,34 @@ verdict() { awk -v v="$1" -v lim="$2" 'BEGIN { print (v <= lim) ? "met" : "NOT m
   echo "|---|---|---|---|---|---|---|"
   printf '%s\n' "${hook_rows[@]}" "${start_rows[@]}" "${runtime_rows[@]}" "${cli_rows[@]}" "${mig_rows[@]}" "${demand_rows[@]}"
   echo
-  echo "Derived:"
+  echo "Targets (issue #18), each MET or NOT MET at this commit; a ratio is the median of the"
+  echo "pairwise ratios of one interleaved run, with its spread (p25-p75):"
   echo
-  echo "- container start with the hook / static spec (p50): **$ratio** (target <= 1.15: $(verdict "$ratio" 1.15))"
-  echo "- hook p50, dgx-8x7 / a100-7x1g, devices only: **$scale** on v1, **$scale2** on v2 (target <= 1.20: $(verdict "$scale" 1.20), $(verdict "$scale2" 1.20)); with utility,compute: **$uscale** ($(verdict "$uscale" 1.20))"
-  echo "- devices-only hook p50 on a100-7x1g: $a ms (target < 5 ms: $(verdict "$a" 4.999)); dgx-8x7: $d ms"
-  echo "- utility,compute hook p50 on a100-7x1g: $u ms (target < 25 ms: $(verdict "$u" 24.999)); dgx-8x7: $ud ms"
+  for m in v1 v2; do
+    echo "- hook / static spec, devices only, cgroup $m: **${hook_dev_ratio[$m]}** (${hook_dev_lo[$m]}-${hook_dev_hi[$m]}; target <= 1.08: $(verdict "${hook_dev_ratio[$m]}" 1.08))"
+    echo "- hook / static spec, utility,compute, cgroup $m: **${hook_uc_ratio[$m]}** (${hook_uc_lo[$m]}-${hook_uc_hi[$m]}; target <= 1.08: $(verdict "${hook_uc_ratio[$m]}" 1.08))"
+    echo "- runtime mode / static spec, utility,compute, cgroup $m: **${rt_ratio[$m]}** (${rt_lo[$m]}-${rt_hi[$m]}; target <= 1.10: $(verdict "${rt_ratio[$m]}" 1.10))"
+  done
+  echo "- hook process p50, devices only: a100-7x1g $a ms, dgx-8x7 $d ms (target < 2.5 ms: $(verdict "$a" 2.499), $(verdict "$d" 2.499)); on v2 $a2 and $d2 ms"
+  echo "- hook process p50, utility,compute: a100-7x1g $u ms, dgx-8x7 $ud ms (target < 4 ms: $(verdict "$u" 3.999), $(verdict "$ud" 3.999))"
+  echo "- dgx-8x7 against a100-7x1g: $(within "$d" "$a") devices only, $(within "$ud" "$u") utility,compute (target within 1.10: $(verdict "$(within "$d" "$a")" 1.10), $(verdict "$(within "$ud" "$u")" 1.10))"
+  echo "- hook peak RSS, largest of those runs: $rss_max MiB (target < 8 MiB: $(verdict "$rss_max" 7.999))"
+  echo "- migcage cdi generate on dgx-8x7: $cdi_p50 ms (target < 10 ms: $(verdict "$cdi_p50" 9.999))"
+  echo
+  echo "Also measured:"
+  echo
+  for m in v1 v2; do
+    echo "- the static spec over the floor (a start with no device), cgroup $m: ${static_ratio[$m]} (${static_lo[$m]}-${static_hi[$m]})"
+  done
   echo "- without the snapshot (NVML at every start): $ns ms on a100-7x1g, $nsd ms on dgx-8x7 (simulated NVML; a real one adds its own start-up)"
-  echo "- peak RSS of the hook, largest of all runs: $rss_max MiB (target < 16 MiB: $(verdict "$rss_max" 15.999))"
-  if [[ $r50 != - ]]; then
-    echo "- container start via the runtime wrapper / via the hook (p50): $(awk -v a="$r50" -v b="$k50" 'BEGIN { printf "%.3f", a / b }')"
-  fi
   echo "- container start making its instance on demand / finding a free one (p50, each with its poststop): $(awk -v a="$o50" -v b="$f50" 'BEGIN { printf "%.3f", a / b }')"
-  for n in "$runtime_note" "$cdi_note"; do [[ -z $n ]] || echo "- $n"; done
+  for n in "$cdi_note"; do [[ -z $n ]] || echo "- $n"; done
   echo
   echo "Hook times are measured around the hook process (benches/hookwrap.c); container starts"
   echo "around \`runc run\` of a busybox \`true\`. \"no snapshot\" puts a directory where the snapshot"
   echo "file would go, so every start initializes the (simulated) NVML: the cost the snapshot removes."
+  echo "Each simulated host's state_dir is on a tmpfs, as /run/migcage is on a real host."
+  echo "\`scripts/profile-hook.sh\` breaks the hook's time down by stage."
 } >"$out"
 echo >&2
 cat "$out"

@@ -32,6 +32,13 @@ quartiles() {
 simulate() {
   local root=$work/$1
   "$bin" simulate --topology "$1" --root "$root" >/dev/null
+  # state_dir on a tmpfs, as /run/migcage is on a real host (systemd mounts /run as one): the
+  # lease file is replaced by rename on every start, which ext4 (auto_da_alloc) makes flush
+  # the new file's data first, a cost no real host pays.
+  if ! mountpoint -q "$work/run"; then
+    mkdir -p "$work/run" && mount -t tmpfs -o mode=0755,size=64m tmpfs "$work/run"
+  fi
+  sed -i "s|^state_dir = .*|state_dir = \"$work/run/$1\"|" "$root/config.toml"
   MIGCAGE_CONFIG=$root/config.toml "$bin" refresh >/dev/null
   mkdir -p "$work/no-driver-files"
   sed "s|^driver_root = .*|driver_root = \"$work/no-driver-files\"|" "$root/config.toml" \
@@ -71,22 +78,25 @@ bundle() {
     >"$dir/config.json"
 }
 
-# static_bundle HOOK-BUNDLE STATIC-BUNDLE CONFIG: make STATIC-BUNDLE the container of HOOK-BUNDLE
-# with the device nodes and rules the hook would give it written into config.json (the floor).
+# static_bundle HOOK-BUNDLE STATIC-BUNDLE CONFIG [mounts]: make STATIC-BUNDLE the container of
+# HOOK-BUNDLE with the device nodes and rules the hook would give it written into config.json
+# (the floor); with `mounts`, the driver files' bind mounts too.
 static_bundle() {
-  local from=$1 to=$2 config=$3
+  local from=$1 to=$2 config=$3 with_mounts=${4:-}
   local env; env=$(jq -r '.process.env[] | select(. != "PATH=/bin")' "$from/config.json")
   # shellcheck disable=SC2086
   bundle "$to" "$config" '[]' $env
   MIGCAGE_CONFIG=$config "$bin" explain --bundle "$from" --json >"$to/explain.json"
   # explain's device nodes are migcage's node objects (docs/json.md: path, major, minor, mode
   # as an octal string); every NVIDIA node is a character device.
-  jq --slurpfile e "$to/explain.json" '
+  jq --slurpfile e "$to/explain.json" --arg mounts "$with_mounts" '
     def octal: explode | map(. - 48) | reduce .[] as $d (0; . * 8 + $d);
     $e[0].plan.edits.deviceNodes as $n
     | .linux.devices = [$n[] | {path, type: "c", major, minor}
         + (if .mode then {fileMode: (.mode | octal)} else {} end)]
-    | .linux.resources.devices += [$n[] | {allow: true, type: "c", major, minor, access: "rwm"}]' \
+    | .linux.resources.devices += [$n[] | {allow: true, type: "c", major, minor, access: "rwm"}]
+    | if $mounts == "mounts" then .mounts += [$e[0].plan.edits.mounts[]
+        | {destination: .containerPath, source: .hostPath, type: "bind", options}] else . end' \
     "$to/config.json" >"$to/static.json"
   mv "$to/static.json" "$to/config.json"
   [[ $(jq '.linux.devices | length' "$to/config.json") -gt 0 ]] \
@@ -118,8 +128,10 @@ run_container() {
   echo $((t1 - t0))
 }
 
-# cleanup_containers: delete what an interrupted run left (`runc run` removes its container).
+# cleanup_containers: delete what an interrupted run left (`runc run` removes its container),
+# and unmount the state tmpfs.
 cleanup_containers() {
+  if [[ -n ${work:-} ]] && mountpoint -q "$work/run"; then umount "$work/run" || true; fi
   local id
   for id in $(runc list -q 2>/dev/null | grep "^mcbench-$$-" || true); do
     runc delete -f "$id" >/dev/null 2>&1 || true
