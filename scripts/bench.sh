@@ -43,6 +43,8 @@ out=${BENCH_OUT:-$repo/docs/performance.md}
 mkdir -p "$(dirname "$out")"
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+# Before anything is written: the results page itself is rewritten below.
+commit="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$repo" diff --quiet HEAD 2>/dev/null || echo ' with uncommitted changes')"
 work=$(mktemp -d /tmp/migcage-bench.XXXXXX)
 cleanup() {
   # `runc run` removes its container; one left by an interrupted run is deleted here.
@@ -275,7 +277,7 @@ within() { awk -v a="$1" -v b="$2" 'BEGIN { r = (a > b) ? a / b : b / a; printf 
   echo "# migcage benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
   echo "Written by \`scripts/bench.sh\` (run it as root to reproduce every figure here; nothing on this"
-  echo "page is edited by hand). Commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$repo" diff --quiet HEAD 2>/dev/null || echo ' with uncommitted changes')."
+  echo "page is edited by hand). Commit $commit."
   echo
   echo "Machine: $host_name, $(nproc) CPUs ($(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n1)),"
   echo "kernel $(uname -r), $(runc --version | head -n1), "
