@@ -262,7 +262,7 @@ fn bad_input_is_one_line_and_changes_nothing() {
         ),
         (
             &["mig", "apply", "-f", &file, "-c", "no-such-gpu"],
-            &["names GPU 3", "has 1 GPUs"],
+            &["names GPU 3, but this host has only GPU 0; name one of those"],
         ),
         (
             &["mig", "apply", "-f", "/nonexistent.yaml", "-c", "x"],

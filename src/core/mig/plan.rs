@@ -128,7 +128,7 @@ pub enum PlanError {
         config: String,
         what: String,
     },
-    #[error("the configuration names GPU {index}, but this host has {count} GPUs (0..{count})")]
+    #[error("the configuration names GPU {index}, but {}; name one of those", crate::core::plan::host_gpus(*count))]
     NoGpu { index: u32, count: usize },
 }
 

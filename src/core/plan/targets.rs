@@ -40,9 +40,8 @@ pub(super) fn find_targets<'a>(
     let gpu_by_index = |i: u32| -> Result<&'a Gpu, PlanError> {
         inv.gpus.iter().find(|g| g.index == i).ok_or_else(|| {
             not_found(match inv.gpus.len() {
-                0 => "this host has no GPU".into(),
-                1 => format!("there is no GPU {i}, this host has only GPU 0"),
-                n => format!("there is no GPU {i}, this host has GPUs 0 to {}", n - 1),
+                0 => host_gpus(0),
+                n => format!("there is no GPU {i}, {}", host_gpus(n)),
             })
         })
     };
@@ -229,4 +228,14 @@ pub(super) fn admin_gpus<'a>(
         }
     }
     Ok(out)
+}
+
+/// Which GPU indexes a host with `n` GPUs has, as the errors say it: "this host has no GPU",
+/// "this host has only GPU 0", "this host has GPUs 0 to 7".
+pub fn host_gpus(n: usize) -> String {
+    match n {
+        0 => "this host has no GPU".into(),
+        1 => "this host has only GPU 0".into(),
+        n => format!("this host has GPUs 0 to {}", n - 1),
+    }
 }

@@ -197,7 +197,7 @@ fn bad_targets_say_what_fits() {
     let e = plan("x", &far, &[gpu]).unwrap_err().to_string();
     assert_eq!(
         e,
-        "the configuration names GPU 3, but this host has 1 GPUs (0..1)"
+        "the configuration names GPU 3, but this host has only GPU 0; name one of those"
     );
 }
 
