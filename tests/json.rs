@@ -360,6 +360,32 @@ fn mig_commands_json_is_what_docs_json_md_says() {
     );
 }
 
+/// `migcage release ID --json` after a container took a lease (runc, no poststop): the
+/// documented `released` object, naming that container's lease.
+#[test]
+fn release_json_is_what_docs_json_md_says() {
+    if let Some(why) = common::Mode::RuncV1.unavailable() {
+        common::skip(&format!("release_json_is_what_docs_json_md_says: {why}"));
+        return;
+    }
+    let s = schemas();
+    let lab = common::lab::Lab::new();
+    let id = common::unique("json");
+    let opts = common::lab::Opts {
+        poststop: false,
+        ..common::lab::Opts::plain()
+    };
+    lab.start(&id, "NVIDIA_VISIBLE_DEVICES=profile:1g.5gb", opts)
+        .unwrap();
+    let (code, v, err) = migcage(&lab.host, &["release", &id, "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    validate(&s, "released", &v);
+    let released = v["released"].as_array().unwrap();
+    assert_eq!(released.len(), 1, "{v}");
+    assert_eq!(released[0]["container"], id.as_str(), "{v}");
+    assert!(lab.lease_file().is_empty(), "release left the lease");
+}
+
 #[test]
 fn errors_with_json_are_the_documented_error_object() {
     let s = schemas();

@@ -69,9 +69,38 @@ pub struct MigDevice {
     pub ci_caps_minor: u32,
 }
 
+/// The GPU instance profile that a MIG profile name belongs to: a compute instance's profile
+/// (`1c.3g.20gb`, nvidia-smi's form) names its GPU instance's after the `<n>c.` prefix; a GPU
+/// instance's own (`3g.20gb`) is itself.
+pub fn gpu_instance_profile(profile: &str) -> &str {
+    match profile.split_once("c.") {
+        Some((n, rest)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => rest,
+        _ => profile,
+    }
+}
+
+impl MigDevice {
+    /// See [`gpu_instance_profile`].
+    pub fn gpu_instance_profile(&self) -> &str {
+        gpu_instance_profile(&self.profile)
+    }
+}
+
 impl Gpu {
     /// `/proc/driver/nvidia/gpus/<dir>`: the bus id with a 4-digit domain, lower case.
     pub fn proc_bus_id(&self) -> String {
         migcage_topology::proc_bus_id(&self.pci_bus_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_compute_instance_profile_names_its_gpu_instances() {
+        use super::gpu_instance_profile as gi;
+        assert_eq!(gi("1c.3g.20gb"), "3g.20gb");
+        assert_eq!(gi("3g.20gb"), "3g.20gb");
+        assert_eq!(gi("1g.10gb+me"), "1g.10gb+me");
+        assert_eq!(gi("c.3g.20gb"), "c.3g.20gb");
     }
 }

@@ -503,8 +503,10 @@ scenario docker-runtime prep_docker docker_gone run_docker_runtime "$(d_of docke
 # The shipped units, installed as the package does (ExecStart pointed at this VM's migcage; a
 # drop-in points the service's driver condition at the simulated driver's procfs, as an admin's
 # would). A rewritten DKMS module of the running kernel before `daemon-reload`, and a repointed
-# NVML soname link after it, must each regenerate /var/run/cdi/nvidia.com-gpu.yaml within 30 s,
-# and the spec must match the host (`migcage cdi list --check`). Last: Podman reads /var/run/cdi.
+# NVML soname link after it, then the MIG layout stamp that migcage rewrites after every layout
+# change (/run/migcage/mig-layout-changed; tests/on_demand_e2e.rs checks that migcage writes
+# it), must each regenerate /var/run/cdi/nvidia.com-gpu.yaml within 30 s, and the spec must match
+# the host (`migcage cdi list --check`). Last: Podman reads /var/run/cdi.
 cdi_spec_after() {
   local spec=/var/run/cdi/nvidia.com-gpu.yaml i out
   rm -f "$spec"
@@ -538,6 +540,9 @@ cdi_path_unit() {
   sleep 1
   after=$(cdi_spec_after ln -sfn "$sim/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.550.54.15" \
     /usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1)
+  local layout
+  layout=$(cdi_spec_after sh -c 'mkdir -p /run/migcage && date +%s >/run/migcage/mig-layout-changed')
+  [[ $after != ok ]] || after=$layout
   systemctl disable --now migcage-cdi.path >/dev/null 2>&1 || true
   rm -f /var/run/cdi/nvidia.com-gpu.yaml /usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1 "$modules/nvidia.ko"
   local line="VM-RESULT $mode before=$before after=$after"

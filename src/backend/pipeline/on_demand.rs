@@ -154,12 +154,7 @@ fn model_has_profile(inv: &Inventory, short: &Short) -> bool {
                     continue;
                 }
                 gis.push(m.gpu_instance_id);
-                // A compute instance's profile (`1c.3g.20gb`) names its GPU instance's after the
-                // first dot.
-                let gi_name = match m.profile.split_once("c.") {
-                    Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) => rest,
-                    _ => m.profile.as_str(),
-                };
+                let gi_name = m.gpu_instance_profile();
                 used += model.gi_profile(gi_name).map_or(total, slices);
                 same += u32::from(gi_name == wanted.name);
             }

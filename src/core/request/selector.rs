@@ -206,10 +206,7 @@ fn is_profile_name(name: &str) -> bool {
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     let core_end = name.find(['+', '-']).unwrap_or(name.len());
     let (core, suffix) = name.split_at(core_end);
-    let core = match core.split_once("c.") {
-        Some((n, rest)) if digits(n) => rest,
-        _ => core,
-    };
+    let core = crate::core::inventory::gpu_instance_profile(core);
     let core_ok = match core.split_once("g.") {
         Some((slices, mem)) => digits(slices) && mem.strip_suffix("gb").is_some_and(digits),
         None => false,
