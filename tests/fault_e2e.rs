@@ -78,10 +78,11 @@ fn killed_at_every_step(mode: Mode) {
         ));
         return;
     }
-    if !migcage::faultpoint::ENABLED {
-        common::skip(&format!(
-            "{test}: fault points are compiled out (a build without debug assertions)"
-        ));
+    if common::skip_unless(
+        migcage::faultpoint::ENABLED,
+        &test,
+        common::FAULT_POINTS_OUT,
+    ) {
         return;
     }
     let host = SimHost::new("a100-mixed");
@@ -156,8 +157,11 @@ fn killed_at_every_step_crun_cgroup_v2() {
 fn the_kill_variable_works_on_the_binary() {
     use std::io::Write;
     use std::os::unix::process::ExitStatusExt;
-    if !migcage::faultpoint::ENABLED {
-        common::skip("the_kill_variable_works_on_the_binary: fault points are compiled out (a build without debug assertions)");
+    if common::skip_unless(
+        migcage::faultpoint::ENABLED,
+        "the_kill_variable_works_on_the_binary",
+        common::FAULT_POINTS_OUT,
+    ) {
         return;
     }
     let d = tempfile::tempdir().unwrap();

@@ -32,26 +32,9 @@ fn seven_at_once_the_eighth_refused_then_handed_over() {
     }
     let lab = Lab::new();
     let seven = ids(7);
-    let opts = [Opts {
-        poststop: true,
-        probe: true,
-        ..Opts::plain()
-    }; 7];
-    for (id, r) in seven.iter().zip(lab.start_all(&seven, PROFILE, &opts)) {
-        assert!(r.is_ok(), "{id} did not start: {}", r.unwrap_err());
-    }
     // From inside: seven different instances, each container exactly one, and its cgroup lets it
     // open its own caps nodes (ENXIO: no driver behind a simulated node) and no other's (EPERM).
-    let mut got: BTreeMap<String, String> = BTreeMap::new();
-    for id in &seven {
-        let r = lab.report(id);
-        let (index, uuid) = lab.instance_of(id, &r);
-        lab.assert_opens_only_its_own(id, &index, &r);
-        assert!(
-            got.insert(uuid, id.clone()).is_none(),
-            "two containers got one instance"
-        );
-    }
+    let got = lab.start_isolated(&seven, PROFILE);
     assert_eq!(got.len(), 7);
     // `list` says who holds what; the JSON and the table agree with the containers.
     let holders = lab.holders();

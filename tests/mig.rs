@@ -283,11 +283,11 @@ fn an_apply_killed_between_gpu_and_compute_instance_is_finished_by_the_next() {
     if root_or_skip() {
         return;
     }
-    if !migcage::faultpoint::ENABLED {
-        common::skip(&format!(
-            "{}: fault points are compiled out of builds without debug assertions",
-            common::test_name()
-        ));
+    if common::skip_unless(
+        migcage::faultpoint::ENABLED,
+        &common::test_name(),
+        common::FAULT_POINTS_OUT,
+    ) {
         return;
     }
     let host = Host::new("a100-empty");

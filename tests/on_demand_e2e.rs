@@ -146,28 +146,9 @@ fn seven_at_once_on_an_empty_a100_get_seven_new_instances_and_the_eighth_is_refu
     let lab = Lab::on("a100-empty", ON_DEMAND);
     assert!(devices(&lab).is_empty(), "a100-empty has instances");
     let seven = ids(7);
-    let opts = [Opts {
-        probe: true,
-        ..Opts::plain()
-    }; 7];
-    for (id, r) in seven
-        .iter()
-        .zip(lab.start_all(&seven, &profile("1g.5gb"), &opts))
-    {
-        assert!(r.is_ok(), "{id} did not start: {}", r.unwrap_err());
-    }
     // From inside: seven different instances, each exactly one, its own caps nodes open (ENXIO:
     // no driver behind a simulated node) and every other one refused (EPERM).
-    let mut got: BTreeMap<String, String> = BTreeMap::new();
-    for id in &seven {
-        let r = lab.report(id);
-        let (index, uuid) = lab.instance_of(id, &r);
-        lab.assert_opens_only_its_own(id, &index, &r);
-        assert!(
-            got.insert(uuid, id.clone()).is_none(),
-            "two got one instance"
-        );
-    }
+    let got = lab.start_isolated(&seven, &profile("1g.5gb"));
     // `list`: seven 1g.5gb, each made for the container that holds it.
     let now = devices(&lab);
     assert_eq!(now.len(), 7, "{now:?}");
@@ -338,11 +319,11 @@ fn a_creation_killed_at_each_step_is_settled_by_the_next_start() {
     if unavailable("a_creation_killed_at_each_step_is_settled_by_the_next_start") {
         return;
     }
-    if !migcage::faultpoint::ENABLED {
-        common::skip(&format!(
-            "{}: fault points are compiled out of builds without debug assertions",
-            common::test_name()
-        ));
+    if common::skip_unless(
+        migcage::faultpoint::ENABLED,
+        &common::test_name(),
+        common::FAULT_POINTS_OUT,
+    ) {
         return;
     }
     for step in migcage::faultpoint::DEMAND_STEPS {
@@ -471,60 +452,4 @@ fn explain_says_where_the_instance_would_be_made_and_makes_nothing() {
         line.contains("or set [allocation] create_on_demand = true"),
         "{line}"
     );
-}
-
-/// Everything else follows a layout change: an instance made on demand, and one `mig apply`
-/// destroys, each rewrite `state_dir/mig-layout-changed` (what `migcage-cdi.path` watches; the
-/// VM scenario `cdi-path-unit` checks that touching it regenerates the spec), and a CDI spec
-/// written before the change is flagged stale by `cdi list --check` until it is generated again.
-#[test]
-fn a_layout_change_is_stamped_and_flags_the_cdi_spec_stale() {
-    if unavailable("a_layout_change_is_stamped_and_flags_the_cdi_spec_stale") {
-        return;
-    }
-    let lab = Lab::on("a100-empty", ON_DEMAND);
-    let stamp = lab.host.dir.path().join("run/migcage/mig-layout-changed");
-    let cdi = lab.bundles.path().join("cdi");
-    std::fs::create_dir_all(&cdi).unwrap();
-    let cdi = cdi.to_str().unwrap();
-    let check = |ctx: &str, fresh: bool| {
-        let out = lab.migcage(&["cdi", "list", "--check", "--spec", cdi]);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            out.status.success(),
-            fresh,
-            "{ctx}: cdi list --check: {err}"
-        );
-        if !fresh {
-            assert!(err.contains("migcage: warning: "), "{ctx}: {err}");
-        }
-    };
-    lab.host.cdi_generate(&["--output", cdi]);
-    check("before any change", true);
-    assert!(!stamp.exists(), "stamped before any change");
-
-    let id = common::unique("demand");
-    lab.start(&id, &profile("1g.5gb"), WITH_POSTSTOP).unwrap();
-    assert!(stamp.exists(), "an instance made on demand left no stamp");
-    check("after an instance was made", false);
-    lab.host.cdi_generate(&["--output", cdi]);
-    check("generated again", true);
-    lab.stop(&id);
-
-    std::fs::remove_file(&stamp).unwrap();
-    let file = lab.bundles.path().join("mig-parted.yaml");
-    std::fs::write(
-        &file,
-        "version: v1\nmig-configs:\n  empty:\n    - devices: all\n      mig-enabled: true\n",
-    )
-    .unwrap();
-    let out = lab.migcage(&["mig", "apply", "-f", file.to_str().unwrap(), "-c", "empty"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(devices(&lab).is_empty(), "apply left an instance");
-    assert!(stamp.exists(), "mig apply left no stamp");
-    check("after mig apply destroyed it", false);
 }

@@ -288,6 +288,33 @@ impl Lab {
 
     /// The one instance a container has, from its caps nodes: (index, UUID). Panics unless it has
     /// exactly one instance's GI and CI nodes.
+    /// Start a container for each of `ids` at once, each asking for `env` and running the
+    /// isolation probe, and check from inside that each got exactly one instance of its own,
+    /// opens it and is refused every other one. Instance UUID -> container.
+    pub fn start_isolated(&self, ids: &[String], env: &str) -> BTreeMap<String, String> {
+        let opts = vec![
+            Opts {
+                probe: true,
+                ..Opts::plain()
+            };
+            ids.len()
+        ];
+        for (id, r) in ids.iter().zip(self.start_all(ids, env, &opts)) {
+            assert!(r.is_ok(), "{id} did not start: {}", r.unwrap_err());
+        }
+        let mut got = BTreeMap::new();
+        for id in ids {
+            let r = self.report(id);
+            let (index, uuid) = self.instance_of(id, &r);
+            self.assert_opens_only_its_own(id, &index, &r);
+            assert!(
+                got.insert(uuid, id.clone()).is_none(),
+                "two containers got one instance"
+            );
+        }
+        got
+    }
+
     /// From inside container `id` (its probe's `r`): it opens its own caps nodes (ENXIO: no
     /// driver behind a simulated node) and is refused every other one (EPERM).
     pub fn assert_opens_only_its_own(&self, id: &str, index: &str, r: &Report) {

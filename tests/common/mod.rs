@@ -47,6 +47,11 @@ pub fn test_name() -> String {
         .to_string()
 }
 
+/// Why a test of the debug-only fault points cannot run ([`skip_unless`] with
+/// `migcage::faultpoint::ENABLED`).
+pub const FAULT_POINTS_OUT: &str =
+    "fault points are compiled out of builds without debug assertions";
+
 /// [`skip`] with `test: why` when `ok` is false; returns true when the caller must return.
 /// CI runs as root with every runtime installed, so there these never skip.
 pub fn skip_unless(ok: bool, test: &str, why: &str) -> bool {

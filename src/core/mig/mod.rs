@@ -9,6 +9,8 @@
 pub mod config;
 pub mod demand;
 pub mod plan;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::collections::BTreeMap;
 use std::fmt;

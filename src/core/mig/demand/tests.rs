@@ -1,33 +1,17 @@
 //! Where on-demand instances go, against the placement rules, and how records are settled.
 
-use migcage_topology::models::model;
-
 use super::*;
 use crate::core::mig::CiState;
 
 /// GPU `index` of `model_key` with `instances` (profile, start, holder); GI ids from 10.
 fn gpu(index: u32, model_key: &str, instances: &[(&str, u32, Option<&str>)]) -> GpuLayout {
-    let m = model(model_key).unwrap();
-    GpuLayout {
+    crate::core::mig::testing::layout(
         index,
-        uuid: format!("GPU-{index}"),
-        model: m,
-        mig_enabled: true,
-        instances: instances
-            .iter()
-            .enumerate()
-            .map(|(i, (name, start, holder))| GiState {
-                id: 10 + i as u32,
-                profile: m.gi_profile(name).unwrap(),
-                start: *start,
-                compute_instances: vec![CiState {
-                    id: 0,
-                    uuid: format!("MIG-{index}-{i}"),
-                }],
-                held_by: holder.map(str::to_string),
-            })
-            .collect(),
-    }
+        model_key,
+        10,
+        |i| format!("MIG-{index}-{i}"),
+        instances,
+    )
 }
 
 fn a100(index: u32, instances: &[(&str, u32, Option<&str>)]) -> GpuLayout {

@@ -1,34 +1,13 @@
 //! The plan against the placement rules: from empty, twice (a no-op), around held instances,
 //! and each refusal.
 
-use migcage_topology::models::model;
-
 use super::*;
 use crate::core::mig::config::{select, Devices};
 use crate::core::mig::CiState;
 
+/// GPU 0, an A100-40GB with `instances` (profile, start, holder); GI ids from 20.
 fn a100(instances: &[(&str, u32, Option<&str>)]) -> GpuLayout {
-    let m = model("a100-sxm4-40gb").unwrap();
-    GpuLayout {
-        index: 0,
-        uuid: "GPU-0".into(),
-        model: m,
-        mig_enabled: true,
-        instances: instances
-            .iter()
-            .enumerate()
-            .map(|(i, (name, start, holder))| GiState {
-                id: 20 + i as u32,
-                profile: m.gi_profile(name).unwrap(),
-                start: *start,
-                compute_instances: vec![CiState {
-                    id: 0,
-                    uuid: format!("MIG-{i}"),
-                }],
-                held_by: holder.map(str::to_string),
-            })
-            .collect(),
-    }
+    crate::core::mig::testing::layout(0, "a100-sxm4-40gb", 20, |i| format!("MIG-{i}"), instances)
 }
 
 fn spec(devices: &[(&str, u32)]) -> Vec<DeviceSpec> {

@@ -75,17 +75,7 @@ impl MigDriver for Rc<FakeGpu> {
             "an instance is made before its record is on disk"
         );
         self.call(format!("create-gi {gpu} {} {start}", p.name))?;
-        let id = self.next_gi.get();
-        self.next_gi.set(id + 1);
-        let profile = self.gpu.borrow().model.gi_profile(p.name).unwrap();
-        self.gpu.borrow_mut().instances.push(GiState {
-            id,
-            profile,
-            start,
-            compute_instances: Vec::new(),
-            held_by: None,
-        });
-        Ok(id)
+        Ok(self.create_gpu_instance_unchecked(p.name, start))
     }
     fn create_compute_instance(&self, gpu: u32, gi: u32, p: &GiProfile) -> Result<u32, MigError> {
         self.call(format!("create-ci {gpu} {gi} {}", p.name))?;
@@ -153,6 +143,20 @@ impl Bench {
 
     fn instances(&self) -> usize {
         self.fake.gpu.borrow().instances.len()
+    }
+}
+
+/// The record of a 1g.5gb at placement 6 of the fake GPU, made for container c1.
+fn record_of_1g_at_6(gi: Option<u32>, uuid: Option<&str>) -> Created {
+    Created {
+        gpu_uuid: "GPU-fake".into(),
+        gpu: 0,
+        profile: "1g.5gb".into(),
+        start: 6,
+        gi,
+        uuid: uuid.map(str::to_string),
+        by: "c1".into(),
+        since: 1,
     }
 }
 
@@ -236,16 +240,7 @@ fn reconcile_finishes_a_half_made_instance_and_keeps_it_as_a_free_one() {
     let made = b.fake.create_gpu_instance_unchecked("1g.5gb", 6);
     let mut state = State {
         leases: Vec::new(),
-        created: vec![Created {
-            gpu_uuid: "GPU-fake".into(),
-            gpu: 0,
-            profile: "1g.5gb".into(),
-            start: 6,
-            gi: None,
-            uuid: None,
-            by: "c1".into(),
-            since: 1,
-        }],
+        created: vec![record_of_1g_at_6(None, None)],
     };
     let mut d = b.demand(false);
     d.reconcile(&mut state, &[]).unwrap();
@@ -286,16 +281,7 @@ fn reconcile_destroys_only_the_unheld_instances_it_made() {
 #[test]
 fn nothing_to_settle_never_opens_the_driver() {
     let b = Bench::new(None);
-    let held = Created {
-        gpu_uuid: "GPU-fake".into(),
-        gpu: 0,
-        profile: "1g.5gb".into(),
-        start: 6,
-        gi: Some(1),
-        uuid: Some("MIG-fake-1".into()),
-        by: "c1".into(),
-        since: 1,
-    };
+    let held = record_of_1g_at_6(Some(1), Some("MIG-fake-1"));
     let mut state = State {
         leases: Vec::new(),
         created: vec![held.clone()],
