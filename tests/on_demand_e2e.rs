@@ -453,3 +453,59 @@ fn explain_says_where_the_instance_would_be_made_and_makes_nothing() {
         "{line}"
     );
 }
+
+/// Everything else follows a layout change: an instance made on demand, and one `mig apply`
+/// destroys, each rewrite `state_dir/mig-layout-changed` (what `migcage-cdi.path` watches; the
+/// VM scenario `cdi-path-unit` checks that touching it regenerates the spec), and a CDI spec
+/// written before the change is flagged stale by `cdi list --check` until it is generated again.
+#[test]
+fn a_layout_change_is_stamped_and_flags_the_cdi_spec_stale() {
+    if unavailable("a_layout_change_is_stamped_and_flags_the_cdi_spec_stale") {
+        return;
+    }
+    let lab = Lab::on("a100-empty", ON_DEMAND);
+    let stamp = lab.host.dir.path().join("run/migcage/mig-layout-changed");
+    let cdi = lab.bundles.path().join("cdi");
+    std::fs::create_dir_all(&cdi).unwrap();
+    let cdi = cdi.to_str().unwrap();
+    let check = |ctx: &str, fresh: bool| {
+        let out = lab.migcage(&["cdi", "list", "--check", "--spec", cdi]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.success(),
+            fresh,
+            "{ctx}: cdi list --check: {err}"
+        );
+        if !fresh {
+            assert!(err.contains("migcage: warning: "), "{ctx}: {err}");
+        }
+    };
+    lab.host.cdi_generate(&["--output", cdi]);
+    check("before any change", true);
+    assert!(!stamp.exists(), "stamped before any change");
+
+    let id = common::unique("demand");
+    lab.start(&id, &profile("1g.5gb"), WITH_POSTSTOP).unwrap();
+    assert!(stamp.exists(), "an instance made on demand left no stamp");
+    check("after an instance was made", false);
+    lab.host.cdi_generate(&["--output", cdi]);
+    check("generated again", true);
+    lab.stop(&id);
+
+    std::fs::remove_file(&stamp).unwrap();
+    let file = lab.bundles.path().join("mig-parted.yaml");
+    std::fs::write(
+        &file,
+        "version: v1\nmig-configs:\n  empty:\n    - devices: all\n      mig-enabled: true\n",
+    )
+    .unwrap();
+    let out = lab.migcage(&["mig", "apply", "-f", file.to_str().unwrap(), "-c", "empty"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(devices(&lab).is_empty(), "apply left an instance");
+    assert!(stamp.exists(), "mig apply left no stamp");
+    check("after mig apply destroyed it", false);
+}
