@@ -207,11 +207,13 @@ impl Store {
             return Ok(Vec::new());
         }
         let locked = self.lock()?;
-        let all = locked.read()?;
-        let (gone, kept): (Vec<Lease>, Vec<Lease>) =
-            all.into_iter().partition(|l| l.container == container);
+        let mut state = locked.read_state()?;
+        let (gone, kept): (Vec<Lease>, Vec<Lease>) = std::mem::take(&mut state.leases)
+            .into_iter()
+            .partition(|l| l.container == container);
         if !gone.is_empty() {
-            locked.write(&kept)?;
+            state.leases = kept;
+            locked.write_state(&state)?;
         }
         Ok(gone)
     }
