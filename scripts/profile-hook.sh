@@ -10,7 +10,7 @@
 # Stages, in order (src/profile.rs names them where they end): start (exec, dynamic loading,
 # Rust's start-up: from the wrapper's fork to main), cli, config, logging, state (the runtime's
 # state on stdin), config.json, request, snapshot (the inventory snapshot read and checked
-# against procfs), driver-files, plan, container-prep, container (the fork+setns child: nodes,
+# against procfs), driver-files, plan, container-prep, container (setns into the container's mount namespace and back: nodes,
 # mounts, links, ld cache), runtime-detect, cgroup, systemd, log-record.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,7 +59,7 @@ profile() {
   local wall; wall=$(median "$case.wall")
   printf '  %-16s %6d\n' "(exit, rest)" $((wall > total ? wall - total : 0))
   printf '  %-16s %6d   (hookwrap: fork to wait, median)\n' "wall" "$wall"
-  printf '  %-16s %6d / %d   (wait4, hook and its setns child)\n' "cpu user/sys" "$(median "$case.user")" "$(median "$case.sys")"
+  printf '  %-16s %6d / %d   (wait4, the hook and any child it waited for)\n' "cpu user/sys" "$(median "$case.user")" "$(median "$case.sys")"
 }
 
 echo "profile-hook: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"

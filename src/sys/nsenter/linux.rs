@@ -1,7 +1,7 @@
 //! [`LinuxNs`]: the real calls behind [`NsSyscall`], with the only `fork` in migcage.
 
 use std::io::{Read, Write};
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
 use nix::errno::Errno;
@@ -9,7 +9,7 @@ use nix::sched::{setns, CloneFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, pipe, ForkResult};
 
-use super::{Child, NsError, NsSyscall};
+use super::{Child, NsError, NsSyscall, Place};
 
 /// The kernel's calls.
 #[derive(Debug, Clone, Copy, Default)]
@@ -27,6 +27,40 @@ impl NsSyscall for LinuxNs {
 
     fn setns_mount(&self, ns: BorrowedFd<'_>) -> Result<(), Errno> {
         setns(ns, CloneFlags::CLONE_NEWNS)
+    }
+
+    fn save_place(&self) -> std::io::Result<Place> {
+        let dir = |path: &str| -> std::io::Result<OwnedFd> {
+            use std::os::unix::fs::OpenOptionsExt;
+            Ok(std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+                .open(path)?
+                .into())
+        };
+        Ok(Place {
+            ns: std::fs::File::open("/proc/self/ns/mnt")?.into(),
+            root: dir("/")?,
+            cwd: dir(".").ok(),
+        })
+    }
+
+    fn return_to(&self, place: Place) {
+        let back = || -> Result<(), Errno> {
+            setns(&place.ns, CloneFlags::CLONE_NEWNS)?;
+            nix::unistd::fchdir(place.root.as_raw_fd())?;
+            nix::unistd::chroot(".")?;
+            nix::unistd::fchdir(place.cwd.as_ref().unwrap_or(&place.root).as_raw_fd())
+        };
+        if let Err(e) = back() {
+            eprintln!(
+                "migcage: cannot return to the hook's own mount namespace after the container's: {e}; \
+                 stopping here, the container must not start (report this as a bug)"
+            );
+            // SAFETY: `_exit` ends the process at once: nothing more may run in a namespace
+            // that is not the host's.
+            unsafe { libc::_exit(1) }
+        }
     }
 
     fn fork_run(&self, child: Child<'_>) -> Result<(WaitStatus, String), NsError> {

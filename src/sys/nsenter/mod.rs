@@ -1,9 +1,12 @@
 //! Running a piece of work inside a container's mount namespace.
 //!
-//! `setns(CLONE_NEWNS)` refuses a multi-threaded caller and would change the whole process, so the
-//! work runs in a forked child that enters the namespace, does it, and reports an error string
-//! back through a pipe. `linux.rs` holds the only `fork` in migcage, behind [`NsSyscall`]; the
-//! recording double in `test.rs` (unit tests only) runs the child's part inline instead.
+//! A single-threaded process (the hook) enters the namespace itself, does the work and returns to
+//! where it was (its own mount namespace, root and working directory): no fork, no copy of its
+//! memory, no child to wait for. `setns(CLONE_NEWNS)` refuses a multi-threaded caller (EINVAL: a
+//! thread left blocked in NVML, or the test harness), and then the work runs in a forked child
+//! that enters the namespace, does it, and reports back through a pipe. `linux.rs` holds the
+//! only `fork` in migcage, behind [`NsSyscall`]; the recording double in `test.rs` (unit tests
+//! only) runs the child's part inline instead.
 
 mod linux;
 #[cfg(test)]
@@ -39,6 +42,15 @@ pub enum NsError {
     Died(String),
 }
 
+/// Where this process is before it enters another mount namespace: its own namespace, root and
+/// working directory, as open files ([`NsSyscall::save_place`], [`NsSyscall::return_to`]).
+pub struct Place {
+    pub ns: OwnedFd,
+    pub root: OwnedFd,
+    /// None when the working directory cannot be opened (removed): it becomes the root.
+    pub cwd: Option<OwnedFd>,
+}
+
 /// The child's part of a fork: it returns the exit code and the report to send back.
 pub type Child<'a> = Box<dyn FnOnce() -> (i32, String) + 'a>;
 
@@ -50,6 +62,12 @@ pub trait NsSyscall {
     fn open_ns(&self, path: &str) -> std::io::Result<OwnedFd>;
     /// `setns(ns, CLONE_NEWNS)`.
     fn setns_mount(&self, ns: BorrowedFd<'_>) -> Result<(), Errno>;
+    /// Open what [`NsSyscall::return_to`] needs to come back to where this process is now.
+    fn save_place(&self) -> std::io::Result<Place>;
+    /// Come back to `place` (`setns` to its namespace, then its root and working directory). A
+    /// process that cannot come back would go on with the host's work inside a container, so
+    /// the real call ends the process (one line, exit 1) when that fails: it does not return.
+    fn return_to(&self, place: Place);
     /// Make a pipe, fork, run `child` in the child and leave with its code (`_exit`), sending
     /// its report through the pipe; in the parent, read the report and wait for the child.
     /// Errors: [`NsError::Fork`] for the pipe or the fork, [`NsError::Died`] for the wait.
@@ -97,10 +115,32 @@ pub fn in_mount_namespace_on<T: Serialize + DeserializeOwned>(
     let ns = sys
         .open_ns(&path)
         .map_err(|source| NsError::Open { pid, path, source })?;
+    let entered = || {
+        sys.setns_mount(std::os::fd::AsFd::as_fd(&ns))
+            .map_err(|e| format!("cannot enter the container's mount namespace: {e}"))
+    };
+    // In this process, unless it has threads (EINVAL): no fork.
+    if let Ok(place) = sys.save_place() {
+        match sys.setns_mount(std::os::fd::AsFd::as_fd(&ns)) {
+            Err(Errno::EINVAL) => {}
+            Err(e) => {
+                return Err(NsError::Work(format!(
+                    "cannot enter the container's mount namespace: {e}"
+                )))
+            }
+            Ok(()) => {
+                let result = std::panic::catch_unwind(AssertUnwindSafe(work));
+                sys.return_to(place);
+                return match result {
+                    Ok(done) => done.map_err(NsError::Work),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                };
+            }
+        }
+    }
     let child: Child<'_> = Box::new(|| {
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            sys.setns_mount(std::os::fd::AsFd::as_fd(&ns))
-                .map_err(|e| format!("cannot enter the container's mount namespace: {e}"))?;
+            entered()?;
             work()
         }));
         match result {

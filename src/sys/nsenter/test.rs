@@ -1,7 +1,8 @@
 //! [`RecordingNs`]: a double of [`NsSyscall`] for unit tests. It records every call, fails the
-//! ones a test names, and runs the child's part of a fork inline, in the test process.
+//! ones a test names, and runs the child's part of a fork inline, in the test process. It stands
+//! for a single-threaded process (setns in place) unless [`RecordingNs::threaded`].
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::os::fd::{BorrowedFd, OwnedFd};
 
@@ -10,7 +11,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
-use super::{Child, NsError, NsSyscall};
+use super::{Child, NsError, NsSyscall, Place};
 use crate::sys::double::{Handles, Recorder};
 
 /// One call the code under test made.
@@ -20,6 +21,9 @@ pub enum NsCall {
     OpenNs(String),
     /// `setns` of the namespace file opened at this path.
     SetnsMount(String),
+    SavePlace,
+    /// Back to the namespace, root and working directory saved.
+    ReturnTo,
     Fork,
 }
 
@@ -29,6 +33,8 @@ pub struct RecordingNs {
     /// Namespace identities by path; a path not here has the identity (1, 1).
     ids: HashMap<String, (u64, u64)>,
     killed: Option<Signal>,
+    threaded: bool,
+    in_child: Cell<bool>,
     rec: RefCell<Recorder<NsCall, Errno>>,
     fds: Handles<String>,
 }
@@ -47,6 +53,12 @@ impl RecordingNs {
     /// Every call `when` matches fails with `errno`.
     pub fn fail(self, errno: Errno, when: impl Fn(&NsCall) -> bool + 'static) -> RecordingNs {
         self.rec.borrow_mut().fail(errno, when);
+        self
+    }
+
+    /// The process has threads: `setns` refuses it (EINVAL) outside a forked child.
+    pub fn threaded(mut self) -> RecordingNs {
+        self.threaded = true;
         self
     }
 
@@ -78,7 +90,23 @@ impl NsSyscall for RecordingNs {
 
     fn setns_mount(&self, ns: BorrowedFd<'_>) -> Result<(), Errno> {
         let call = NsCall::SetnsMount(self.fds.get(ns));
-        self.rec.borrow_mut().run(call, || Ok(()))
+        let threaded = self.threaded && !self.in_child.get();
+        self.rec
+            .borrow_mut()
+            .run(call, || if threaded { Err(Errno::EINVAL) } else { Ok(()) })
+    }
+
+    fn save_place(&self) -> std::io::Result<Place> {
+        self.rec.borrow_mut().run(NsCall::SavePlace, || Ok(()))?;
+        Ok(Place {
+            ns: self.fds.hand_out("/proc/self/ns/mnt".into()),
+            root: self.fds.hand_out("/".into()),
+            cwd: Some(self.fds.hand_out(".".into())),
+        })
+    }
+
+    fn return_to(&self, _place: Place) {
+        let _ = self.rec.borrow_mut().run(NsCall::ReturnTo, || Ok(()));
     }
 
     fn fork_run(&self, child: Child<'_>) -> Result<(WaitStatus, String), NsError> {
@@ -90,7 +118,9 @@ impl NsSyscall for RecordingNs {
         if let Some(signal) = self.killed {
             return Ok((WaitStatus::Signaled(pid, signal, false), String::new()));
         }
+        self.in_child.set(true);
         let (code, report) = child();
+        self.in_child.set(false);
         Ok((WaitStatus::Exited(pid, code), report))
     }
 }

@@ -28,10 +28,10 @@ fn missing_process_is_a_clear_error() {
 }
 
 #[test]
-fn other_namespace_work_runs_in_a_child_and_reports_back() {
+fn other_namespace_work_from_a_threaded_process_runs_in_a_child_and_reports_back() {
     if !nix::unistd::geteuid().is_root() {
         crate::testing::skip(
-            "other_namespace_work_runs_in_a_child_and_reports_back: needs root (unshare)",
+            "other_namespace_work_from_a_threaded_process_runs_in_a_child_and_reports_back: needs root (unshare)",
         );
         return;
     }
@@ -75,8 +75,48 @@ fn other_namespace_work_runs_in_a_child_and_reports_back() {
 }
 
 #[test]
-fn the_double_runs_the_work_behind_setns_and_brings_its_value_back() {
+fn a_single_threaded_process_enters_does_the_work_and_comes_back_without_a_fork() {
     let double = RecordingNs::new().elsewhere(42);
+    let v = in_mount_namespace_on(&double, 42, || {
+        // The work runs inside: after the setns, before the way back.
+        assert_eq!(
+            double.calls().last(),
+            Some(&NsCall::SetnsMount("/proc/42/ns/mnt".into()))
+        );
+        Ok(7u32)
+    })
+    .unwrap();
+    assert_eq!(v, 7);
+    assert_eq!(
+        double.calls(),
+        [
+            NsCall::NsIdentity("/proc/42/ns/mnt".into()),
+            NsCall::NsIdentity("/proc/self/ns/mnt".into()),
+            NsCall::OpenNs("/proc/42/ns/mnt".into()),
+            NsCall::SavePlace,
+            NsCall::SetnsMount("/proc/42/ns/mnt".into()),
+            NsCall::ReturnTo,
+        ]
+    );
+    let e = in_mount_namespace_on::<()>(&double, 42, || Err("no room".into())).unwrap_err();
+    assert!(matches!(e, NsError::Work(_)), "{e}");
+    assert_eq!(e.to_string(), "no room");
+    assert_eq!(double.calls().last(), Some(&NsCall::ReturnTo));
+}
+
+#[test]
+fn work_that_panics_inside_comes_back_first_and_then_panics_on() {
+    let double = RecordingNs::new().elsewhere(42);
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        in_mount_namespace_on::<()>(&double, 42, || panic!("boom"))
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(double.calls().last(), Some(&NsCall::ReturnTo));
+}
+
+#[test]
+fn a_threaded_process_runs_the_work_in_a_forked_child_instead() {
+    let double = RecordingNs::new().elsewhere(42).threaded();
     let v = in_mount_namespace_on(&double, 42, || Ok(7u32)).unwrap();
     assert_eq!(v, 7);
     assert_eq!(
@@ -85,10 +125,23 @@ fn the_double_runs_the_work_behind_setns_and_brings_its_value_back() {
             NsCall::NsIdentity("/proc/42/ns/mnt".into()),
             NsCall::NsIdentity("/proc/self/ns/mnt".into()),
             NsCall::OpenNs("/proc/42/ns/mnt".into()),
+            NsCall::SavePlace,
+            // EINVAL: threads.
+            NsCall::SetnsMount("/proc/42/ns/mnt".into()),
             NsCall::Fork,
             NsCall::SetnsMount("/proc/42/ns/mnt".into()),
         ]
     );
+}
+
+#[test]
+fn a_place_that_cannot_be_saved_falls_back_to_the_fork() {
+    let double = RecordingNs::new()
+        .elsewhere(42)
+        .fail(Errno::EMFILE, |c| *c == NsCall::SavePlace);
+    assert_eq!(in_mount_namespace_on(&double, 42, || Ok(3u8)).unwrap(), 3);
+    assert!(double.calls().contains(&NsCall::Fork));
+    assert!(!double.calls().contains(&NsCall::ReturnTo));
 }
 
 #[test]
@@ -110,12 +163,23 @@ fn setns_refused_is_one_line_and_the_work_never_runs() {
             Errno::EPERM
         )
     );
+    // Never in, so nothing to come back from, and no second try in a child.
+    assert!(!double.calls().contains(&NsCall::ReturnTo));
+    assert!(!double.calls().contains(&NsCall::Fork));
+
+    let threaded = RecordingNs::new()
+        .elsewhere(42)
+        .threaded()
+        .fail(Errno::EPERM, |c| matches!(c, NsCall::SetnsMount(_)));
+    let e = in_mount_namespace_on::<()>(&threaded, 42, || Ok(())).unwrap_err();
+    assert!(e.to_string().ends_with(&Errno::EPERM.to_string()), "{e}");
 }
 
 #[test]
 fn fork_refused_is_a_fork_error() {
     let double = RecordingNs::new()
         .elsewhere(42)
+        .threaded()
         .fail(Errno::EAGAIN, |c| *c == NsCall::Fork);
     let e = in_mount_namespace_on(&double, 42, || Ok(())).unwrap_err();
     assert!(matches!(e, NsError::Fork(Errno::EAGAIN)), "{e}");
@@ -126,10 +190,8 @@ fn fork_refused_is_a_fork_error() {
             Errno::EAGAIN
         )
     );
-    assert!(!double
-        .calls()
-        .iter()
-        .any(|c| matches!(c, NsCall::SetnsMount(_))));
+    // Nothing after the refused fork: the work never entered the namespace.
+    assert_eq!(double.calls().last(), Some(&NsCall::Fork));
 }
 
 #[test]
@@ -153,12 +215,13 @@ fn a_namespace_that_cannot_be_opened_asks_whether_the_container_exited() {
 fn a_killed_or_panicking_helper_is_an_error_never_a_success() {
     let double = RecordingNs::new()
         .elsewhere(42)
+        .threaded()
         .child_killed(nix::sys::signal::Signal::SIGKILL);
     let e = in_mount_namespace_on(&double, 42, || Ok(())).unwrap_err();
     assert!(matches!(e, NsError::Died(_)), "{e}");
     assert!(e.to_string().contains("SIGKILL"), "{e}");
 
-    let double = RecordingNs::new().elsewhere(42);
+    let double = RecordingNs::new().elsewhere(42).threaded();
     let e = in_mount_namespace_on::<()>(&double, 42, || panic!("boom")).unwrap_err();
     assert_eq!(
         e.to_string(),
