@@ -150,7 +150,11 @@ fn plan_with_leases(
     crate::profile::mark("snapshot");
     // The driver's files for NVIDIA_DRIVER_CAPABILITIES (also for `none`: driver files only).
     // Found before leasing, so that a container that fails here holds no lease.
-    let driver = crate::host::driver_discovery::discover(config, &inv.driver_version)?;
+    let driver = crate::host::driver_discovery::discover_for(
+        config,
+        &inv.driver_version,
+        plan::driver::caps_of(request.driver_capabilities),
+    )?;
     crate::profile::mark("driver-files");
     let mut plan = match holder {
         _ if !allocate::needs_leases(request.selectors()) => {

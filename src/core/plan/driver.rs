@@ -39,15 +39,22 @@ pub fn caps_of(requested: DriverCapabilities) -> Caps {
 /// Whether the container asking for `wanted` gets `f`.
 fn wanted(f: &HostFile, wanted: Caps) -> bool {
     let is_32 = f.library.as_ref().is_some_and(|l| l.arch == LibArch::I386);
+    gets(f.caps, is_32, wanted)
+}
+
+/// Whether a container asking for `wanted` gets a file of capabilities `caps` (a 32-bit library
+/// when `is_32`): the rule of [`driver_edits`], which discovery also uses to look only for
+/// the files a container can get.
+pub fn gets(caps: Caps, is_32: bool, wanted: Caps) -> bool {
     if !is_32 {
-        return f.caps.intersects(wanted);
+        return caps.intersects(wanted);
     }
     // A 32-bit library: with compat32, for the other capabilities asked for.
     let others: Caps = wanted
         .iter()
         .filter(|c| *c != Capability::Compat32)
         .collect();
-    wanted.contains(Capability::Compat32) && f.caps.intersects(others)
+    wanted.contains(Capability::Compat32) && caps.intersects(others)
 }
 
 /// Mount options for a file of `kind` at `path`.

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::core::driver_files::{
-    dev_link_name, driver_files, DriverFile, FileKind, BINARY_DIRS, LIBRARY_DIRS, LIBRARY_DIRS_32,
-    SIM_ONLY_FILES,
+    dev_link_name, driver_files, Caps, DriverFile, FileKind, BINARY_DIRS, LIBRARY_DIRS,
+    LIBRARY_DIRS_32, SIM_ONLY_FILES,
 };
 use crate::core::edits::LibArch;
 use crate::core::ldcache::{LdCache, FLAGS_I386, FLAGS_X86_64};
@@ -304,6 +304,35 @@ fn glob_match(pattern: &str, name: &str) -> bool {
 
 /// Find the driver's files for `driver_version` under the configured driver root.
 pub fn discover(config: &Config, driver_version: &str) -> Result<DriverFiles, DiscoveryError> {
+    discover_where(config, driver_version, |_, _| true)
+}
+
+/// [`discover`] of only the files a container asking for `wanted` gets (the rule of
+/// [`crate::core::plan::driver::gets`]): what a container start looks for. Nothing is looked
+/// for, not even the driver root, when it gets no file.
+pub fn discover_for(
+    config: &Config,
+    driver_version: &str,
+    wanted: Caps,
+) -> Result<DriverFiles, DiscoveryError> {
+    if wanted.is_empty() {
+        return Ok(DriverFiles {
+            driver_version: driver_version.to_string(),
+            files: Vec::new(),
+            missing: Vec::new(),
+        });
+    }
+    discover_where(config, driver_version, |caps, is_32| {
+        crate::core::plan::driver::gets(caps, is_32, wanted)
+    })
+}
+
+/// The files of the driver file table that `look(caps, is_32)` lets through, found on this host.
+fn discover_where(
+    config: &Config,
+    driver_version: &str,
+    look: impl Fn(Caps, bool) -> bool,
+) -> Result<DriverFiles, DiscoveryError> {
     let root =
         std::fs::canonicalize(&config.driver_root).map_err(|source| DiscoveryError::Root {
             path: config.driver_root.clone(),
@@ -336,9 +365,12 @@ pub fn discover(config: &Config, driver_version: &str) -> Result<DriverFiles, Di
         match f.kind {
             FileKind::Library => {
                 for arch in [LibArch::X86_64, LibArch::I386] {
-                    files.extend(finder.library(&f, arch));
+                    if look(f.caps, arch == LibArch::I386) {
+                        files.extend(finder.library(&f, arch));
+                    }
                 }
             }
+            _ if !look(f.caps, false) => {}
             FileKind::Binary => files.extend(finder.binary(&f)),
             FileKind::Firmware | FileKind::ConfigFile | FileKind::IpcSocket => {
                 files.extend(finder.fixed(&f))

@@ -160,6 +160,44 @@ fn cache_first_then_directories_and_only_this_version() {
     assert!(!found.files.iter().any(|f| f.sim_only));
 }
 
+/// A container start looks only for the files its capabilities get, and gets exactly the edits
+/// a search for every file would have given it, for every capability on its own, with
+/// compat32, and together.
+#[test]
+fn looking_only_for_the_wanted_files_gives_the_same_edits() {
+    use crate::core::driver_files::{Capability, Caps};
+    use crate::core::plan::driver::driver_edits;
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    stale_and_current_host(root);
+    let all = discover(&config(root), VER).unwrap();
+    let mut cases: Vec<Caps> = Capability::ALL
+        .iter()
+        .map(|c| std::iter::once(*c).collect())
+        .collect();
+    cases.push(Caps::COMPUTE.or(Caps::COMPAT32));
+    cases.push(Caps::UTILITY.or(Caps::COMPUTE));
+    cases.push(Caps::ANY);
+    for wanted in cases {
+        let some = discover_for(&config(root), VER, wanted).unwrap();
+        assert_eq!(
+            driver_edits(wanted, &some),
+            driver_edits(wanted, &all),
+            "{wanted:?}"
+        );
+        assert!(some.files.len() <= all.files.len());
+    }
+    let utility = discover_for(&config(root), VER, Caps::UTILITY).unwrap();
+    assert!(
+        utility.files.len() < all.files.len(),
+        "utility alone skips compute's libcuda"
+    );
+    assert!(!utility.files.iter().any(|f| f.path.contains("libcuda")));
+    // Nothing wanted: nothing looked for, not even a driver root that is not there.
+    let nothing = discover_for(&config(&root.join("absent")), VER, Caps::NONE).unwrap();
+    assert!(nothing.files.is_empty() && nothing.missing.is_empty());
+}
+
 /// The simulator's files come only with `simulated_driver = true`, whatever the tree holds
 /// (a marker file of the simulator included), and only next to the library they go with.
 #[test]
