@@ -102,8 +102,14 @@ fn rule_json(r: &DeviceRule) -> Value {
 }
 
 /// Write `plan`'s edits into `spec`. Returns whether the spec changed (false when an earlier run
-/// already made every edit). Pure: the caller decides whether to write the result.
-pub fn edit_spec(spec: &mut Value, plan: &Plan, hook: &HookCommand) -> Result<bool, String> {
+/// already made every edit). Pure: the caller decides whether to write the result. The poststop
+/// hook is added only when the container holds `leases` (it has nothing else to do).
+pub fn edit_spec(
+    spec: &mut Value,
+    plan: &Plan,
+    hook: &HookCommand,
+    leases: bool,
+) -> Result<bool, String> {
     let before = spec.clone();
     if !spec.is_object() {
         return Err(format!("config.json: expected an object, found {spec}"));
@@ -112,7 +118,7 @@ pub fn edit_spec(spec: &mut Value, plan: &Plan, hook: &HookCommand) -> Result<bo
     add_device_rules(spec, plan)?;
     add_mounts(spec, plan)?;
     set_env(spec, plan)?;
-    add_hooks(spec, hook)?;
+    add_hooks(spec, hook, leases)?;
     mark(spec, plan)?;
     Ok(*spec != before)
 }
@@ -241,9 +247,12 @@ fn set_env(spec: &mut Value, plan: &Plan) -> Result<(), String> {
     Ok(())
 }
 
-/// The hooks, each once.
-fn add_hooks(spec: &mut Value, hook: &HookCommand) -> Result<(), String> {
+/// The hooks, each once; poststop only for a container that holds `leases`.
+fn add_hooks(spec: &mut Value, hook: &HookCommand, leases: bool) -> Result<(), String> {
     for stage in HOOK_STAGES {
+        if stage == "poststop" && !leases {
+            continue;
+        }
         let hooks = object_at(spec, &["hooks"])?;
         let list = array_in(hooks, stage, &format!("hooks.{stage}"))?;
         let entry = hook.entry(stage);
@@ -347,7 +356,7 @@ mod tests {
     fn edits_a_real_runc_spec() {
         let mut spec = runc_spec();
         let original = spec.clone();
-        assert!(edit_spec(&mut spec, &plan(), &hook()).unwrap());
+        assert!(edit_spec(&mut spec, &plan(), &hook(), true).unwrap());
         let devices = spec["linux"]["devices"].as_array().unwrap();
         assert_eq!(devices.len(), 3);
         assert_eq!(
@@ -395,11 +404,19 @@ mod tests {
     }
 
     #[test]
+    fn a_container_without_leases_gets_no_poststop_hook() {
+        let mut spec = runc_spec();
+        assert!(edit_spec(&mut spec, &plan(), &hook(), false).unwrap());
+        assert_eq!(spec["hooks"]["createRuntime"].as_array().unwrap().len(), 1);
+        assert!(spec["hooks"].get("poststop").is_none(), "{}", spec["hooks"]);
+    }
+
+    #[test]
     fn editing_twice_adds_nothing() {
         let mut spec = runc_spec();
-        assert!(edit_spec(&mut spec, &plan(), &hook()).unwrap());
+        assert!(edit_spec(&mut spec, &plan(), &hook(), true).unwrap());
         let once = spec.clone();
-        assert!(!edit_spec(&mut spec, &plan(), &hook()).unwrap());
+        assert!(!edit_spec(&mut spec, &plan(), &hook(), true).unwrap());
         assert_eq!(spec, once);
     }
 
@@ -414,7 +431,7 @@ mod tests {
             "hooks": {"prestart": [{"path": "/bin/true"}]},
             "annotations": {"keep": "me"}
         });
-        edit_spec(&mut spec, &plan(), &hook()).unwrap();
+        edit_spec(&mut spec, &plan(), &hook(), true).unwrap();
         assert_eq!(spec["x-vendor"], json!({"nested": [1, 2, {"k": null}]}));
         assert_eq!(spec["process"]["ioPriority"]["class"], "IOPRIO_CLASS_IDLE");
         assert_eq!(spec["linux"]["devices"][0]["x-extra"], true);
@@ -428,14 +445,14 @@ mod tests {
     #[test]
     fn a_conflicting_device_is_refused() {
         let mut spec = json!({"linux": {"devices": [{"path": "/dev/nvidia0", "type": "c", "major": 195, "minor": 3}]}});
-        let e = edit_spec(&mut spec, &plan(), &hook()).unwrap_err();
+        let e = edit_spec(&mut spec, &plan(), &hook(), true).unwrap_err();
         assert!(
             e.contains("linux.devices[0]") && e.contains("c 195:3") && e.contains("c 195:0"),
             "{e}"
         );
         // The same node given already (docker --device): accepted, not duplicated.
         let mut spec = json!({"linux": {"devices": [{"path": "/dev/nvidia0", "type": "c", "major": 195, "minor": 0}]}});
-        edit_spec(&mut spec, &plan(), &hook()).unwrap();
+        edit_spec(&mut spec, &plan(), &hook(), true).unwrap();
         assert_eq!(spec["linux"]["devices"].as_array().unwrap().len(), 3);
     }
 
@@ -455,7 +472,7 @@ mod tests {
             (json!([1]), "config.json"),
         ] {
             let mut s = spec.clone();
-            let e = edit_spec(&mut s, &plan(), &hook()).unwrap_err();
+            let e = edit_spec(&mut s, &plan(), &hook(), true).unwrap_err();
             assert!(e.contains(field), "{spec}: {e}");
         }
     }
@@ -467,7 +484,7 @@ mod tests {
             n.host_path = format!("/sim{}", n.path);
         }
         let mut spec = json!({"linux": {"namespaces": [{"type": "user"}, {"type": "mount"}]}});
-        edit_spec(&mut spec, &p, &hook()).unwrap();
+        edit_spec(&mut spec, &p, &hook(), true).unwrap();
         // runc would bind-mount /dev/nvidia0 of the host, which is not the simulated node.
         assert_eq!(spec["linux"]["devices"], json!([]));
         assert_eq!(
@@ -479,7 +496,7 @@ mod tests {
         );
         // On a real host (same path) the runtime makes them.
         let mut spec = json!({"linux": {"namespaces": [{"type": "user"}]}});
-        edit_spec(&mut spec, &plan(), &hook()).unwrap();
+        edit_spec(&mut spec, &plan(), &hook(), true).unwrap();
         assert_eq!(spec["linux"]["devices"].as_array().unwrap().len(), 3);
     }
 
@@ -497,8 +514,8 @@ mod tests {
             "X=1".into(),
         ];
         let mut spec = json!({"process": {"env": ["PATH=/bin", "NVIDIA_VISIBLE_DEVICES=0:1", "NVIDIA_DRIVER_CAPABILITIES=utility"]}, "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}]});
-        assert!(edit_spec(&mut spec, &p, &hook()).unwrap());
-        assert!(!edit_spec(&mut spec, &p, &hook()).unwrap());
+        assert!(edit_spec(&mut spec, &p, &hook(), true).unwrap());
+        assert!(!edit_spec(&mut spec, &p, &hook(), true).unwrap());
         assert_eq!(
             spec["mounts"][1],
             json!({"destination": "/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.15", "type": "bind",
@@ -517,7 +534,7 @@ mod tests {
         );
         // Something else mounted on a driver file's path: refused, naming both.
         let mut spec = json!({"mounts": [{"destination": "/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.15", "source": "/evil"}]});
-        let e = edit_spec(&mut spec, &p, &hook()).unwrap_err();
+        let e = edit_spec(&mut spec, &p, &hook(), true).unwrap_err();
         assert!(e.contains("mounts[0]") && e.contains("/evil"), "{e}");
     }
 

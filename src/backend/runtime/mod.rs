@@ -19,7 +19,8 @@
 //!   while crun runs `createContainer` hooks inside the container with pid 0 in the state, from
 //!   which the hook cannot find the container;
 //! - a `poststop` hook (`migcage hook poststop`), which releases the container's leases when the
-//!   runtime deletes it.
+//!   runtime deletes it: only for a container that holds leases (it asks for MIG instances), so
+//!   a whole-GPU container costs no process at its stop.
 //!
 //! The spec is round-tripped through `serde_json::Value` (fields migcage does not know survive),
 //! written atomically (a temporary file in the bundle, then rename), and marked with
@@ -149,7 +150,7 @@ pub fn prepare(
         container: container.to_string(),
         pid: i32::try_from(std::process::id()).ok(),
     };
-    let (_request, plan) =
+    let (request, plan) =
         pipeline::plan_for_container(config, &spec, &holder).map_err(|source| {
             RuntimeError::Pipeline {
                 path: spec_path.to_path_buf(),
@@ -173,10 +174,12 @@ pub fn prepare(
             ),
         });
     }
-    let changed = edit_spec(&mut spec, &plan, hook).map_err(|message| RuntimeError::Spec {
-        path: spec_path.to_path_buf(),
-        message,
-    })?;
+    let leases = crate::core::plan::allocate::needs_leases(request.selectors());
+    let changed =
+        edit_spec(&mut spec, &plan, hook, leases).map_err(|message| RuntimeError::Spec {
+            path: spec_path.to_path_buf(),
+            message,
+        })?;
     // runc's systemd cgroup driver gives systemd DeviceAllow= only for the devices it finds under
     // /dev/char: make the missing links of these nodes (the host's real /dev only; a simulated
     // dev_root's nodes are no business of the host's /dev/char). Warnings only.
