@@ -380,6 +380,7 @@ pub fn run(config: &Config, stage: Stage, input: impl Read) -> Result<Outcome, H
     crate::profile::mark("config.json");
     crate::faultpoint::hit("after-parse");
     refuse_forged(config, stage, &state, &spec)?;
+    crate::profile::mark("forged-checks");
     let holder = crate::host::lease::Holder {
         container: state.id.clone(),
         pid: init_host_pid(stage, &state),
