@@ -266,18 +266,25 @@ fn apply_plan(
             }
         } else if !plan.edits.device_rules.is_empty() {
             crate::faultpoint::hit("before-cgroup");
-            let granted = cgroup::grant_devices(
-                Path::new(PROCESS_PROC),
-                pid as u32,
-                spec,
-                // Without a stated version (`host.runtime_versions`), each runtime gets what
-                // all its versions add.
-                crate::host::runtime::detect_parent(&config.host.stated_runtimes()),
-                &plan.edits.device_rules,
-            )
-            .map_err(|source| HookError::Cgroup { id, source })?;
+            if crate::core::cgroup::rules::spec_grants(spec, &plan.edits.device_rules) {
+                // The spec gives these rules itself (`migcage runtime` wrote them): the runtime
+                // applied them, and a grant would only rebuild what is there (on v2, load and
+                // swap in an equal program). What a daemon-reload keeps is still seen to below.
+                outcome.cgroup = Some(SPEC_GRANTS.to_string());
+            } else {
+                let granted = cgroup::grant_devices(
+                    Path::new(PROCESS_PROC),
+                    pid as u32,
+                    spec,
+                    // Without a stated version (`host.runtime_versions`), each runtime gets
+                    // what all its versions add.
+                    crate::host::runtime::detect_parent(&config.host.stated_runtimes()),
+                    &plan.edits.device_rules,
+                )
+                .map_err(|source| HookError::Cgroup { id, source })?;
+                outcome.cgroup = Some(granted.to_string());
+            }
             crate::profile::mark("cgroup");
-            outcome.cgroup = Some(granted.to_string());
             crate::faultpoint::hit("after-cgroup");
             let units = systemd::system_bus(&config.host);
             let host = systemd::SystemdHost {
@@ -294,6 +301,9 @@ fn apply_plan(
     }
     Ok(())
 }
+
+/// What the outcome says of the cgroup when config.json's own rules already grant the nodes.
+pub const SPEC_GRANTS: &str = "granted by the runtime from config.json (linux.resources.devices)";
 
 /// What the outcome says of the cgroup of a rootless container (the hook in a user namespace
 /// whose root is `host_uid` on the host).

@@ -192,6 +192,41 @@ pub fn effective_rules_for_with(
     Ok(rules)
 }
 
+/// Whether `spec`'s own `linux.resources.devices` already give every rule of `ours`: each one is
+/// there as an allow rule for the same type and numbers with at least its access, and no deny
+/// rule after it could take any of that back. The runtime applies the spec's rules itself (its
+/// v2 program, `devices.allow` on v1, `DeviceAllow=` under systemd), so a hook has nothing to
+/// add: this is the spec `migcage runtime` wrote. A spec that cannot be read gives false (the
+/// grant then reads it and names the field).
+pub fn spec_grants(spec: &Value, ours: &[DeviceRule]) -> bool {
+    let Ok(rules) = spec_rules(spec) else {
+        return false;
+    };
+    let overlaps = |deny: &DeviceRule, r: &DeviceRule| {
+        let kind = deny.kind == DeviceType::All || deny.kind == r.kind;
+        let num = |d: Option<u32>, n: Option<u32>| d.is_none() || n.is_none() || d == n;
+        let access = (deny.access.read && r.access.read)
+            || (deny.access.write && r.access.write)
+            || (deny.access.mknod && r.access.mknod);
+        kind && num(deny.major, r.major) && num(deny.minor, r.minor) && access
+    };
+    let covers = |a: &Access, b: &Access| {
+        (a.read || !b.read) && (a.write || !b.write) && (a.mknod || !b.mknod)
+    };
+    !ours.is_empty()
+        && ours.iter().all(|r| {
+            r.allow
+                && rules.iter().enumerate().any(|(i, g)| {
+                    g.allow
+                        && g.kind == r.kind
+                        && g.major == r.major
+                        && g.minor == r.minor
+                        && covers(&g.access, &r.access)
+                        && !rules[i + 1..].iter().any(|d| !d.allow && overlaps(d, r))
+                })
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,5 +398,56 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("linux.devices[0].path"), "{e}");
+    }
+
+    #[test]
+    fn a_spec_grants_our_rules_only_when_each_is_there_and_not_taken_back() {
+        let node = |minor: u32| DeviceRule {
+            allow: true,
+            kind: DeviceType::Char,
+            major: Some(195),
+            minor: Some(minor),
+            access: Access::RW,
+        };
+        let ours = [node(0), node(255)];
+        let deny_all = json!({"allow": false, "access": "rwm"});
+        let allow = |minor: u32, access: &str| json!({"allow": true, "type": "c", "major": 195, "minor": minor, "access": access});
+        let spec = |devices: Value| json!({"linux": {"resources": {"devices": devices}}});
+        assert!(spec_grants(
+            &spec(json!([deny_all, allow(0, "rw"), allow(255, "rwm")])),
+            &ours
+        ));
+        // One missing, one with less access, one denied again after, nothing asked.
+        assert!(!spec_grants(
+            &spec(json!([deny_all, allow(0, "rw")])),
+            &ours
+        ));
+        assert!(!spec_grants(
+            &spec(json!([deny_all, allow(0, "rw"), allow(255, "r")])),
+            &ours
+        ));
+        let deny_w = json!({"allow": false, "type": "c", "major": 195, "access": "w"});
+        assert!(!spec_grants(
+            &spec(json!([deny_all, allow(0, "rw"), allow(255, "rw"), deny_w])),
+            &ours
+        ));
+        assert!(!spec_grants(
+            &spec(json!([allow(0, "rw"), allow(255, "rw"), deny_all])),
+            &ours
+        ));
+        // A deny before the allow is overridden by it; one for another major is no matter.
+        let deny_other = json!({"allow": false, "type": "c", "major": 10, "access": "rwm"});
+        assert!(spec_grants(
+            &spec(json!([
+                deny_all,
+                allow(0, "rw"),
+                allow(255, "rw"),
+                deny_other
+            ])),
+            &ours
+        ));
+        assert!(!spec_grants(&spec(json!([deny_all, allow(0, "rw")])), &[]));
+        assert!(!spec_grants(&spec(json!("not a list")), &ours));
+        assert!(!spec_grants(&json!({}), &ours));
     }
 }
