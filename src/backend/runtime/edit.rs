@@ -380,6 +380,8 @@ mod tests {
         // What runc will put in its cgroup program parses, and grants exactly these nodes.
         let parsed = rules::spec_rules(&spec).unwrap();
         assert_eq!(&parsed[parsed.len() - 3..], &plan().edits.device_rules[..]);
+        // So the createRuntime hook finds them granted, and grants nothing itself.
+        assert!(rules::spec_grants(&spec, &plan().edits.device_rules));
         assert_eq!(
             spec["hooks"]["createRuntime"],
             json!([{"path": "/usr/bin/migcage", "args": ["migcage", "hook", "createRuntime"], "env": ["MIGCAGE_CONFIG=/etc/sim/config.toml"]}])
