@@ -11,7 +11,8 @@
 #     only (a driver_root without driver files: nothing to mount), with the driver files of
 #     NVIDIA_DRIVER_CAPABILITIES=utility,compute (also what an unset variable means), on cgroup v1
 #     and v2, and without the inventory snapshot (NVML at every start), for comparison;
-#   - the hook's peak RSS (wait4's ru_maxrss: the hook, or a setns child where it needed one, whichever is larger);
+#   - the hook's peak RSS (wait4's ru_maxrss: the hook, or a setns child where it needed one,
+#     whichever is larger);
 #   - container start, on cgroup v1 and v2, in one interleaved run: the floor (a container asking
 #     for nothing), the static spec (the hook's device nodes and rules, and with utility,compute
 #     its bind mounts, written into config.json: the cheapest migcage could be), the hook (devices
