@@ -47,6 +47,16 @@ impl Access {
         mknod: false,
     };
 
+    /// Whether this access includes every kind `other` has.
+    pub fn contains(self, other: Access) -> bool {
+        (self.read || !other.read) && (self.write || !other.write) && (self.mknod || !other.mknod)
+    }
+
+    /// Whether this access and `other` share a kind.
+    pub fn intersects(self, other: Access) -> bool {
+        (self.read && other.read) || (self.write && other.write) || (self.mknod && other.mknod)
+    }
+
     /// Parse an OCI access string (`r`, `rw`, `rwm`, any order, no repeats). None when malformed.
     pub fn parse(s: &str) -> Option<Access> {
         let mut a = Access::default();
@@ -244,6 +254,16 @@ impl DeviceRule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn access_contains_and_intersects() {
+        let a = |s: &str| Access::parse(s).unwrap_or_default();
+        assert!(a("rwm").contains(a("rw")) && a("rw").contains(a("rw")));
+        assert!(a("rw").contains(a("")));
+        assert!(!a("r").contains(a("rw")) && !a("rw").contains(a("m")));
+        assert!(a("w").intersects(a("rw")) && !a("m").intersects(a("rw")));
+        assert!(!a("").intersects(a("rwm")));
+    }
 
     #[test]
     fn ld_cache_dirs_are_listed_once() {

@@ -205,13 +205,9 @@ pub fn spec_grants(spec: &Value, ours: &[DeviceRule]) -> bool {
     let overlaps = |deny: &DeviceRule, r: &DeviceRule| {
         let kind = deny.kind == DeviceType::All || deny.kind == r.kind;
         let num = |d: Option<u32>, n: Option<u32>| d.is_none() || n.is_none() || d == n;
-        let access = (deny.access.read && r.access.read)
-            || (deny.access.write && r.access.write)
-            || (deny.access.mknod && r.access.mknod);
-        kind && num(deny.major, r.major) && num(deny.minor, r.minor) && access
-    };
-    let covers = |a: &Access, b: &Access| {
-        (a.read || !b.read) && (a.write || !b.write) && (a.mknod || !b.mknod)
+        kind && num(deny.major, r.major)
+            && num(deny.minor, r.minor)
+            && deny.access.intersects(r.access)
     };
     !ours.is_empty()
         && ours.iter().all(|r| {
@@ -221,7 +217,7 @@ pub fn spec_grants(spec: &Value, ours: &[DeviceRule]) -> bool {
                         && g.kind == r.kind
                         && g.major == r.major
                         && g.minor == r.minor
-                        && covers(&g.access, &r.access)
+                        && g.access.contains(r.access)
                         && !rules[i + 1..].iter().any(|d| !d.allow && overlaps(d, r))
                 })
         })
