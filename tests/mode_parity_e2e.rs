@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Bundle, Mode, SimHost, MIGCAGE, PROBE};
+use common::{Bundle, Mode, SimHost, PROBE};
 use serde_json::json;
 
 /// What the container sees, one fact a line, beyond the probe's nodes and opens.
@@ -24,14 +24,6 @@ done
   echo "PROC $f $(md5sum < "$f")"; done
 awk '$5 ~ /nvidia|cuda|vdpau/ { print "MOUNT", $5, $6 }' /proc/self/mountinfo | sort
 "#;
-
-/// The wrapper's command line for `mode` on `host`.
-fn wrapper(host: &SimHost, mode: Mode) -> String {
-    format!(
-        "{MIGCAGE} --config {} runtime",
-        common::wrapper::config(host, mode.runtime()).display()
-    )
-}
 
 /// The container's view (sorted lines) with `setup` applied, in hook mode and in runtime mode.
 fn both_views(mode: Mode, host: &SimHost, what: &str, setup: &dyn Fn(&mut Bundle)) -> [String; 2] {
@@ -57,14 +49,8 @@ fn both_views(mode: Mode, host: &SimHost, what: &str, setup: &dyn Fn(&mut Bundle
     wrapped.config.as_object_mut().unwrap().remove("hooks");
     setup(&mut wrapped);
     wrapped.write();
-    let id = common::unique("mcpar");
-    let command = format!(
-        "exec {} run --bundle {} {id}",
-        wrapper(host, mode),
-        wrapped.path().display()
-    );
     let runtime_view = view(
-        common::run_script(mode, &wrapped, host, &id, &command),
+        common::wrapper::run(mode, &wrapped, host, "mcpar"),
         "runtime mode",
     );
     [hook_view, runtime_view]

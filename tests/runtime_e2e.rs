@@ -33,13 +33,7 @@ fn config_json(b: &Bundle) -> Vec<u8> {
 
 /// `runtime run` through the wrapper.
 fn run(mode: Mode, b: &Bundle, host: &SimHost) -> common::Run {
-    let id = common::unique("mcrt");
-    let script = format!(
-        "exec {} run --bundle {} {id}",
-        wrapper(host, mode),
-        b.path().display()
-    );
-    common::run_script(mode, b, host, &id, &script)
+    common::wrapper::run(mode, b, host, "mcrt")
 }
 
 /// The container sees exactly `names`, and the wrapper wrote them into the spec.

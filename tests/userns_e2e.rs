@@ -12,7 +12,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use common::{Bundle, Mode, SimHost, MIGCAGE, PROBE};
+use common::{Bundle, Mode, SimHost, PROBE};
 use serde_json::json;
 
 /// The host ids the container's root is mapped to.
@@ -64,15 +64,7 @@ fn bundle(host: &SimHost, via: Via, env: &[&str], script: &str) -> Bundle {
 fn run(mode: Mode, via: Via, b: &Bundle, host: &SimHost) -> common::Run {
     match via {
         Via::Hook => common::run(mode, b, host),
-        Via::Runtime => {
-            let id = common::unique("mcns");
-            let script = format!(
-                "exec {MIGCAGE} --config {} runtime run --bundle {} {id}",
-                common::wrapper::config(host, mode.runtime()).display(),
-                b.path().display()
-            );
-            common::run_script(mode, b, host, &id, &script)
-        }
+        Via::Runtime => common::wrapper::run(mode, b, host, "mcns"),
     }
 }
 

@@ -1,8 +1,8 @@
-//! The runtime wrapper's config in the end-to-end tests.
+//! The runtime wrapper in the end-to-end tests: its config, and a container run through it.
 
 use std::path::PathBuf;
 
-use super::SimHost;
+use super::{Bundle, Mode, Run, SimHost, MIGCAGE};
 
 /// `host`'s config with `runtime` set: what `migcage runtime` is run with.
 pub fn config(host: &SimHost, runtime: &str) -> PathBuf {
@@ -14,4 +14,16 @@ pub fn config(host: &SimHost, runtime: &str) -> PathBuf {
     let path = host.dir.path().join(format!("config-{runtime}.toml"));
     std::fs::write(&path, toml::to_string(&t).unwrap()).unwrap();
     path
+}
+
+/// `migcage runtime run` of `bundle` through `mode`'s runtime (in `host`'s config), as an
+/// engine runs it; the container's id starts with `prefix`.
+pub fn run(mode: Mode, bundle: &Bundle, host: &SimHost, prefix: &str) -> Run {
+    let id = super::unique(prefix);
+    let script = format!(
+        "exec {MIGCAGE} --config {} runtime run --bundle {} {id}",
+        config(host, mode.runtime()).display(),
+        bundle.path().display()
+    );
+    super::run_script(mode, bundle, host, &id, &script)
 }
