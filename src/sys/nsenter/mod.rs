@@ -115,19 +115,13 @@ pub fn in_mount_namespace_on<T: Serialize + DeserializeOwned>(
     let ns = sys
         .open_ns(&path)
         .map_err(|source| NsError::Open { pid, path, source })?;
-    let entered = || {
-        sys.setns_mount(std::os::fd::AsFd::as_fd(&ns))
-            .map_err(|e| format!("cannot enter the container's mount namespace: {e}"))
-    };
+    let refused = |e: Errno| format!("cannot enter the container's mount namespace: {e}");
+    let enter = || sys.setns_mount(std::os::fd::AsFd::as_fd(&ns));
     // In this process, unless it has threads (EINVAL): no fork.
     if let Ok(place) = sys.save_place() {
-        match sys.setns_mount(std::os::fd::AsFd::as_fd(&ns)) {
+        match enter() {
             Err(Errno::EINVAL) => {}
-            Err(e) => {
-                return Err(NsError::Work(format!(
-                    "cannot enter the container's mount namespace: {e}"
-                )))
-            }
+            Err(e) => return Err(NsError::Work(refused(e))),
             Ok(()) => {
                 let result = std::panic::catch_unwind(AssertUnwindSafe(work));
                 sys.return_to(place);
@@ -140,7 +134,7 @@ pub fn in_mount_namespace_on<T: Serialize + DeserializeOwned>(
     }
     let child: Child<'_> = Box::new(|| {
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            entered()?;
+            enter().map_err(refused)?;
             work()
         }));
         match result {
