@@ -55,7 +55,7 @@ use std::path::{Path, PathBuf};
 use crate::backend::pipeline::{self, PipelineError};
 use crate::backend::spec::{self, SpecError, MAX_CONFIG_BYTES};
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
-use crate::host::files::write_atomically;
+use crate::host::files::AtomicWrite;
 
 pub use args::RuntimeArgs;
 pub use edit::{edit_spec, HookCommand, EDITED_ANNOTATION, HOOK_STAGES};
@@ -197,10 +197,19 @@ pub fn prepare(
         if bytes.ends_with(b"\n") {
             text.push(b'\n');
         }
-        write_atomically(spec_path, &text).map_err(|source| RuntimeError::Write {
-            path: spec_path.to_path_buf(),
-            source,
-        })?;
+        // Atomic, not durable: the bundle is the runtime's scratch space (under /run on every
+        // engine), read once by the runtime this process becomes, and a crash loses the
+        // container with it. An fsync here cost 1.4 ms per container on a disk-backed bundle.
+        let write = AtomicWrite {
+            durable: false,
+            ..AtomicWrite::default()
+        };
+        write
+            .write(spec_path, &text)
+            .map_err(|source| RuntimeError::Write {
+                path: spec_path.to_path_buf(),
+                source,
+            })?;
         out.written = true;
     }
     Ok(out)
