@@ -10,9 +10,10 @@
 # Stages, in order (src/profile.rs names them where they end): start (exec, dynamic loading,
 # Rust's start-up: from the wrapper's fork to main), cli, config, logging, state (the runtime's
 # state on stdin), config.json, forged-checks (a rootfs or pid that no runtime sends, refused),
-# request, snapshot (the inventory snapshot read and checked against procfs), driver-files,
-# plan, container-prep, container (setns into the container's mount namespace and back: nodes,
-# mounts, links, ld cache), runtime-detect, cgroup, systemd, log-record.
+# request, snapshot-read (the inventory snapshot read and parsed), snapshot (checked against
+# procfs, for the GPUs the request names), driver-files, plan, container-prep, container (setns
+# into the container's mount namespace and back: nodes, mounts, links, ld cache),
+# runtime-detect, cgroup, systemd, log-record.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD

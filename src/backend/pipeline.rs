@@ -146,7 +146,10 @@ fn plan_with_leases(
     }
     // The validated snapshot when there is one (no NVML on the container-start path), else full
     // discovery, which rewrites it.
-    let (inv, _source) = inventory::snapshot::inventory(config)?;
+    // Checked for the GPUs the request depends on: on a host of eight GPUs, a container that
+    // asks for one MIG device of GPU 0 checks GPU 0, not the other seven.
+    let (inv, _source) =
+        inventory::snapshot::inventory_for(config, |inv| plan::gpus_named(&request, inv))?;
     crate::profile::mark("snapshot");
     // The driver's files for NVIDIA_DRIVER_CAPABILITIES (also for `none`: driver files only).
     // Found before leasing, so that a container that fails here holds no lease.

@@ -17,7 +17,7 @@ use crate::core::request::{Devices, Request, Source, SourceSelection};
 use nodes::{allow_rules, common_nodes, device_nodes, mig_admin_node, push_unique, Target};
 use targets::{admin_gpus, find_targets};
 
-pub use targets::{host_gpus, profile_candidates};
+pub use targets::{gpus_named, host_gpus, profile_candidates};
 
 /// Why a request cannot be resolved on this host. One line each: what was asked (and by which
 /// source), what the host has, what to do.

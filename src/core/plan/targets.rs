@@ -1,8 +1,10 @@
 //! What a selector names on this host: the GPUs and MIG devices it resolves to, and the
 //! candidates of a request by profile.
 
+use std::collections::BTreeSet;
+
 use crate::core::inventory::{Gpu, Inventory, MigDevice};
-use crate::core::request::DeviceSelector;
+use crate::core::request::{DeviceSelector, Request};
 
 use super::nodes::Target;
 use super::PlanError;
@@ -191,6 +193,34 @@ pub fn profile_candidates<'a>(
         });
     }
     Ok(out)
+}
+
+/// The GPUs (by index) whose state decides what `req` gets, when that is fewer than every GPU:
+/// each selector names its GPU (by index or UUID, a MIG device by index or UUID, a profile on
+/// one GPU), in the devices, in every source that must agree, and in the MIG admin variables.
+/// `None` (every GPU counts) for `all`, a profile on any GPU, and a selector `inv` does not
+/// resolve: only a check of every GPU can tell a stale inventory from a wrong request.
+pub fn gpus_named(req: &Request, inv: &Inventory) -> Option<BTreeSet<u32>> {
+    let admin = [&req.mig_config, &req.mig_monitor];
+    let agree = req.must_agree.iter().map(|s| s.selectors.as_slice());
+    let all = std::iter::once(req.selectors())
+        .chain(agree)
+        .chain(admin.into_iter().flatten().map(Vec::as_slice));
+    let mut out = BTreeSet::new();
+    for sel in all.flatten() {
+        match sel {
+            DeviceSelector::All | DeviceSelector::Profile { gpu: None, .. } => return None,
+            DeviceSelector::Profile { gpu: Some(i), .. } => {
+                inv.gpus.iter().find(|g| g.index == *i)?;
+                out.insert(*i);
+            }
+            _ => {
+                let targets = find_targets(sel, inv, "").ok()?;
+                out.extend(targets.iter().map(|t| t.gpu().index));
+            }
+        }
+    }
+    Some(out)
 }
 
 /// GPUs named by `NVIDIA_MIG_CONFIG_DEVICES` / `NVIDIA_MIG_MONITOR_DEVICES`.

@@ -207,3 +207,40 @@ fn missing_caps_driver_refuses_mig_devices() {
         "{e}"
     );
 }
+
+#[test]
+fn a_request_names_the_gpus_whose_state_it_depends_on() {
+    let inv = inventory();
+    let named = |env: &[&str]| gpus_named(&request(env), &inv);
+    let set = |v: &[u32]| Some(v.iter().copied().collect::<BTreeSet<u32>>());
+    // Each form that names a device names its GPU.
+    assert_eq!(named(&["NVIDIA_VISIBLE_DEVICES=0:1"]), set(&[0]));
+    assert_eq!(named(&["NVIDIA_VISIBLE_DEVICES=1"]), set(&[1]));
+    assert_eq!(
+        named(&["NVIDIA_VISIBLE_DEVICES=MIG-22222222-2222-2222-2222-222222222222,GPU-11111111-0000-0000-0000-000000000000"]),
+        set(&[0, 1])
+    );
+    // `none` (driver files only) depends on no GPU.
+    assert_eq!(named(&["NVIDIA_VISIBLE_DEVICES=none"]), set(&[]));
+    // A profile on one GPU: that GPU.
+    assert_eq!(
+        named(&["NVIDIA_VISIBLE_DEVICES=profile:0/3g.20gb"]),
+        set(&[0])
+    );
+    // The MIG admin variables' GPUs count too.
+    assert_eq!(
+        named(&["NVIDIA_VISIBLE_DEVICES=1", "NVIDIA_MIG_CONFIG_DEVICES=0"]),
+        set(&[0, 1])
+    );
+    // Every GPU counts for `all`, a profile on any GPU, and what this inventory does not have
+    // (a MIG device made since, or a wrong request: only a full check tells which).
+    for env in [
+        "NVIDIA_VISIBLE_DEVICES=all",
+        "NVIDIA_VISIBLE_DEVICES=profile:3g.20gb",
+        "NVIDIA_VISIBLE_DEVICES=0:7",
+        "NVIDIA_VISIBLE_DEVICES=MIG-99999999-9999-9999-9999-999999999999",
+        "NVIDIA_VISIBLE_DEVICES=5",
+    ] {
+        assert_eq!(named(&[env]), None, "{env}");
+    }
+}

@@ -20,9 +20,9 @@ pub use error::InventoryError;
 pub use read::{
     ci_access_path, devices_path, gi_access_path, gpu_information_path, mig_cap_path,
     mig_minors_path, read_cap_access, read_mig_minors, read_procfs, read_procfs_except_mig_minors,
-    version_path, ProcfsInfo,
+    read_procfs_scoped, version_path, ProcfsInfo,
 };
-pub use verify::{verify, verify_with, AccessFiles};
+pub use verify::{verify, verify_scoped, verify_with, AccessFiles};
 
 // The inventory's data model is pure and lives in core, where the plan uses it.
 pub use crate::core::inventory::{Gpu, Inventory, Majors, MigDevice};

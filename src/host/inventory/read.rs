@@ -1,6 +1,6 @@
 //! Reading the driver's procfs (through the configured `proc_root`) into [`ProcfsInfo`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -19,8 +19,11 @@ pub struct ProcfsInfo {
     /// `driver/nvidia-caps/mig-minors`; `None` when the file does not exist (nvidia-caps not
     /// loaded, or a driver older than MIG).
     pub mig_minors: Option<MigMinors>,
-    /// `driver/nvidia/gpus/<bus>/information`, by directory name (`0000:07:00.0`).
+    /// `driver/nvidia/gpus/<bus>/information`, by directory name (`0000:07:00.0`): of every
+    /// GPU, or of those a scoped read ([`read_procfs_scoped`]) was asked for.
     pub gpus: BTreeMap<String, GpuInformation>,
+    /// Every directory name under `driver/nvidia/gpus`, sorted, its `information` read or not.
+    pub gpu_dirs: Vec<String>,
 }
 
 /// `<proc_root>/driver/nvidia/version`.
@@ -110,6 +113,15 @@ pub fn read_mig_minors(config: &Config) -> Result<Option<MigMinors>, InventoryEr
 /// never changes as long as the driver stays loaded. A snapshot that knows the file is unchanged
 /// supplies the entries it uses instead (see [`super::snapshot`]).
 pub fn read_procfs_except_mig_minors(config: &Config) -> Result<ProcfsInfo, InventoryError> {
+    read_procfs_scoped(config, None)
+}
+
+/// [`read_procfs_except_mig_minors`], reading the `information` of only the GPU directories in
+/// `only` (every one when `None`); [`ProcfsInfo::gpu_dirs`] still lists them all.
+pub fn read_procfs_scoped(
+    config: &Config,
+    only: Option<&BTreeSet<String>>,
+) -> Result<ProcfsInfo, InventoryError> {
     let driver_dir = config.proc_path("driver/nvidia");
     match std::fs::metadata(&driver_dir) {
         Ok(m) if m.is_dir() => {}
@@ -151,6 +163,7 @@ pub fn read_procfs_except_mig_minors(config: &Config) -> Result<ProcfsInfo, Inve
 
     let gpus_dir = config.proc_path("driver/nvidia/gpus");
     let mut gpus = BTreeMap::new();
+    let mut gpu_dirs = Vec::new();
     let entries = match std::fs::read_dir(&gpus_dir) {
         Ok(entries) => Some(entries),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -169,6 +182,10 @@ pub fn read_procfs_except_mig_minors(config: &Config) -> Result<ProcfsInfo, Inve
         let Some(name) = entry.file_name().to_str().map(str::to_string) else {
             continue;
         };
+        gpu_dirs.push(name.clone());
+        if only.is_some_and(|only| !only.contains(&name)) {
+            continue;
+        }
         let path = entry.path().join("information");
         if let Some(text) = read_optional(&path)? {
             gpus.insert(name, procfs::parse_gpu_information(&text, &path)?);
@@ -179,5 +196,9 @@ pub fn read_procfs_except_mig_minors(config: &Config) -> Result<ProcfsInfo, Inve
         majors,
         mig_minors: None,
         gpus,
+        gpu_dirs: {
+            gpu_dirs.sort_unstable();
+            gpu_dirs
+        },
     })
 }

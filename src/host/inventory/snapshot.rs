@@ -39,7 +39,7 @@
 
 mod identity;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -47,7 +47,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::procfs::MigMinors;
-use super::{AccessFiles, Inventory, InventoryError, ProcfsInfo};
+use super::{AccessFiles, Gpu, Inventory, InventoryError, ProcfsInfo};
 use crate::config::Config;
 pub use identity::{caps_tree, check_caps_tree, identity, Identity};
 
@@ -132,7 +132,7 @@ impl Snapshot {
             basis: Basis {
                 proc_root: config.proc_root.clone(),
                 nvml_library: config.nvml_library.clone(),
-                gpu_dirs: proc.gpus.keys().cloned().collect(),
+                gpu_dirs: proc.gpu_dirs.clone(),
                 mig_minors,
                 caps_tree,
             },
@@ -165,6 +165,20 @@ impl Snapshot {
     /// Why this snapshot cannot answer for the host as `proc` shows it now (its mig-minors
     /// as read, or as [`Snapshot::mig_minors_entries`] when unchanged); `Ok` when it can.
     pub fn check(&self, config: &Config, proc: &ProcfsInfo) -> Result<(), String> {
+        self.check_scoped(config, proc, None)
+    }
+
+    /// [`Snapshot::check`] for a request that depends on only the GPUs `scope` names (indexes in
+    /// this snapshot's inventory; `None`: every GPU): the host-wide facts (driver version,
+    /// majors, the GPU directories, the tree's root, mig/config and mig/monitor) and those GPUs'
+    /// `information` and capability entries. A change on another GPU cannot change what this
+    /// request gets; the next request that names that GPU finds it.
+    pub fn check_scoped(
+        &self,
+        config: &Config,
+        proc: &ProcfsInfo,
+        scope: Option<&BTreeSet<u32>>,
+    ) -> Result<(), String> {
         if self.format != FORMAT {
             return Err(format!(
                 "the snapshot has format {}, this migcage writes {FORMAT}",
@@ -188,18 +202,34 @@ impl Snapshot {
                 config.nvml_library.display()
             ));
         }
-        if !b.gpu_dirs.iter().eq(proc.gpus.keys()) {
+        if b.gpu_dirs != proc.gpu_dirs {
             return Err(format!(
                 "the GPUs under {} changed: {:?} then, {:?} now",
                 config.proc_path("driver/nvidia/gpus").display(),
                 b.gpu_dirs,
-                proc.gpus.keys().collect::<Vec<_>>()
+                proc.gpu_dirs
             ));
         }
+        let in_scope = |g: &Gpu| scope.is_none_or(|s| s.contains(&g.index));
+        let minors: BTreeSet<u32> = self
+            .inventory
+            .gpus
+            .iter()
+            .filter(|g| in_scope(g))
+            .map(|g| g.minor)
+            .collect();
         // Identity first: it is what lets verify skip the access files.
-        check_caps_tree(config, &b.caps_tree)?;
-        super::verify_with(config, &self.inventory, proc, AccessFiles::Unchanged)
-            .map_err(|e| e.to_string())
+        check_caps_tree(config, &b.caps_tree, |minor| {
+            scope.is_none() || minors.contains(&minor)
+        })?;
+        super::verify_scoped(
+            config,
+            &self.inventory,
+            proc,
+            AccessFiles::Unchanged,
+            in_scope,
+        )
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -288,38 +318,52 @@ pub fn discover_and_save(config: &Config) -> Result<Discovery, InventoryError> {
 }
 
 /// The inventory for a container start: the snapshot when it matches procfs (no NVML), else full
-/// discovery, which rewrites it. Each procfs file is read at most once.
+/// discovery, which rewrites it.
 pub fn inventory(config: &Config) -> Result<(Inventory, Source), InventoryError> {
+    inventory_for(config, |_| None)
+}
+
+/// [`inventory`] for a request that depends on only some GPUs: `scope_of` names them (indexes,
+/// [`crate::core::plan::gpus_named`]) in the snapshot's inventory, and only they are checked
+/// ([`Snapshot::check_scoped`]); `None` checks every GPU. On the snapshot's path each procfs
+/// file is read at most once, and the `information` of GPUs out of scope not at all.
+pub fn inventory_for(
+    config: &Config,
+    scope_of: impl FnOnce(&Inventory) -> Option<BTreeSet<u32>>,
+) -> Result<(Inventory, Source), InventoryError> {
     let minors = identity(&super::mig_minors_path(config))?;
-    let mut proc = super::read_procfs_except_mig_minors(config)?;
-    let why = match load(config) {
+    let loaded = load(config);
+    crate::profile::mark("snapshot-read");
+    let why = match loaded {
         Ok(snapshot) => {
+            let scope = scope_of(&snapshot.inventory);
+            let buses: Option<BTreeSet<String>> = scope.as_ref().map(|s| {
+                let gpus = snapshot.inventory.gpus.iter();
+                gpus.filter(|g| s.contains(&g.index))
+                    .map(Gpu::proc_bus_id)
+                    .collect()
+            });
+            let mut proc = super::read_procfs_scoped(config, buses.as_ref())?;
             let unchanged = minors.is_some() && snapshot.basis.mig_minors == minors;
             proc.mig_minors = if unchanged {
                 Some(snapshot.mig_minors_entries())
             } else {
                 super::read_mig_minors(config)?
             };
-            match snapshot.check(config, &proc) {
+            match snapshot.check_scoped(config, &proc, scope.as_ref()) {
                 Ok(()) => {
                     tracing::debug!("inventory from the snapshot");
                     return Ok((snapshot.inventory, Source::Snapshot));
                 }
-                Err(why) => {
-                    if unchanged {
-                        // Discovery assembles from the whole table.
-                        proc.mig_minors = super::read_mig_minors(config)?;
-                    }
-                    why
-                }
+                Err(why) => why,
             }
         }
-        Err(why) => {
-            proc.mig_minors = super::read_mig_minors(config)?;
-            why
-        }
+        Err(why) => why,
     };
     tracing::info!(why = %why, "inventory snapshot not usable: full discovery");
+    // Discovery assembles from every GPU's information and the whole mig-minors table.
+    let mut proc = super::read_procfs_except_mig_minors(config)?;
+    proc.mig_minors = super::read_mig_minors(config)?;
     let d = discover_from(config, &proc, minors)?;
     if let Err(e) = &d.saved {
         tracing::warn!(error = %e, "inventory snapshot not written");

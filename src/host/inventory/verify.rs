@@ -42,9 +42,22 @@ pub fn verify_with(
     proc: &ProcfsInfo,
     access_files: AccessFiles,
 ) -> Result<(), InventoryError> {
+    verify_scoped(config, inventory, proc, access_files, |_| true)
+}
+
+/// [`verify_with`] for the host-wide part and the GPUs `scope` keeps (whose `information`
+/// `proc` must hold): what a container start checks of a snapshot when its request depends on
+/// only some GPUs ([`crate::core::plan::gpus_named`]).
+pub fn verify_scoped(
+    config: &Config,
+    inventory: &Inventory,
+    proc: &ProcfsInfo,
+    access_files: AccessFiles,
+    scope: impl Fn(&Gpu) -> bool,
+) -> Result<(), InventoryError> {
     verify_host(config, inventory, proc, access_files)?;
 
-    for gpu in &inventory.gpus {
+    for gpu in inventory.gpus.iter().filter(|g| scope(g)) {
         verify_gpu(config, gpu, proc, access_files)?;
     }
     Ok(())

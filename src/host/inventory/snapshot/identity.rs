@@ -141,12 +141,21 @@ fn identity_at(dir: &std::fs::File, rel: &str) -> io::Result<Option<Identity>> {
     )
 }
 
+/// The GPU minor of a capability tree entry (`gpu3/mig/gi1/access`: 3); `None` for the
+/// host-wide entries (`.`, `mig/config`, `mig/monitor`).
+fn entry_gpu(rel: &str) -> Option<u32> {
+    let first = rel.split('/').next()?;
+    first.strip_prefix("gpu")?.parse().ok()
+}
+
 /// Compare the recorded capability tree with what is there now, entry by entry (one `fstatat`
 /// each, relative to its GPU's open `mig` directory so that each lookup walks one to three
-/// names; no directory listing): the first difference, as a sentence.
+/// names; no directory listing): the first difference, as a sentence. Only the host-wide
+/// entries and those of the GPUs (by minor) `gpus` keeps are compared.
 pub fn check_caps_tree(
     config: &Config,
     recorded: &BTreeMap<String, Identity>,
+    gpus: impl Fn(u32) -> bool,
 ) -> Result<(), String> {
     let root = caps_dir(config);
     let read_error = |path: &Path, e: io::Error| {
@@ -177,7 +186,10 @@ pub fn check_caps_tree(
     }
     // The `gpu<N>/mig` directory open now, with its key and a slash.
     let mut mig: Option<(String, std::fs::File)> = None;
-    for (rel, then) in recorded {
+    let kept = recorded
+        .iter()
+        .filter(|(rel, _)| entry_gpu(rel).is_none_or(&gpus));
+    for (rel, then) in kept {
         let is_mig_dir = rel
             .split_once('/')
             .is_some_and(|(gpu, rest)| gpu.starts_with("gpu") && rest == "mig");

@@ -363,3 +363,83 @@ fn an_unwritable_state_dir_is_one_line() {
     );
     assert!(!e.contains('\n'), "{e}");
 }
+
+#[test]
+fn a_scoped_check_covers_its_gpus_and_the_host_wide_facts_only() {
+    let h = Host::new("dgx-8x7");
+    let snap = h.save_snapshot();
+    let gpu = |i: u32| snap.inventory.gpus.iter().find(|g| g.index == i).unwrap();
+    let only = |v: &[u32]| -> Option<BTreeSet<u32>> { Some(v.iter().copied().collect()) };
+    let scoped = |v: &[u32]| {
+        let scope = only(v);
+        inventory_for(&h.config, move |_| scope)
+    };
+    // An instance of GPU 3 re-created: a request for GPU 0 still gets the snapshot, and reads
+    // no other GPU's information (those of GPUs 1, 2 and 4 are directories here, which no read
+    // gets past, root or not).
+    let gi = h.topology.gpus[3].gpu_instances[0].id;
+    let minor3 = gpu(3).minor;
+    h.recreate(&format!(
+        "driver/nvidia/capabilities/gpu{minor3}/mig/gi{gi}/access"
+    ));
+    let unreadable: Vec<(PathBuf, String)> = [1, 2, 4]
+        .iter()
+        .map(|g| {
+            let info = h.proc_file(&format!(
+                "driver/nvidia/gpus/{}/information",
+                gpu(*g).proc_bus_id()
+            ));
+            let text = std::fs::read_to_string(&info).unwrap();
+            std::fs::remove_file(&info).unwrap();
+            std::fs::create_dir(&info).unwrap();
+            (info, text)
+        })
+        .collect();
+    let (inv, source) = scoped(&[0]).unwrap();
+    assert_eq!((source, &inv), (Source::Snapshot, &snap.inventory));
+    // A request for none of the GPUs (driver files only) too.
+    assert_eq!(scoped(&[]).unwrap().1, Source::Snapshot);
+    // Reading GPU 1 is an error here: it is read when the request names it.
+    assert!(scoped(&[1])
+        .unwrap_err()
+        .to_string()
+        .contains("Is a directory"));
+    for (info, text) in unreadable {
+        std::fs::remove_dir(&info).unwrap();
+        std::fs::write(&info, text).unwrap();
+    }
+    // A request that names GPU 3, or every GPU, finds the change and goes to NVML.
+    let proc = super::super::read_procfs(&h.config).unwrap();
+    for scope in [only(&[0, 3]), None] {
+        let why = snap
+            .check_scoped(&h.config, &proc, scope.as_ref())
+            .unwrap_err();
+        // (Here the GPU instance's directory shows it first: its change time moved too.)
+        let re_created = format!("gpu{minor3}/mig/gi{gi} was re-created");
+        assert!(why.contains(&re_created), "{why}");
+        let why = discovered_why(inventory_for(&h.config, move |_| scope));
+        assert!(why.contains("cannot initialize NVML"), "{why}");
+    }
+    // Host-wide facts count for every scope: a GPU directory added, the driver version.
+    let h = Host::new("dgx-8x7");
+    let snap = h.save_snapshot();
+    let none = Some(BTreeSet::new());
+    let extra = h.proc_file("driver/nvidia/gpus/0000:f0:00.0");
+    std::fs::create_dir_all(&extra).unwrap();
+    let proc = super::super::read_procfs(&h.config).unwrap();
+    let why = snap
+        .check_scoped(&h.config, &proc, none.as_ref())
+        .unwrap_err();
+    assert!(why.contains("0000:f0:00.0"), "{why}");
+    std::fs::remove_dir(&extra).unwrap();
+    std::fs::write(
+        h.proc_file("driver/nvidia/version"),
+        "NVRM version: NVIDIA UNIX x86_64 Kernel Module  560.35.03  Fri Aug 16\n",
+    )
+    .unwrap();
+    let proc = super::super::read_procfs(&h.config).unwrap();
+    let why = snap
+        .check_scoped(&h.config, &proc, none.as_ref())
+        .unwrap_err();
+    assert!(why.contains("560.35.03"), "{why}");
+}
