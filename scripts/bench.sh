@@ -17,7 +17,9 @@
 #     for nothing), the static spec (the hook's device nodes and rules, and with utility,compute
 #     its bind mounts, written into config.json: the cheapest migcage could be), the hook (devices
 #     only, utility,compute) and runtime mode (`migcage runtime run`); each target a median of
-#     pairwise ratios (one round against the same round), with its spread;
+#     pairwise ratios (one round against the same round; every other round in reverse order),
+#     with its spread; the bundles on a tmpfs, where engines keep theirs;
+#   - what the runtime wrapper adds to a command it passes through (`state`), against runc's own;
 #   - `list`, `refresh` and `cdi generate` on dgx-8x7 (full NVML discovery; the simulated NVML);
 #   - `mig apply` of a full layout (8 GPUs x 7 1g.5gb, 56 creates) on dgx-8x-empty, through the
 #     simulated NVML (at most 10 runs: each is 56 creates and, untimed, 56 destroys);
@@ -50,6 +52,7 @@ work=$(mktemp -d /tmp/migcage-bench.XXXXXX)
 cleanup() {
   # `runc run` removes its container; one left by an interrupted run is deleted here.
   cleanup_containers
+  if mountpoint -q "$work/bundles"; then umount "$work/bundles" || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -116,8 +119,14 @@ ratio_stats() {
   echo "$q50 $q25 $q75"
 }
 
+# The bundles of the container starts live on a tmpfs, as every engine keeps its bundles under
+# /run (containerd's and Docker's task directories, Podman's and CRI-O's runroot): writing and
+# renaming config.json costs there what it costs on a host, not what a disk-backed /tmp costs.
+mkdir -p "$work/bundles"
+mount -t tmpfs -o mode=0755,size=256m tmpfs "$work/bundles"
+
 start_run() { # MODE (v1|v2)
-  local m=$1 root=${roots[a100-7x1g]} d=$work/start-$1
+  local m=$1 root=${roots[a100-7x1g]} d=$work/bundles/start-$1
   local dev=$root/config-devices-only.toml full=$root/config.toml
   local hook="[\"$bin\", \"migcage\", \"hook\", \"prestart\"]"
   # floor: no device asked, no hook (a plain start); static-*: the nodes and rules (and, with
@@ -134,12 +143,20 @@ start_run() { # MODE (v1|v2)
     run_container "$m" "$d/$k" >/dev/null; : >"$d/$k.txt"
   done
   MIGCAGE_CONFIG=$full run_container "$m" "$d/runtime-uc" "$bin" runtime >/dev/null; : >"$d/runtime-uc.txt"
+  # Every other round runs the six in reverse order, so that none is always first after the
+  # round before or always next to the same neighbour.
+  local order=(floor static-dev hook-dev static-uc hook-uc runtime-uc)
   for ((i = 0; i < runs; i++)); do
-    for k in floor static-dev hook-dev static-uc hook-uc; do
-      run_container "$m" "$d/$k" >>"$d/$k.txt"
+    local ks=("${order[@]}")
+    if ((i % 2)); then ks=(runtime-uc hook-uc static-uc hook-dev static-dev floor); fi
+    for k in "${ks[@]}"; do
+      if [[ $k == runtime-uc ]]; then
+        cp "$d/runtime-pristine.json" "$d/runtime-uc/config.json"   # a fresh bundle, as an engine makes one
+        MIGCAGE_CONFIG=$full run_container "$m" "$d/runtime-uc" "$bin" runtime >>"$d/runtime-uc.txt"
+      else
+        run_container "$m" "$d/$k" >>"$d/$k.txt"
+      fi
     done
-    cp "$d/runtime-pristine.json" "$d/runtime-uc/config.json"   # a fresh bundle, as an engine makes one
-    MIGCAGE_CONFIG=$full run_container "$m" "$d/runtime-uc" "$bin" runtime >>"$d/runtime-uc.txt"
   done
   local label
   for k in floor static-dev hook-dev static-uc hook-uc runtime-uc; do
@@ -167,6 +184,31 @@ for m in v1 v2; do
   start_run "$m"
 done
 start_rows=("${rows[@]}"); rows=()
+
+# --- 3. the runtime wrapper's pass-through commands -------------------------------------------------
+
+# `state` of one created container, straight and through the wrapper, alternating: what the
+# wrapper adds to every command it does not edit (start, state, kill, delete, exec).
+echo "bench: runtime pass-through (runc state, direct and through migcage runtime; $runs each)" >&2
+pass_id="mcbench-$$-pass"
+pass_cfg=${roots[a100-7x1g]}/config.toml
+bundle "$work/bundles/pass" "$pass_cfg" '[]'
+runc create --bundle "$work/bundles/pass" "$pass_id" </dev/null >/dev/null 2>&1
+: >"$work/pass-direct.txt"; : >"$work/pass-wrapped.txt"
+for ((i = 0; i < runs; i++)); do
+  t0=$(now_us); runc state "$pass_id" >/dev/null; t1=$(now_us)
+  echo $((t1 - t0)) >>"$work/pass-direct.txt"
+  t0=$(now_us); MIGCAGE_CONFIG=$pass_cfg "$bin" runtime state "$pass_id" >/dev/null; t1=$(now_us)
+  echo $((t1 - t0)) >>"$work/pass-wrapped.txt"
+done
+runc delete -f "$pass_id" >/dev/null 2>&1
+read -r p50 p95 _ < <(stats "$work/pass-direct.txt" 1 1000)
+row "runc state | | v1 | $p50 | $p95 | | $runs"
+read -r p50 p95 _ < <(stats "$work/pass-wrapped.txt" 1 1000)
+row "runc state via migcage runtime (pass-through) | | v1 | $p50 | $p95 | | $runs"
+paste "$work/pass-wrapped.txt" "$work/pass-direct.txt" | awk '{ print $1 - $2 }' >"$work/pass-added.txt"
+read -r pass_lo pass_added pass_hi < <(quartiles "$work/pass-added.txt")
+pass_rows=("${rows[@]}"); rows=()
 
 # --- 4. list, refresh, cdi generate on dgx-8x7 ------------------------------------------------------
 
@@ -288,7 +330,7 @@ within() { awk -v a="$1" -v b="$2" 'BEGIN { r = (a > b) ? a / b : b / a; printf 
   echo
   echo "| What | Topology | cgroup | p50 ms | p95 ms | peak RSS MiB | n |"
   echo "|---|---|---|---|---|---|---|"
-  printf '%s\n' "${hook_rows[@]}" "${start_rows[@]}" "${runtime_rows[@]}" "${cli_rows[@]}" "${mig_rows[@]}" "${demand_rows[@]}"
+  printf '%s\n' "${hook_rows[@]}" "${start_rows[@]}" "${pass_rows[@]}" "${cli_rows[@]}" "${mig_rows[@]}" "${demand_rows[@]}"
   echo
   echo "Targets (issue #18), each MET or NOT MET at this commit; a ratio is the median of the"
   echo "pairwise ratios of one interleaved run, with its spread (p25-p75):"
@@ -309,6 +351,7 @@ within() { awk -v a="$1" -v b="$2" 'BEGIN { r = (a > b) ? a / b : b / a; printf 
   for m in v1 v2; do
     echo "- the static spec over the floor (a start with no device), cgroup $m: ${static_ratio[$m]} (${static_lo[$m]}-${static_hi[$m]})"
   done
+  echo "- what the runtime wrapper adds to a pass-through command (\`state\`), pairwise: $(awk -v v="$pass_added" 'BEGIN { printf "%.2f", v / 1000 }') ms ($(awk -v v="$pass_lo" 'BEGIN { printf "%.2f", v / 1000 }')-$(awk -v v="$pass_hi" 'BEGIN { printf "%.2f", v / 1000 }'))"
   echo "- without the snapshot (NVML at every start): $ns ms on a100-7x1g, $nsd ms on dgx-8x7 (simulated NVML; a real one adds its own start-up)"
   echo "- container start making its instance on demand / finding a free one (p50, each with its poststop): $(awk -v a="$o50" -v b="$f50" 'BEGIN { printf "%.3f", a / b }')"
   for n in "$cdi_note"; do [[ -z $n ]] || echo "- $n"; done
