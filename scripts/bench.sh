@@ -4,6 +4,10 @@
 #
 #   scripts/bench.sh                  # BENCH_RUNS=40 containers per figure by default
 #
+# The interleaved container-start run, whose ratios are the targets, has BENCH_START_RUNS rounds
+# (4 x BENCH_RUNS by default): one container start on this machine varies by a third from one
+# to the next, and the median of the pairwise ratios settles only over more rounds.
+#
 # It prints a Markdown table and writes it to docs/performance.md, the committed results page
 # that the README quotes (BENCH_OUT writes elsewhere, for a run that is not to be committed). Release build. What it measures:
 #   - the hook's wall time per container (p50, p95), measured around the hook process by
@@ -32,6 +36,8 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 runs=${BENCH_RUNS:-40}
 [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "bench: BENCH_RUNS must be a positive number, not '$runs'" >&2; exit 2; }
+start_runs=${BENCH_START_RUNS:-$((runs * 4))}
+[[ $start_runs =~ ^[1-9][0-9]*$ ]] || { echo "bench: BENCH_START_RUNS must be a positive number, not '$start_runs'" >&2; exit 2; }
 if [[ $(id -u) != 0 ]]; then
   echo "bench: run as root (simulate makes device nodes; runc runs containers)" >&2
   exit 2
@@ -57,6 +63,7 @@ cleanup() {
 }
 trap cleanup EXIT
 gcc -O2 -Wall -o "$work/hookwrap" benches/hookwrap.c
+printf 'int main(void) { return 0; }\n' | gcc -O2 -static -x c -o "$work/true-static" -
 
 # --- helpers (shared with scripts/profile-hook.sh) ------------------------------------------------
 # shellcheck source=lib/bench-common.sh
@@ -134,21 +141,27 @@ start_run() { # MODE (v1|v2)
   bundle "$d/floor" "$dev" '[]'
   bundle "$d/hook-dev" "$dev" "$hook" NVIDIA_VISIBLE_DEVICES=0:1
   static_bundle "$d/hook-dev" "$d/static-dev" "$dev"
+  # empty-hook: the static spec plus a prestart hook that does nothing at all (a static C
+  # program that returns 0): what any hook costs a runc start on this machine, before its work.
+  mkdir -p "$d/empty-hook"
+  cp -a "$d/static-dev/rootfs" "$d/empty-hook/"
+  jq --arg true "$work/true-static" '.hooks.prestart = [{path: $true, args: ["true"]}]' \
+    "$d/static-dev/config.json" >"$d/empty-hook/config.json"
   bundle "$d/hook-uc" "$full" "$hook" NVIDIA_VISIBLE_DEVICES=0:1 NVIDIA_DRIVER_CAPABILITIES=utility,compute
   static_bundle "$d/hook-uc" "$d/static-uc" "$full" mounts
   bundle "$d/runtime-uc" "$full" '[]' NVIDIA_VISIBLE_DEVICES=0:1 NVIDIA_DRIVER_CAPABILITIES=utility,compute
   cp "$d/runtime-uc/config.json" "$d/runtime-pristine.json"
   local k
-  for k in floor static-dev hook-dev static-uc hook-uc; do
+  for k in floor static-dev empty-hook hook-dev static-uc hook-uc; do
     run_container "$m" "$d/$k" >/dev/null; : >"$d/$k.txt"
   done
   MIGCAGE_CONFIG=$full run_container "$m" "$d/runtime-uc" "$bin" runtime >/dev/null; : >"$d/runtime-uc.txt"
   # Every other round runs the six in reverse order, so that none is always first after the
   # round before or always next to the same neighbour.
-  local order=(floor static-dev hook-dev static-uc hook-uc runtime-uc)
-  for ((i = 0; i < runs; i++)); do
+  local order=(floor static-dev empty-hook hook-dev static-uc hook-uc runtime-uc)
+  for ((i = 0; i < start_runs; i++)); do
     local ks=("${order[@]}")
-    if ((i % 2)); then ks=(runtime-uc hook-uc static-uc hook-dev static-dev floor); fi
+    if ((i % 2)); then ks=(runtime-uc hook-uc static-uc hook-dev empty-hook static-dev floor); fi
     for k in "${ks[@]}"; do
       if [[ $k == runtime-uc ]]; then
         cp "$d/runtime-pristine.json" "$d/runtime-uc/config.json"   # a fresh bundle, as an engine makes one
@@ -159,28 +172,30 @@ start_run() { # MODE (v1|v2)
     done
   done
   local label
-  for k in floor static-dev hook-dev static-uc hook-uc runtime-uc; do
+  for k in floor static-dev empty-hook hook-dev static-uc hook-uc runtime-uc; do
     case $k in
       floor) label="runc run, no device, no hook (the floor)" ;;
       static-dev) label="runc run, devices written statically into config.json" ;;
+      empty-hook) label="runc run, devices statically and a prestart hook that does nothing" ;;
       hook-dev) label="runc run, devices by the migcage hook" ;;
       static-uc) label="runc run, devices and utility,compute driver files written statically" ;;
       hook-uc) label="runc run, migcage hook (utility,compute)" ;;
       runtime-uc) label="runc run via migcage runtime (utility,compute)" ;;
     esac
     read -r p50 p95 _ < <(stats "$d/$k.txt" 1 1000)
-    row "$label | a100-7x1g | $m | $p50 | $p95 | | $runs"
+    row "$label | a100-7x1g | $m | $p50 | $p95 | | $start_runs"
   done
   read -r hook_dev_ratio[$m] hook_dev_lo[$m] hook_dev_hi[$m] < <(ratio_stats "$d/hook-dev.txt" "$d/static-dev.txt")
   read -r hook_uc_ratio[$m] hook_uc_lo[$m] hook_uc_hi[$m] < <(ratio_stats "$d/hook-uc.txt" "$d/static-uc.txt")
   read -r rt_ratio[$m] rt_lo[$m] rt_hi[$m] < <(ratio_stats "$d/runtime-uc.txt" "$d/static-uc.txt")
   read -r static_ratio[$m] static_lo[$m] static_hi[$m] < <(ratio_stats "$d/static-dev.txt" "$d/floor.txt")
+  read -r empty_ratio[$m] empty_lo[$m] empty_hi[$m] < <(ratio_stats "$d/empty-hook.txt" "$d/static-dev.txt")
 }
 
 declare -A hook_dev_ratio hook_dev_lo hook_dev_hi hook_uc_ratio hook_uc_lo hook_uc_hi
-declare -A rt_ratio rt_lo rt_hi static_ratio static_lo static_hi
+declare -A rt_ratio rt_lo rt_hi static_ratio static_lo static_hi empty_ratio empty_lo empty_hi
 for m in v1 v2; do
-  echo "bench: container start on cgroup $m, interleaved: floor, static, hook, runtime mode ($runs rounds)" >&2
+  echo "bench: container start on cgroup $m, interleaved: floor, static, hook, runtime mode ($start_runs rounds)" >&2
   start_run "$m"
 done
 start_rows=("${rows[@]}"); rows=()
@@ -324,7 +339,8 @@ within() { awk -v a="$1" -v b="$2" 'BEGIN { r = (a > b) ? a / b : b / a; printf 
   echo
   echo "Machine: $host_name, $(nproc) CPUs ($(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n1)),"
   echo "kernel $(uname -r), $(runc --version | head -n1), "
-  echo "release build; $runs containers per figure (after one warm-up). Times in ms, RSS in MiB."
+  echo "release build; $runs containers per figure (after one warm-up), $start_runs rounds of the interleaved"
+  echo "container starts. Times in ms, RSS in MiB."
   echo "Load average before: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the"
   echo "machine shows in the p95 column first)."
   echo
@@ -350,6 +366,7 @@ within() { awk -v a="$1" -v b="$2" 'BEGIN { r = (a > b) ? a / b : b / a; printf 
   echo
   for m in v1 v2; do
     echo "- the static spec over the floor (a start with no device), cgroup $m: ${static_ratio[$m]} (${static_lo[$m]}-${static_hi[$m]})"
+    echo "- a prestart hook that does nothing (a static C program) over the static spec, cgroup $m: ${empty_ratio[$m]} (${empty_lo[$m]}-${empty_hi[$m]}): what runc's running of any hook costs, before the hook's own work"
   done
   echo "- what the runtime wrapper adds to a pass-through command (\`state\`), pairwise: $(awk -v v="$pass_added" 'BEGIN { printf "%.2f", v / 1000 }') ms ($(awk -v v="$pass_lo" 'BEGIN { printf "%.2f", v / 1000 }')-$(awk -v v="$pass_hi" 'BEGIN { printf "%.2f", v / 1000 }'))"
   echo "- without the snapshot (NVML at every start): $ns ms on a100-7x1g, $nsd ms on dgx-8x7 (simulated NVML; a real one adds its own start-up)"
