@@ -22,6 +22,7 @@ use crate::backend::pipeline;
 use crate::config::Config;
 use crate::core::plan::Plan;
 use crate::core::request::Request;
+use crate::host::cgroup::DeviceCgroup;
 use container::{ContainerWork, ProcView};
 use state::State;
 
@@ -212,13 +213,15 @@ fn runs_inside_container(stage: Stage, state: &State) -> bool {
             .is_none_or(|pid| i64::from(nix::unistd::getppid().as_raw()) == pid)
 }
 
-/// Make the plan real: the work inside the container, then the cgroup grant.
+/// Make the plan real: the work inside the container, then the cgroup grant (in `found`, the
+/// device cgroup [`refuse_forged`] found, when it found it).
 fn apply_plan(
     config: &Config,
     stage: Stage,
     state: &State,
     spec: &serde_json::Value,
     plan: &Plan,
+    found: Option<DeviceCgroup>,
     outcome: &mut Outcome,
 ) -> Result<(), HookError> {
     let e = &plan.edits;
@@ -272,15 +275,20 @@ fn apply_plan(
                 // swap in an equal program). What a daemon-reload keeps is still seen to below.
                 outcome.cgroup = Some(SPEC_GRANTS.to_string());
             } else {
-                let granted = cgroup::grant_devices(
-                    Path::new(PROCESS_PROC),
-                    pid as u32,
-                    spec,
-                    // Without a stated version (`host.runtime_versions`), each runtime gets
-                    // what all its versions add.
-                    crate::host::runtime::detect_parent(&config.host.stated_runtimes()),
-                    &plan.edits.device_rules,
-                )
+                // Without a stated version (`host.runtime_versions`), each runtime gets what
+                // all its versions add.
+                let runtime = crate::host::runtime::detect_parent(&config.host.stated_runtimes());
+                let rules = &plan.edits.device_rules;
+                let granted = match found {
+                    Some(found) => cgroup::grant_devices_at(found, spec, runtime, rules),
+                    None => cgroup::grant_devices(
+                        Path::new(PROCESS_PROC),
+                        pid as u32,
+                        spec,
+                        runtime,
+                        rules,
+                    ),
+                }
                 .map_err(|source| HookError::Cgroup { id, source })?;
                 outcome.cgroup = Some(granted.to_string());
             }
@@ -350,26 +358,27 @@ struct ProcessRef<'a> {
 /// for a device: a rootfs that is the host's `/`, or (from a stage that runs outside the
 /// container) a pid in the hook's own mount namespace or in the root device cgroup. A container
 /// that asks for nothing is left alone whatever its state says: the hook does nothing for it.
+///
+/// `Ok` holds the container's device cgroup when the check found it, for the grant.
 fn refuse_forged(
     config: &Config,
     stage: Stage,
     state: &State,
     spec: &serde_json::Value,
-) -> Result<(), HookError> {
+) -> Result<Option<DeviceCgroup>, HookError> {
     let asks_nothing =
         crate::core::request::parse(spec, &config.requests).is_ok_and(|r| r.is_noop());
     if asks_nothing {
-        return Ok(());
+        return Ok(None);
     }
     state::check_rootfs(&state.bundle, spec)?;
     // Without a pid there is nothing to check; the work that needs one asks for it.
     match state.pid {
         Some(pid) if !runs_inside_container(stage, state) => {
-            state::check_process(Path::new(PROCESS_PROC), pid as i32)?;
+            Ok(state::check_process(Path::new(PROCESS_PROC), pid as i32)?)
         }
-        _ => {}
+        _ => Ok(None),
     }
-    Ok(())
 }
 
 /// Run the hook for `stage` with the state on `input`.
@@ -389,7 +398,7 @@ pub fn run(config: &Config, stage: Stage, input: impl Read) -> Result<Outcome, H
     let spec = state::read_config(&state.bundle)?;
     crate::profile::mark("config.json");
     crate::faultpoint::hit("after-parse");
-    refuse_forged(config, stage, &state, &spec)?;
+    let found = refuse_forged(config, stage, &state, &spec)?;
     crate::profile::mark("forged-checks");
     let holder = crate::host::lease::Holder {
         container: state.id.clone(),
@@ -404,7 +413,7 @@ pub fn run(config: &Config, stage: Stage, input: impl Read) -> Result<Outcome, H
     };
     // From here on the container may hold leases: a failure gives them back at once (the
     // container will not start), instead of leaving them to be found stale later.
-    if let Err(e) = apply_plan(config, stage, &state, &spec, &plan, &mut outcome) {
+    if let Err(e) = apply_plan(config, stage, &state, &spec, &plan, found, &mut outcome) {
         let _ = pipeline::release_container(config, &state.id);
         return Err(e);
     }

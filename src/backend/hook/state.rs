@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::host::cgroup::DeviceCgroup;
+
 /// Largest state document accepted on stdin.
 pub const MAX_STATE_BYTES: u64 = 1 << 20;
 pub use crate::backend::spec::MAX_CONFIG_BYTES;
@@ -150,7 +152,10 @@ pub fn check_rootfs(bundle: &Path, spec: &serde_json::Value) -> Result<(), State
 /// cgroup is the root cgroup (the grant would open the devices to the whole host). `proc_root`
 /// is the process procfs (`/proc`). A process that cannot be read is left to the steps that
 /// enter it, which name it (its namespace file is the one they open).
-pub fn check_process(proc_root: &Path, pid: i32) -> Result<(), StateError> {
+///
+/// `Ok` holds the device cgroup it found and checked, for the grant (which looks for itself when
+/// it is `None`).
+pub fn check_process(proc_root: &Path, pid: i32) -> Result<Option<DeviceCgroup>, StateError> {
     use std::os::unix::fs::MetadataExt;
     let ns = |p: PathBuf| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
     let mine = ns(proc_root.join("self/ns/mnt"));
@@ -158,18 +163,22 @@ pub fn check_process(proc_root: &Path, pid: i32) -> Result<(), StateError> {
     if mine.is_some() && mine == theirs {
         return Err(StateError::HostMountNamespace { pid });
     }
-    match root_device_cgroup(proc_root, pid) {
-        Some(dir) => Err(StateError::RootCgroup { pid, dir }),
-        None => Ok(()),
+    match device_cgroup(proc_root, pid) {
+        Some((found, true)) => {
+            let (DeviceCgroup::V1(dir) | DeviceCgroup::V2(dir)) = found;
+            Err(StateError::RootCgroup { pid, dir })
+        }
+        Some((found, false)) => Ok(Some(found)),
+        None => Ok(None),
     }
 }
 
-/// The directory of `pid`'s device cgroup when that cgroup is the root of its hierarchy (as this
-/// process's cgroup namespace names it). The hierarchy is the one the grant would write to
+/// `pid`'s device cgroup, and whether it is the root of its hierarchy (as this process's cgroup
+/// namespace names it). The hierarchy is the one the grant writes to
 /// ([`crate::host::cgroup::device_cgroup_from`]); a cgroup that cannot be found is left to the
 /// grant, which names the files.
-fn root_device_cgroup(proc_root: &Path, pid: i32) -> Option<PathBuf> {
-    use crate::host::cgroup::{self, DeviceCgroup};
+fn device_cgroup(proc_root: &Path, pid: i32) -> Option<(DeviceCgroup, bool)> {
+    use crate::host::cgroup;
     let cgroup_file = proc_root.join(pid.to_string()).join("cgroup");
     let mountinfo_file = proc_root.join("self/mountinfo");
     let lines =
@@ -181,10 +190,7 @@ fn root_device_cgroup(proc_root: &Path, pid: i32) -> Option<PathBuf> {
     )
     .ok()?;
     let found = cgroup::device_cgroup_from(&lines, &mounts, &cgroup_file, &mountinfo_file).ok()?;
-    let (v1, dir) = match found {
-        DeviceCgroup::V1(d) => (true, d),
-        DeviceCgroup::V2(d) => (false, d),
-    };
+    let v1 = matches!(found, DeviceCgroup::V1(_));
     let line = lines.iter().find(|l| {
         if v1 {
             l.hierarchy_id != 0 && l.controllers.iter().any(|c| c == "devices")
@@ -192,7 +198,8 @@ fn root_device_cgroup(proc_root: &Path, pid: i32) -> Option<PathBuf> {
             l.hierarchy_id == 0 && l.controllers.is_empty()
         }
     })?;
-    (line.path == Path::new("/")).then_some(dir)
+    let root = line.path == Path::new("/");
+    Some((found, root))
 }
 
 /// Read the bundle's config.json as JSON (a `Value`, so that fields migcage does not know survive),
@@ -374,8 +381,10 @@ mod tests {
             e.contains("is the root cgroup (/sys/fs/cgroup/devices)"),
             "{e}"
         );
-        assert!(
-            check_process(fake_proc(false, "5:devices:/c1\n0::/\n", HYBRID).path(), 42).is_ok()
+        // A container's own cgroup passes, and is handed on to the grant.
+        assert_eq!(
+            check_process(fake_proc(false, "5:devices:/c1\n0::/\n", HYBRID).path(), 42).unwrap(),
+            Some(DeviceCgroup::V1("/sys/fs/cgroup/devices/c1".into()))
         );
         // ...cgroup2 where no v1 devices hierarchy is visible (runc in a private cgroup2 mount
         // leaves the v1 line at the root).

@@ -94,7 +94,18 @@ pub fn grant_devices(
     runtime: Runtime,
     ours: &[DeviceRule],
 ) -> Result<Granted, CgroupError> {
-    match find_device_cgroup(proc_root, pid)? {
+    grant_devices_at(find_device_cgroup(proc_root, pid)?, spec, runtime, ours)
+}
+
+/// [`grant_devices`] on a device cgroup already found (by the hook's check of the container's
+/// process, which reads the same files).
+pub fn grant_devices_at(
+    cgroup: DeviceCgroup,
+    spec: &serde_json::Value,
+    runtime: Runtime,
+    ours: &[DeviceRule],
+) -> Result<Granted, CgroupError> {
+    match cgroup {
         DeviceCgroup::V1(dir) => {
             v1::allow_devices(&dir, ours)?;
             Ok(Granted::V1 {
