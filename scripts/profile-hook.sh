@@ -5,7 +5,8 @@
 # hook's wall time (exec and the exit: the wrapper's total minus the stages) and wait4's CPU
 # times. Run as root on Debian; release build; nothing is written to the repository.
 #
-#   scripts/profile-hook.sh                 # a100-7x1g and dgx-8x7; devices only and utility,compute
+#   scripts/profile-hook.sh                 # a100-7x1g and dgx-8x7; devices only and utility,compute;
+#                                           # then the runtime wrapper's own stages on create
 #
 # Stages, in order (src/profile.rs names them where they end): start (exec, dynamic loading,
 # Rust's start-up: from the wrapper's fork to main), cli, config, logging, state (the runtime's
@@ -64,9 +65,41 @@ profile() {
   printf '  %-16s %6d / %d   (wait4, the hook and any child it waited for)\n' "cpu user/sys" "$(median "$case.user")" "$(median "$case.sys")"
 }
 
+# profile_wrapper TOPOLOGY CONFIG ENV...: the runtime wrapper's stages on `create`, from its
+# start to its exec of runc (`migcage runtime run` of a fresh bundle each time, as an engine
+# makes one); its createRuntime hook runs the hook's stages above, less what runc did from
+# the spec (nodes, mounts, the cgroup).
+profile_wrapper() {
+  local topo=$1 config=$2; shift 2
+  local case=$work/${topo}-wrapper prof b
+  prof=$case.prof b=$case.bundle
+  bundle "$b" "$config" '[]' "$@"
+  cp "$b/config.json" "$case.pristine.json"
+  : >"$prof"
+  for ((i = 0; i <= runs; i++)); do
+    cp "$case.pristine.json" "$b/config.json"
+    MIGCAGE_CONFIG=$config MIGCAGE_PROFILE=$prof \
+      run_container v1 "$b" "$work/hookwrap" "$case.wrap" "$bin" runtime >/dev/null
+  done
+  sed -i 1d "$prof" # the warm-up
+  echo
+  echo "$topo, runtime wrapper on create, utility,compute ($runs runs; median µs, up to the exec of runc)"
+  local stages total=0 us
+  stages=$(head -n1 "$prof" | tr ' ' '\n' | cut -d= -f1)
+  for s in $stages; do
+    tr ' ' '\n' <"$prof" | awk -F= -v s="$s" '$1 == s { print $2 }' >"$case.$s"
+    us=$(median "$case.$s")
+    total=$((total + us))
+    printf '  %-16s %6d\n' "$s" "$us"
+  done
+  printf '  %-16s %6d\n' "(to the exec)" "$total"
+}
+
 echo "profile-hook: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 for topo in a100-7x1g dgx-8x7; do
   root=$(simulate "$topo")
   profile "$topo" "$root/config-devices-only.toml" "devices only" NVIDIA_VISIBLE_DEVICES=0:1
   profile "$topo" "$root/config.toml" "utility,compute" NVIDIA_VISIBLE_DEVICES=0:1 NVIDIA_DRIVER_CAPABILITIES=utility,compute
 done
+root=$(simulate a100-7x1g)
+profile_wrapper a100-7x1g "$root/config.toml" NVIDIA_VISIBLE_DEVICES=0:1 NVIDIA_DRIVER_CAPABILITIES=utility,compute

@@ -141,6 +141,7 @@ pub fn prepare(
         bytes,
         value: mut spec,
     } = read_spec(spec_path)?;
+    crate::profile::mark("config.json");
     let mut out = Prepared {
         spec: spec_path.to_path_buf(),
         devices: Vec::new(),
@@ -180,6 +181,7 @@ pub fn prepare(
             path: spec_path.to_path_buf(),
             message,
         })?;
+    crate::profile::mark("edit");
     // runc's systemd cgroup driver gives systemd DeviceAllow= only for the devices it finds under
     // /dev/char: make the missing links of these nodes (the host's real /dev only; a simulated
     // dev_root's nodes are no business of the host's /dev/char). Warnings only.
@@ -212,6 +214,7 @@ pub fn prepare(
             })?;
         out.written = true;
     }
+    crate::profile::mark("write");
     Ok(out)
 }
 
@@ -273,6 +276,7 @@ fn prepare_and_exec(
     parsed: &RuntimeArgs,
 ) -> Result<std::convert::Infallible, RuntimeError> {
     let (config, config_path) = Config::load(explicit_config)?;
+    crate::profile::mark("config");
     let runtime = resolve_runtime(&config.runtime, std::env::var_os("PATH").as_deref())
         .ok_or_else(|| RuntimeError::NotFound {
             name: config.runtime.display().to_string(),
@@ -287,8 +291,10 @@ fn prepare_and_exec(
             why: "it is migcage itself, which would run itself forever".into(),
         });
     }
+    crate::profile::mark("runtime-lookup");
     if parsed.edits_spec() {
         crate::logging::init(&config.log);
+        crate::profile::mark("logging");
         let cwd = std::env::current_dir().map_err(|source| RuntimeError::Read {
             path: PathBuf::from("."),
             source,
@@ -317,7 +323,11 @@ fn prepare_and_exec(
                 "runtime wrapper edited the spec"
             );
         }
+        crate::profile::mark("log-record");
     }
+    // The profile line, if one was asked for, is written before the runtime replaces this
+    // process (the stages end at the exec).
+    crate::profile::finish();
     let source = crate::sys::exec::exec(&runtime, config.runtime.as_os_str(), args);
     Err(RuntimeError::Exec {
         path: runtime,
