@@ -11,7 +11,8 @@
 # It prints a Markdown table and writes it to docs/performance.md, the committed results page
 # that the README quotes (BENCH_OUT writes elsewhere, for a run that is not to be committed). Release build. What it measures:
 #   - the hook's wall time per container (p50, p95), measured around the hook process by
-#     benches/hookwrap.c (fork, exec, dynamic loading and all), on a100-7x1g and dgx-8x7: devices
+#     benches/hookwrap.c (fork, exec, dynamic loading and all), on a100-7x1g and dgx-8x7
+#     alternating container by container (their pairwise ratio is a target): devices
 #     only (a driver_root without driver files: nothing to mount), with the driver files of
 #     NVIDIA_DRIVER_CAPABILITIES=utility,compute (also what an unset variable means), on cgroup v1
 #     and v2, and without the inventory snapshot (NVML at every start), for comparison;
@@ -74,46 +75,56 @@ row() { rows+=("| $* |"); echo "  $*" >&2; }
 
 # --- 1. the hook per container ---------------------------------------------------------------------
 
-hook_figure() { # TOPOLOGY ROOT CONFIG MODE LABEL ENV...
-  local topo=$1 root=$2 config=$3 mode=$4 label=$5; shift 5
-  local b=$work/b-$topo-$mode-${label//[^a-z0-9]/_} rec=$work/hook-$topo-$mode-${label//[^a-z0-9]/_}.txt
-  bundle "$b" "$config" "[\"$work/hookwrap\", \"hookwrap\", \"$rec\", \"$bin\", \"hook\", \"prestart\"]" "$@"
-  run_container "$mode" "$b" >/dev/null   # warm-up (page cache, snapshot already there)
-  : >"$rec"
-  for ((i = 0; i < runs; i++)); do run_container "$mode" "$b" >/dev/null; done
-  if awk '$3 != 0 { bad = 1 } END { exit !bad }' "$rec"; then
-    echo "bench: a hook failed under $topo $mode $label" >&2; exit 1
-  fi
-  read -r p50 p95 _ < <(stats "$rec" 1 1000000)
-  read -r _ _ rss < <(stats "$rec" 2 1024)
-  row "hook: $label | $topo | $mode | $p50 | $p95 | $rss | $(wc -l <"$rec")"
-  eval "hook_p50_${topo//-/_}_${mode}_${label//[^a-z0-9]/_}=$p50"
+# hook_pair CONFIG MODE LABEL ENV...: one figure on a100-7x1g and on dgx-8x7, the two alternating
+# container by container (so that a slow patch of the machine slows both), with CONFIG the config
+# file's name in each simulated host; their pairwise ratio is the "within 10%" target.
+hook_pair() {
+  local cfg=$1 mode=$2 label=$3; shift 3
+  local key=${mode}_${label//[^a-z0-9]/_} topo b rec
+  for topo in a100-7x1g dgx-8x7; do
+    b=$work/b-$topo-$key rec=$work/hook-$topo-$key.txt
+    bundle "$b" "${roots[$topo]}/$cfg" "[\"$work/hookwrap\", \"hookwrap\", \"$rec\", \"$bin\", \"hook\", \"prestart\"]" "$@"
+    run_container "$mode" "$b" >/dev/null   # warm-up (page cache, snapshot already there)
+    : >"$rec"
+  done
+  for ((i = 0; i < runs; i++)); do
+    for topo in a100-7x1g dgx-8x7; do run_container "$mode" "$work/b-$topo-$key" >/dev/null; done
+  done
+  for topo in a100-7x1g dgx-8x7; do
+    rec=$work/hook-$topo-$key.txt
+    if awk '$3 != 0 { bad = 1 } END { exit !bad }' "$rec"; then
+      echo "bench: a hook failed under $topo $mode $label" >&2; exit 1
+    fi
+    read -r p50 p95 _ < <(stats "$rec" 1 1000000)
+    read -r _ _ rss < <(stats "$rec" 2 1024)
+    row "hook: $label | $topo | $mode | $p50 | $p95 | $rss | $(wc -l <"$rec")"
+    eval "hook_p50_${topo//-/_}_${key}=$p50"
+  done
+  paste "$work/hook-dgx-8x7-$key.txt" "$work/hook-a100-7x1g-$key.txt" \
+    | awk '{ printf "%.4f\n", $1 / $6 }' >"$work/topo-ratios.txt"
+  read -r q25 q50 q75 < <(quartiles "$work/topo-ratios.txt")
+  eval "topo_ratio_${key}='$q50 $q25 $q75'"
 }
 
-echo "bench: hook wall time ($runs containers per row)" >&2
+echo "bench: hook wall time ($runs containers per row; a100-7x1g and dgx-8x7 alternating)" >&2
 declare -A roots
 for topo in a100-7x1g dgx-8x7; do
-  roots[$topo]=$(simulate "$topo")
-done
-for topo in a100-7x1g dgx-8x7; do
-  root=${roots[$topo]}
-  # Devices only: every container with a device also gets the driver files of
-  # NVIDIA_DRIVER_CAPABILITIES (utility,compute when unset), so "devices only" is a host whose
-  # driver_root holds no driver files (simulate writes that config): the same hook, nothing to
-  # mount.
-  devonly=$root/config-devices-only.toml
-  hook_figure "$topo" "$root" "$devonly" v1 "devices" NVIDIA_VISIBLE_DEVICES=0:1
-  hook_figure "$topo" "$root" "$root/config.toml" v1 "utility,compute" \
-    NVIDIA_VISIBLE_DEVICES=0:1 NVIDIA_DRIVER_CAPABILITIES=utility,compute
-  hook_figure "$topo" "$root" "$devonly" v2 "devices" NVIDIA_VISIBLE_DEVICES=0:1
+  root=$(simulate "$topo")
+  roots[$topo]=$root
   # Without a snapshot: a directory where the snapshot file would go, so that none can be read or
   # written and every start runs NVML.
-  nosnap=$root/config-nosnap.toml
   mkdir -p "$root/run-nosnap/inventory.json"
-  sed "s|^state_dir = .*|state_dir = \"$root/run-nosnap\"|" "$root/config.toml" >"$nosnap"
-  hook_figure "$topo" "$root" "$nosnap" v1 "utility,compute, no snapshot" \
-    NVIDIA_VISIBLE_DEVICES=0:1 NVIDIA_DRIVER_CAPABILITIES=utility,compute
+  sed "s|^state_dir = .*|state_dir = \"$root/run-nosnap\"|" "$root/config.toml" >"$root/config-nosnap.toml"
 done
+# Devices only: every container with a device also gets the driver files of
+# NVIDIA_DRIVER_CAPABILITIES (utility,compute when unset), so "devices only" is a host whose
+# driver_root holds no driver files (simulate writes that config): the same hook, nothing to
+# mount.
+hook_pair config-devices-only.toml v1 "devices" NVIDIA_VISIBLE_DEVICES=0:1
+hook_pair config.toml v1 "utility,compute" NVIDIA_VISIBLE_DEVICES=0:1 NVIDIA_DRIVER_CAPABILITIES=utility,compute
+hook_pair config-devices-only.toml v2 "devices" NVIDIA_VISIBLE_DEVICES=0:1
+hook_pair config-nosnap.toml v1 "utility,compute, no snapshot" \
+  NVIDIA_VISIBLE_DEVICES=0:1 NVIDIA_DRIVER_CAPABILITIES=utility,compute
 hook_rows=("${rows[@]}"); rows=()
 
 # --- 2. container start, one interleaved run: floor, static spec, hook, runtime mode --------------
@@ -325,8 +336,10 @@ a=$hook_p50_a100_7x1g_v1_devices d=$hook_p50_dgx_8x7_v1_devices
 a2=$hook_p50_a100_7x1g_v2_devices d2=$hook_p50_dgx_8x7_v2_devices
 u=$hook_p50_a100_7x1g_v1_utility_compute ud=$hook_p50_dgx_8x7_v1_utility_compute
 ns=$hook_p50_a100_7x1g_v1_utility_compute__no_snapshot nsd=$hook_p50_dgx_8x7_v1_utility_compute__no_snapshot
+read -r td td_lo td_hi <<<"$topo_ratio_v1_devices"
+read -r tu tu_lo tu_hi <<<"$topo_ratio_v1_utility_compute"
 # The largest of the figures #18 sets a limit on (the no-snapshot runs are a comparison only).
-rss_max=$(cat "$work"/hook-*-devices.txt "$work"/hook-*-utility_compute.txt \
+rss_max=$(cat "$work"/hook-*-v?_devices.txt "$work"/hook-*-v1_utility_compute.txt \
   | awk '$2 > m { m = $2 } END { printf "%.2f", m / 1024 }')
 cdi_p50=$(stats "$work/cli-migcage_cdi_generate.txt" 1 1000 | cut -d' ' -f1)
 verdict() { awk -v v="$1" -v lim="$2" 'BEGIN { print (v <= lim) ? "MET" : "NOT MET" }'; }
@@ -358,7 +371,7 @@ within() { awk -v a="$1" -v b="$2" 'BEGIN { r = (a > b) ? a / b : b / a; printf 
   done
   echo "- hook process p50, devices only: a100-7x1g $a ms, dgx-8x7 $d ms (target < 2.5 ms: $(verdict "$a" 2.499), $(verdict "$d" 2.499)); on v2 $a2 and $d2 ms"
   echo "- hook process p50, utility,compute: a100-7x1g $u ms, dgx-8x7 $ud ms (target < 4 ms: $(verdict "$u" 3.999), $(verdict "$ud" 3.999))"
-  echo "- dgx-8x7 against a100-7x1g: $(within "$d" "$a") devices only, $(within "$ud" "$u") utility,compute (target within 1.10: $(verdict "$(within "$d" "$a")" 1.10), $(verdict "$(within "$ud" "$u")" 1.10))"
+  echo "- dgx-8x7 against a100-7x1g, pairwise (alternating runs): $td devices only ($td_lo-$td_hi), $tu utility,compute ($tu_lo-$tu_hi) (target within 1.10 either way: $(verdict "$(within "$td" 1)" 1.10), $(verdict "$(within "$tu" 1)" 1.10))"
   echo "- hook peak RSS, largest of those runs: $rss_max MiB (target < 8 MiB: $(verdict "$rss_max" 7.999))"
   echo "- migcage cdi generate on dgx-8x7: $cdi_p50 ms (target < 10 ms: $(verdict "$cdi_p50" 9.999))"
   echo
