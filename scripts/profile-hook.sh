@@ -34,6 +34,20 @@ gcc -O2 -Wall -o "$work/hookwrap" benches/hookwrap.c
 # median FILE: the median of the numbers in FILE (one a line).
 median() { sort -n "$1" | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else print v[int((NR + 1) / 2)] }'; }
 
+# stage_medians CASE PROF: print the median of each stage of the profile lines in PROF (in the
+# order of its first line), with CASE.<stage> as scratch files; their sum goes to $stages_total.
+stage_medians() {
+  local case=$1 prof=$2 stages s us
+  stages_total=0
+  stages=$(head -n1 "$prof" | tr ' ' '\n' | cut -d= -f1)
+  for s in $stages; do
+    tr ' ' '\n' <"$prof" | awk -F= -v s="$s" '$1 == s { print $2 }' >"$case.$s"
+    us=$(median "$case.$s")
+    stages_total=$((stages_total + us))
+    printf '  %-16s %6d\n' "$s" "$us"
+  done
+}
+
 # profile TOPOLOGY CONFIG LABEL ENV...: one case's table.
 profile() {
   local topo=$1 config=$2 label=$3; shift 3
@@ -48,14 +62,8 @@ profile() {
   [[ $(wc -l <"$prof") == "$runs" ]] || { echo "profile-hook: $(wc -l <"$prof") profile lines for $runs runs ($topo $label): is MIGCAGE_PROFILE reaching the hook?" >&2; exit 1; }
   echo
   echo "$topo, $label ($runs runs; median µs)"
-  local stages total=0 us
-  stages=$(head -n1 "$prof" | tr ' ' '\n' | cut -d= -f1)
-  for s in $stages; do
-    tr ' ' '\n' <"$prof" | awk -F= -v s="$s" '$1 == s { print $2 }' >"$case.$s"
-    us=$(median "$case.$s")
-    total=$((total + us))
-    printf '  %-16s %6d\n' "$s" "$us"
-  done
+  stage_medians "$case" "$prof"
+  local total=$stages_total
   awk '{ print int($1 / 1000) }' "$wrap" >"$case.wall"
   awk '{ print $4 }' "$wrap" >"$case.user"
   awk '{ print $5 }' "$wrap" >"$case.sys"
@@ -82,17 +90,11 @@ profile_wrapper() {
       run_container v1 "$b" "$work/hookwrap" "$case.wrap" "$bin" runtime >/dev/null
   done
   sed -i 1d "$prof" # the warm-up
+  [[ $(wc -l <"$prof") == "$runs" ]] || { echo "profile-hook: $(wc -l <"$prof") wrapper profile lines for $runs runs: is MIGCAGE_PROFILE reaching the wrapper?" >&2; exit 1; }
   echo
   echo "$topo, runtime wrapper on create, utility,compute ($runs runs; median µs, up to the exec of runc)"
-  local stages total=0 us
-  stages=$(head -n1 "$prof" | tr ' ' '\n' | cut -d= -f1)
-  for s in $stages; do
-    tr ' ' '\n' <"$prof" | awk -F= -v s="$s" '$1 == s { print $2 }' >"$case.$s"
-    us=$(median "$case.$s")
-    total=$((total + us))
-    printf '  %-16s %6d\n' "$s" "$us"
-  done
-  printf '  %-16s %6d\n' "(to the exec)" "$total"
+  stage_medians "$case" "$prof"
+  printf '  %-16s %6d\n' "(to the exec)" "$stages_total"
 }
 
 echo "profile-hook: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -101,5 +103,5 @@ for topo in a100-7x1g dgx-8x7; do
   profile "$topo" "$root/config-devices-only.toml" "devices only" NVIDIA_VISIBLE_DEVICES=0:1
   profile "$topo" "$root/config.toml" "utility,compute" NVIDIA_VISIBLE_DEVICES=0:1 NVIDIA_DRIVER_CAPABILITIES=utility,compute
 done
-root=$(simulate a100-7x1g)
+root=$work/a100-7x1g # simulated above
 profile_wrapper a100-7x1g "$root/config.toml" NVIDIA_VISIBLE_DEVICES=0:1 NVIDIA_DRIVER_CAPABILITIES=utility,compute
