@@ -278,13 +278,7 @@ mod tests {
 
     #[test]
     fn untouched_container_record() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::write(
-            d.path().join("config.json"),
-            br#"{"ociVersion":"1.0.2","process":{"env":["PATH=/bin"]},"root":{"path":"rootfs"}}"#,
-        )
-        .unwrap();
-        let state = format!(r#"{{"id":"c1","pid":1,"bundle":"{}"}}"#, d.path().display());
+        let (_bundle, state) = crate::testing::untouched_bundle();
         let o = crate::backend::hook::run(
             &crate::config::Config::default(),
             Stage::Prestart,

@@ -1,5 +1,6 @@
 //! What the unit tests share: the skip line of tests/common's `skip`, so that a unit test that
-//! cannot run here is counted by scripts/check-skips.sh like an integration test.
+//! cannot run here is counted by scripts/check-skips.sh like an integration test; and, for
+//! tests only, a bundle whose container asks for nothing.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -22,6 +23,23 @@ fn skip_to(log: Option<OsString>, line: &str) {
             let _ = f.write_all(text.as_bytes());
         }
     }
+}
+
+/// A bundle whose config.json asks for no device, and the runtime's state (container `c1`,
+/// pid 1) that names it: what a hook gets for a container it must leave untouched.
+#[cfg(test)]
+pub fn untouched_bundle() -> (tempfile::TempDir, String) {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("config.json"),
+        br#"{"ociVersion":"1.0.2","process":{"env":["PATH=/bin"]},"root":{"path":"rootfs"}}"#,
+    )
+    .unwrap();
+    let state = format!(
+        r#"{{"ociVersion":"1.0.2","id":"c1","status":"created","pid":1,"bundle":"{}"}}"#,
+        d.path().display()
+    );
+    (d, state)
 }
 
 #[cfg(test)]

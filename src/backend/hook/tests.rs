@@ -31,16 +31,7 @@ fn user_namespace_detection() {
 
 #[test]
 fn untouched_container_needs_no_driver() {
-    let d = tempfile::tempdir().unwrap();
-    std::fs::write(
-        d.path().join("config.json"),
-        br#"{"ociVersion":"1.0.2","process":{"env":["PATH=/bin"]},"root":{"path":"rootfs"}}"#,
-    )
-    .unwrap();
-    let state = format!(
-        r#"{{"ociVersion":"1.0.2","id":"c1","status":"created","pid":1,"bundle":"{}"}}"#,
-        d.path().display()
-    );
+    let (_bundle, state) = crate::testing::untouched_bundle();
     // A config pointing at nothing: no driver is read when nothing is asked for.
     let config = Config {
         proc_root: "/nonexistent".into(),
