@@ -19,8 +19,12 @@ pub struct RuntimeArgs {
     pub bundle: Option<PathBuf>,
     /// crun's `--config`/`-f` of `create` and `run`: the spec file, relative to the bundle.
     pub config_file: Option<PathBuf>,
+    /// `--pid-file` of `create` and `run`: where the runtime writes the container's init pid.
+    pub pid_file: Option<PathBuf>,
     /// The first positional argument after the command (the container id).
     pub container_id: Option<OsString>,
+    /// Where the command is in the arguments (what comes before it are the global flags).
+    pub command_at: Option<usize>,
     /// `--help`, `-h`, `--version` and the like: the runtime only prints.
     pub help: bool,
 }
@@ -105,6 +109,7 @@ impl RuntimeArgs {
             return out;
         };
         out.command = Some(command.to_string_lossy().into_owned());
+        out.command_at = Some(i);
         let mut only_positional = false;
         let mut j = i + 1;
         while j < args.len() {
@@ -150,6 +155,7 @@ impl RuntimeArgs {
             match name {
                 b"bundle" | b"b" => out.bundle = value.map(PathBuf::from),
                 b"config" | b"f" => out.config_file = value.map(PathBuf::from),
+                b"pid-file" => out.pid_file = value.map(PathBuf::from),
                 _ => {}
             }
         }
@@ -162,6 +168,12 @@ impl RuntimeArgs {
         matches!(self.command.as_deref(), Some("create" | "run"))
             && self.container_id.is_some()
             && !self.help
+    }
+
+    /// The container id of a command that is not asking for help, as the lease store names it.
+    pub fn container(&self) -> Option<String> {
+        let id = self.container_id.as_deref().filter(|_| !self.help)?;
+        Some(id.to_string_lossy().into_owned())
     }
 
     /// The bundle directory, resolved against `cwd` the way the runtime does (the current
