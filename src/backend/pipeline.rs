@@ -132,6 +132,18 @@ pub fn release_container(config: &Config, id: &str) -> Result<Vec<Lease>, Pipeli
     Ok(gone)
 }
 
+/// Hand container `id`'s leases to process `pid` (its init, once the runtime has made it): the
+/// runtime wrapper's `create` leases under its own pid, which ends when the wrapper does.
+/// Returns how many leases changed holder.
+pub fn hand_over(config: &Config, id: &str, pid: i32) -> Result<usize, PipelineError> {
+    let holder = Holder {
+        container: id.to_string(),
+        pid: Some(pid),
+    };
+    let (pid, stat) = holder_process(&holder, Path::new(lease::PROCESS_PROC))?;
+    Ok(lease::Store::new(&config.state_dir).hand_over(id, pid, stat.start_time)?)
+}
+
 /// One spec's way through: request, inventory, driver files, then the plan (with instances
 /// chosen, and leased for a holder, when the request names MIG instances).
 fn plan_with_leases(

@@ -217,6 +217,42 @@ impl Store {
         }
         Ok(gone)
     }
+    /// Whether `container` holds a lease here, read without the lock (a rename never shows half
+    /// a file): false when the store does not exist.
+    pub fn holds(&self, container: &str) -> Result<bool, LeaseError> {
+        if !self.file().exists() {
+            return Ok(false);
+        }
+        Ok(self.read()?.iter().any(|l| l.container == container))
+    }
+
+    /// Make process `pid` (started at `start_time`) the holder of every lease of `container`: a
+    /// runtime wrapper leases at `create` under its own pid and hands the leases to the
+    /// container's init once the runtime has made it. Returns how many leases changed holder;
+    /// takes no lock when the container holds none.
+    pub fn hand_over(
+        &self,
+        container: &str,
+        pid: i32,
+        start_time: u64,
+    ) -> Result<usize, LeaseError> {
+        if !self.holds(container)? {
+            return Ok(0);
+        }
+        let locked = self.lock()?;
+        let mut state = locked.read_state()?;
+        let mut changed = 0;
+        for l in state.leases.iter_mut().filter(|l| l.container == container) {
+            if (l.pid, l.start_time) != (pid, start_time) {
+                (l.pid, l.start_time) = (pid, start_time);
+                changed += 1;
+            }
+        }
+        if changed > 0 {
+            locked.write_state(&state)?;
+        }
+        Ok(changed)
+    }
 }
 
 impl Locked<'_> {

@@ -118,3 +118,30 @@ fn releasing_what_is_not_held_takes_no_lock() {
     drop(held);
     assert_eq!(store.release("a").unwrap(), [lease(0, 0, "a")]);
 }
+
+#[test]
+fn hand_over_moves_a_containers_leases_to_its_init() {
+    let d = tempfile::tempdir().unwrap();
+    let store = Store::new(d.path());
+    // No store: nothing held, nothing made.
+    assert!(!store.holds("a").unwrap());
+    assert_eq!(store.hand_over("a", 42, 7).unwrap(), 0);
+    assert!(!store.dir().exists());
+    let leases = vec![lease(0, 0, "a"), lease(0, 1, "b"), lease(1, 0, "a")];
+    store.lock().unwrap().write(&leases).unwrap();
+    assert!(store.holds("a").unwrap() && !store.holds("c").unwrap());
+    assert_eq!(store.hand_over("a", 42, 7).unwrap(), 2);
+    let now = store.read().unwrap();
+    for l in &now {
+        let want = if l.container == "a" {
+            (42, 7)
+        } else {
+            (leases[1].pid, leases[1].start_time)
+        };
+        assert_eq!((l.pid, l.start_time), want, "{l:?}");
+    }
+    // Again: nothing to change, and the other container's lease is untouched.
+    assert_eq!(store.hand_over("a", 42, 7).unwrap(), 0);
+    assert_eq!(store.hand_over("c", 42, 7).unwrap(), 0);
+    assert_eq!(now.len(), 3);
+}
