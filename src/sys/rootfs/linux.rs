@@ -239,14 +239,276 @@ impl RootfsSyscall for LinuxRootfs {
         flags: MsFlags,
         data: Option<&str>,
     ) -> Result<(), Errno> {
-        nix::mount::mount(source, fd_path(target).as_str(), fstype, flags, data)
+        match nix::mount::mount(source, fd_path(target).as_str(), fstype, flags, data) {
+            // /proc/self/fd is not there: inside a container after pivot_root, whose /proc is its
+            // own procfs, where this process has no entry. A new tmpfs and a remount need no
+            // path: the mount API takes the descriptor itself.
+            Err(Errno::ENOENT) if source.is_none() || fstype == Some("tmpfs") => {
+                mount_by_fd(target, fstype, flags, data)
+            }
+            other => other,
+        }
     }
+
+    fn move_mount(&self, tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Result<(), Errno> {
+        const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+        const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+        // SAFETY: both descriptors are open for the call and the paths are NUL-terminated
+        // empty strings; the kernel reads nothing else.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                tree.as_raw_fd(),
+                c"".as_ptr(),
+                target.as_raw_fd(),
+                c"".as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+            )
+        };
+        Errno::result(r).map(drop)
+    }
+}
+
+/// `MOUNT_ATTR_*` of the per-mount flags in `flags`.
+fn mount_attrs(flags: MsFlags) -> u64 {
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    const MOUNT_ATTR_NOSUID: u64 = 0x2;
+    const MOUNT_ATTR_NODEV: u64 = 0x4;
+    const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+    [
+        (MsFlags::MS_RDONLY, MOUNT_ATTR_RDONLY),
+        (MsFlags::MS_NOSUID, MOUNT_ATTR_NOSUID),
+        (MsFlags::MS_NODEV, MOUNT_ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, MOUNT_ATTR_NOEXEC),
+    ]
+    .iter()
+    .filter(|(f, _)| flags.contains(*f))
+    .fold(0, |acc, (_, a)| acc | a)
+}
+
+/// [`RootfsSyscall::mount`] of a new tmpfs or a remount through the mount API (Linux 5.12):
+/// `fsopen`, `fsconfig`, `fsmount` and `move_mount` onto `target`, or `mount_setattr` of
+/// `target`'s mount (the per-mount flags exactly as `flags` has them, as a bind remount sets them).
+fn mount_by_fd(
+    target: BorrowedFd<'_>,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), Errno> {
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    const ALL_ATTRS: u64 = 0xf;
+    let cstr = |s: &str| std::ffi::CString::new(s).map_err(|_| Errno::EINVAL);
+    if flags.contains(MsFlags::MS_REMOUNT) {
+        #[repr(C)]
+        struct MountAttr {
+            attr_set: u64,
+            attr_clr: u64,
+            propagation: u64,
+            userns_fd: u64,
+        }
+        let set = mount_attrs(flags);
+        let attr = MountAttr {
+            attr_set: set,
+            attr_clr: ALL_ATTRS & !set,
+            propagation: 0,
+            userns_fd: 0,
+        };
+        // SAFETY: `attr` is a valid mount_attr of the size passed, alive for the call; the path
+        // is an empty NUL-terminated string and `target` is open.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                target.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_EMPTY_PATH,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
+            )
+        };
+        return Errno::result(r).map(drop);
+    }
+    let fstype = cstr(fstype.ok_or(Errno::EINVAL)?)?;
+    // SAFETY: `fstype` is NUL-terminated and outlives the call.
+    let fs = unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) };
+    let fs = owned(RawFd::try_from(Errno::result(fs)?).map_err(|_| Errno::EBADF)?);
+    for option in data.unwrap_or("").split(',').filter(|o| !o.is_empty()) {
+        let (key, value) = option.split_once('=').ok_or(Errno::EINVAL)?;
+        let (key, value) = (cstr(key)?, cstr(value)?);
+        // SAFETY: `fs` is open; `key` and `value` are NUL-terminated and outlive the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                FSCONFIG_SET_STRING,
+                key.as_ptr(),
+                value.as_ptr(),
+                0,
+            )
+        };
+        Errno::result(r)?;
+    }
+    // SAFETY: `fs` is open; no pointer is passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    Errno::result(r)?;
+    // SAFETY: `fs` is open and configured; the result is a new descriptor or -1.
+    let mnt = unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            FSMOUNT_CLOEXEC,
+            mount_attrs(flags),
+        )
+    };
+    let mnt = owned(RawFd::try_from(Errno::result(mnt)?).map_err(|_| Errno::EBADF)?);
+    use std::os::fd::AsFd;
+    LinuxRootfs.move_mount(mnt.as_fd(), target)
+}
+
+/// Whether the running kernel has the mount API [`clone_tree`] and the descriptor mounts use
+/// (`open_tree`, `move_mount`, `fsopen`: 5.2; `mount_setattr`: 5.12).
+pub fn mount_api_available() -> bool {
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    kernel_at_least(&release, (5, 12))
+}
+
+/// Whether a kernel release string (`6.1.0-18-amd64`) is at least `want` (major, minor).
+pub fn kernel_at_least(release: &str, want: (u32, u32)) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= want,
+        _ => false,
+    }
+}
+
+/// A detached copy of the mount at `path` (`open_tree(OPEN_TREE_CLONE)`, Linux 5.2): a bind
+/// mount made in this mount namespace that [`RootfsSyscall::move_mount`] can attach in another
+/// (`mount --bind` refuses a source from another namespace). Closing it unmounts it.
+pub fn clone_tree(path: &Path) -> Result<OwnedFd, Errno> {
+    use std::os::unix::ffi::OsStrExt;
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: `c` is a NUL-terminated path that outlives the call; the result is a new
+    // descriptor or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    let fd = Errno::result(fd)?;
+    Ok(owned(RawFd::try_from(fd).map_err(|_| Errno::EBADF)?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    #[test]
+    fn kernel_releases_compare_by_major_and_minor() {
+        assert!(kernel_at_least("6.1.0-18-amd64", (5, 12)));
+        assert!(kernel_at_least("5.12.0", (5, 12)));
+        assert!(kernel_at_least("6.18.44-fc-v1147", (5, 12)));
+        assert!(!kernel_at_least("5.10.0-28-amd64", (5, 12)));
+        assert!(!kernel_at_least("4.19.0", (5, 12)));
+        assert!(!kernel_at_least("", (5, 12)));
+        assert!(!kernel_at_least("garbage", (5, 12)));
+    }
+
+    /// A tmpfs and a read-only remount by descriptor (the mount API), where no /proc/self
+    /// path is used: in a private mount namespace of a forked child.
+    #[test]
+    fn a_tmpfs_and_a_remount_by_descriptor() {
+        if !nix::unistd::geteuid().is_root() || !mount_api_available() {
+            crate::testing::skip("a_tmpfs_and_a_remount_by_descriptor: needs root and Linux 5.12");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().to_path_buf();
+        let status = std::process::Command::new("unshare")
+            .args(["-m", "--propagation", "private", "true"])
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            crate::testing::skip(
+                "a_tmpfs_and_a_remount_by_descriptor: unshare -m does not work here",
+            );
+            return;
+        }
+        // In a child: unshare the mount namespace, mount, check, all gone with the child.
+        // SAFETY: the child makes syscalls and small allocations only (glibc's fork handlers
+        // keep malloc usable), then `_exit`s without returning into the test harness.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                let code = (|| -> Result<(), String> {
+                    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+                        .map_err(|e| e.to_string())?;
+                    nix::mount::mount(
+                        None::<&str>,
+                        "/",
+                        None::<&str>,
+                        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                        None::<&str>,
+                    )
+                    .map_err(|e| e.to_string())?;
+                    let fd: OwnedFd = std::fs::File::open(&dir).map_err(|e| e.to_string())?.into();
+                    mount_by_fd(
+                        fd.as_fd(),
+                        Some("tmpfs"),
+                        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                        Some("mode=0555,size=1m"),
+                    )
+                    .map_err(|e| e.to_string())?;
+                    let m = std::fs::metadata(&dir).map_err(|e| e.to_string())?;
+                    use std::os::unix::fs::PermissionsExt;
+                    if m.permissions().mode() & 0o7777 != 0o555 {
+                        return Err(format!("mode {:o}", m.permissions().mode()));
+                    }
+                    std::fs::write(dir.join("f"), b"x").map_err(|e| e.to_string())?;
+                    let top: OwnedFd = std::fs::File::open(&dir).map_err(|e| e.to_string())?.into();
+                    mount_by_fd(
+                        top.as_fd(),
+                        None,
+                        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+                        None,
+                    )
+                    .map_err(|e| e.to_string())?;
+                    match std::fs::write(dir.join("g"), b"x") {
+                        Err(e) if e.raw_os_error() == Some(libc::EROFS) => Ok(()),
+                        other => Err(format!("a write after the read-only remount: {other:?}")),
+                    }
+                })();
+                if let Err(e) = &code {
+                    eprintln!("{e}");
+                }
+                // SAFETY: ends the forked child at once, running nothing of the harness's.
+                unsafe { libc::_exit(i32::from(code.is_err())) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let st = nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(st, nix::sys::wait::WaitStatus::Exited(child, 0));
+            }
+        }
+        // Nothing mounted here outside the child's namespace.
+        assert!(std::fs::read_dir(d.path()).unwrap().next().is_none());
+    }
 
     /// statx and /proc/self/fdinfo name the same mount, for a directory, an O_PATH descriptor
     /// and a file on another filesystem (procfs).

@@ -37,7 +37,7 @@ use nix::fcntl::{OFlag, ResolveFlag};
 use nix::sys::stat::SFlag;
 use nix::sys::statfs::FsType;
 
-pub use linux::LinuxRootfs;
+pub use linux::{clone_tree, kernel_at_least, mount_api_available, LinuxRootfs};
 pub use syscall::{RootfsSyscall, Stat};
 
 /// An error on a path inside the rootfs.
@@ -76,6 +76,8 @@ pub struct Rootfs<'s> {
     writable: std::cell::RefCell<Vec<u64>>,
     /// Tests only: walk in userspace even where openat2 works.
     force_walk: bool,
+    /// Make objects as their directory's owner ([`Rootfs::creating_as_owner`]).
+    as_owner: bool,
 }
 
 impl std::fmt::Debug for Rootfs<'_> {
@@ -165,7 +167,17 @@ impl<'s> Rootfs<'s> {
             path: path.to_path_buf(),
             writable: std::cell::RefCell::new(vec![id]),
             force_walk: false,
+            as_owner: false,
         })
+    }
+
+    /// Make every object as the owner of the directory it goes in (`setfsuid`/`setfsgid`), not
+    /// only where the filesystem cannot own the caller's ids: for work done from the host on a
+    /// user-namespaced container's rootfs before its runtime runs, which then makes its own
+    /// files there as the container's root.
+    pub fn creating_as_owner(mut self) -> Self {
+        self.as_owner = true;
+        self
     }
 
     /// Tests only: resolve every path with the userspace walk, as on a kernel without openat2.
@@ -242,11 +254,22 @@ impl<'s> Rootfs<'s> {
         dir: &OwnedFd,
         mut create: impl FnMut() -> Result<T, Errno>,
     ) -> Result<T, Errno> {
-        match create() {
-            Err(Errno::EOVERFLOW) => {}
-            other => return other,
+        if !self.as_owner {
+            match create() {
+                Err(Errno::EOVERFLOW) => {}
+                other => return other,
+            }
         }
         let owner = self.sys.fstat(dir.as_fd())?;
+        if self.as_owner
+            && (owner.uid, owner.gid)
+                == (
+                    nix::unistd::geteuid().as_raw(),
+                    nix::unistd::getegid().as_raw(),
+                )
+        {
+            return create();
+        }
         let (uid, gid) = self.sys.set_fs_ids(owner.uid, owner.gid)?;
         let result = create();
         self.sys.set_fs_ids(uid, gid)?;

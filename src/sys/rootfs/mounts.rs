@@ -1,6 +1,6 @@
 //! Mounting inside the rootfs: a tmpfs, bind mounts of host objects, read-only remounts.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
 use nix::fcntl::OFlag;
@@ -8,6 +8,15 @@ use nix::mount::MsFlags;
 use nix::sys::stat::SFlag;
 
 use super::{kind_name, MountFlags, Rootfs, RootfsError};
+
+/// Where a bind mount comes from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// A host path, bind-mounted (`mount --bind`).
+    Host(&'a Path),
+    /// A detached copy of the host path, attached (`move_mount`).
+    Tree(BorrowedFd<'a>, &'a Path),
+}
 
 impl Rootfs<'_> {
     /// Mount a fresh tmpfs at `path` (a directory, created when missing).
@@ -37,15 +46,42 @@ impl Rootfs<'_> {
         path: &str,
         flags: MountFlags,
     ) -> Result<bool, RootfsError> {
-        let src = self
-            .sys
-            .stat_host(source)
-            .map_err(|errno| RootfsError::Op {
-                op: "stat host source for",
-                path: format!("{path} ({})", source.display()),
-                root: self.path.clone(),
-                errno,
-            })?;
+        self.mount_source(Source::Host(source), path, flags)
+    }
+
+    /// [`Rootfs::bind_mount`] of `tree`, a detached copy of the host object `source`
+    /// ([`super::clone_tree`], made in the host's mount namespace), attached with `move_mount`:
+    /// from inside a container's mount namespace, where a bind mount of a host object is
+    /// refused.
+    pub fn bind_tree(
+        &self,
+        tree: BorrowedFd<'_>,
+        source: &Path,
+        path: &str,
+        flags: MountFlags,
+    ) -> Result<bool, RootfsError> {
+        self.mount_source(Source::Tree(tree, source), path, flags)
+    }
+
+    fn mount_source(
+        &self,
+        from: Source<'_>,
+        path: &str,
+        flags: MountFlags,
+    ) -> Result<bool, RootfsError> {
+        let source = match from {
+            Source::Host(p) | Source::Tree(_, p) => p,
+        };
+        let src = match from {
+            Source::Host(p) => self.sys.stat_host(p),
+            Source::Tree(fd, _) => self.sys.fstat(fd),
+        }
+        .map_err(|errno| RootfsError::Op {
+            op: "stat host source for",
+            path: format!("{path} ({})", source.display()),
+            root: self.path.clone(),
+            errno,
+        })?;
         let src_is_dir = src.is(SFlag::S_IFDIR);
         if src_is_dir {
             self.mkdir_all(path, 0o755)?;
@@ -64,9 +100,14 @@ impl Rootfs<'_> {
         if (st.dev, st.ino) == (src.dev, src.ino) {
             return Ok(false);
         }
-        self.sys
-            .mount(Some(source), target.as_fd(), None, MsFlags::MS_BIND, None)
-            .map_err(self.op_err("bind mount onto", path))?;
+        match from {
+            Source::Host(p) => {
+                self.sys
+                    .mount(Some(p), target.as_fd(), None, MsFlags::MS_BIND, None)
+            }
+            Source::Tree(fd, _) => self.sys.move_mount(fd, target.as_fd()),
+        }
+        .map_err(self.op_err("bind mount onto", path))?;
         // The descriptor above names the object under the new mount: resolve again for the mount.
         let mounted = self.resolve(path, OFlag::O_PATH | OFlag::O_NOFOLLOW)?;
         let mut remount = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_NOSUID;

@@ -113,4 +113,8 @@ pub trait RootfsSyscall {
         flags: MsFlags,
         data: Option<&str>,
     ) -> Result<(), Errno>;
+    /// `move_mount(tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)`:
+    /// attach the detached mount `tree` (a [`super::clone_tree`]) onto the object `target`
+    /// names. Unlike a bind mount, the source may come from another mount namespace.
+    fn move_mount(&self, tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Result<(), Errno>;
 }

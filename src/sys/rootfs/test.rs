@@ -53,6 +53,8 @@ impl Node {
 pub enum RootfsCall {
     OpenRoot(PathBuf),
     MountId(String),
+    /// A detached mount attached onto the object at this path.
+    MoveMount(String),
     Openat2 {
         path: String,
         flags: OFlag,
@@ -588,6 +590,11 @@ impl RootfsSyscall for RecordingRootfs {
             target: self.at(target),
             flags,
         };
+        self.call(call, |_| Ok(()))
+    }
+
+    fn move_mount(&self, _tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Result<(), Errno> {
+        let call = RootfsCall::MoveMount(self.at(target));
         self.call(call, |_| Ok(()))
     }
 }
