@@ -17,7 +17,7 @@ use crate::core::edits::{DeviceNode, LdCacheEntry, LibArch, Mount, Symlink};
 use crate::core::ldcache::{self, LdCache};
 use crate::sys::rootfs::{MountFlags, Rootfs};
 
-use crate::sys::host_nodes::check_host_node;
+pub use super::host_objects::HostObjects;
 
 /// The container's ld cache.
 pub const LD_CACHE: &str = "/etc/ld.so.cache";
@@ -60,6 +60,9 @@ pub struct ContainerWork {
     pub ld_cache: Vec<LdCacheEntry>,
 }
 
+/// The driver's files the procfs view copies (params changed, see [`container_params`]).
+pub(crate) const VIEW_FILES: [&str; 3] = ["params", "version", "registry"];
+
 /// The driver's `params` as a container must see it: `ModifyDeviceFiles: 0`, so that the
 /// libraries in the container never try to create device nodes themselves.
 pub fn container_params(host_params: &str) -> String {
@@ -81,17 +84,18 @@ pub fn container_params(host_params: &str) -> String {
 }
 
 /// Make the device nodes. Returns how many were created (0 on a re-run).
-fn apply_nodes(root: &Rootfs, work: &ContainerWork) -> Result<usize, String> {
+fn apply_nodes(root: &Rootfs, work: &ContainerWork, host: &HostObjects) -> Result<usize, String> {
     let mut made = 0;
     for n in &work.nodes {
         if work.bind_nodes {
-            check_host_node(n)?;
+            host.check_node(n)?;
             if root.exists(&n.path).map_err(|e| e.to_string())? && root.is_char_device(&n.path) {
                 continue;
             }
             // ro, nosuid, noexec: what a user namespace leaves to change on a bind mount, and
             // all a device node needs (a read-only mount does not stop writes to a device).
-            root.bind_mount(
+            host.bind(
+                root,
                 Path::new(&n.host_path),
                 &n.path,
                 MountFlags {
@@ -117,7 +121,7 @@ fn apply_nodes(root: &Rootfs, work: &ContainerWork) -> Result<usize, String> {
 /// driver lives in files, not in the kernel), so the tmpfs covers /proc/driver instead and holds
 /// the same `nvidia` tree. Returns false when nothing was done (no procfs at /proc, or already
 /// done by an earlier run).
-fn apply_proc_view(root: &Rootfs, view: &ProcView) -> Result<bool, String> {
+fn apply_proc_view(root: &Rootfs, view: &ProcView, objects: &HostObjects) -> Result<bool, String> {
     if root.fs_type("/proc") != Some(PROC_SUPER_MAGIC) {
         return Ok(false);
     }
@@ -137,7 +141,7 @@ fn apply_proc_view(root: &Rootfs, view: &ProcView) -> Result<bool, String> {
     root.mount_tmpfs(mountpoint, "mode=0555,size=1m,nr_inodes=4096")
         .map_err(|e| e.to_string())?;
     let host = &view.host_dir;
-    let read = |name: &str| std::fs::read_to_string(host.join(name));
+    let read = |name: &str| objects.read(&host.join(name));
     match read("params") {
         Ok(p) => root.write_file(
             &format!("{dir}/params"),
@@ -147,7 +151,7 @@ fn apply_proc_view(root: &Rootfs, view: &ProcView) -> Result<bool, String> {
         Err(_) => root.write_file(&format!("{dir}/params"), b"ModifyDeviceFiles: 0\n", 0o444),
     }
     .map_err(|e| e.to_string())?;
-    for name in ["version", "registry"] {
+    for name in &VIEW_FILES[1..] {
         if let Ok(text) = read(name) {
             root.write_file(&format!("{dir}/{name}"), text.as_bytes(), 0o444)
                 .map_err(|e| e.to_string())?;
@@ -160,11 +164,13 @@ fn apply_proc_view(root: &Rootfs, view: &ProcView) -> Result<bool, String> {
     };
     for bus in &view.gpus {
         let src = host.join("gpus").join(bus);
-        root.bind_mount(&src, &format!("{dir}/gpus/{bus}"), ro)
+        objects
+            .bind(root, &src, &format!("{dir}/gpus/{bus}"), ro)
             .map_err(|e| e.to_string())?;
     }
     for cap in &view.caps {
-        root.bind_mount(&host.join(cap), &format!("{dir}/{cap}"), ro)
+        objects
+            .bind(root, &host.join(cap), &format!("{dir}/{cap}"), ro)
             .map_err(|e| e.to_string())?;
     }
     root.remount_readonly(mountpoint)
@@ -332,8 +338,32 @@ pub fn ld_conf(entries: &[LdCacheEntry]) -> String {
     text
 }
 
+/// The driver files' links and ld cache of `work`, made from the host through the rootfs path
+/// before the runtime has made the container (the runtime makes the mounts and nodes), each
+/// object as its directory's owner: in a user-namespaced container, the directories a link
+/// needs are then the container root's, in which the runtime makes its mount targets.
+pub fn apply_from_host(work: &ContainerWork) -> Result<Applied, String> {
+    crate::sys::rootfs::with_umask_cleared(|| {
+        let root = Rootfs::open(&work.rootfs)
+            .map_err(|e| e.to_string())?
+            .creating_as_owner();
+        let mut applied = Applied::default();
+        let files = ContainerWork {
+            mounts: Vec::new(),
+            ..work.clone()
+        };
+        apply_driver(&root, &files, &mut applied)?;
+        Ok(applied)
+    })
+}
+
 /// Do the work. Must run in the container's mount namespace.
 pub fn apply(work: &ContainerWork) -> Result<Applied, String> {
+    apply_with(work, &HostObjects::default())
+}
+
+/// [`apply`] with what `host` took from the host in place of the host's paths.
+pub fn apply_with(work: &ContainerWork, host: &HostObjects) -> Result<Applied, String> {
     // Modes are exactly the planned ones.
     crate::sys::rootfs::with_umask_cleared(|| {
         let root = Rootfs::open(&work.rootfs).map_err(|e| e.to_string())?;
@@ -344,9 +374,9 @@ pub fn apply(work: &ContainerWork) -> Result<Applied, String> {
         if root.fs_type("/dev") == Some(TMPFS_MAGIC) {
             root.allow_writes_in("/dev").map_err(|e| e.to_string())?;
         }
-        let nodes_created = apply_nodes(&root, work)?;
+        let nodes_created = apply_nodes(&root, work, host)?;
         let proc_view = match &work.proc_view {
-            Some(v) => apply_proc_view(&root, v)?,
+            Some(v) => apply_proc_view(&root, v, host)?,
             None => false,
         };
         let mut applied = Applied {

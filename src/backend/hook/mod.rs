@@ -9,6 +9,7 @@
 pub mod cgroup;
 pub mod container;
 pub mod entry;
+pub mod host_objects;
 pub mod state;
 pub mod systemd;
 
