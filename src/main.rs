@@ -463,9 +463,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mig { command } => mig(&config, command, json)?,
         Command::System { command } => print!("{}", system(&config, command, json)?),
         Command::Cdi { command } => cdi_command(&config, &hook_config, command, json)?,
-        // Reached only in forms runtime_invocation() does not know; it returns only on failure.
+        // Reached only in forms runtime_invocation() does not know.
         Command::Runtime { args } => {
-            return Err(migcage::backend::runtime::run(cli.config.as_deref(), &args).into())
+            let code = migcage::backend::runtime::run(cli.config.as_deref(), &args)?;
+            std::process::exit(i32::from(code));
         }
         Command::Configure {
             target,
@@ -547,10 +548,9 @@ fn main() -> ExitCode {
     if let Some((config, rest)) = runtime_invocation(&args) {
         migcage::sys::signal::default_sigpipe();
         runtime_banner(&rest);
-        // Returns only when the runtime could not be run.
-        let e = migcage::backend::runtime::run(config.as_deref(), &rest);
-        eprintln!("{PREFIX}{}", exit::one_line(&e.into()));
-        return ExitCode::FAILURE;
+        // Returns when the runtime ran as this process's child, or could not be run.
+        let ran = migcage::backend::runtime::run(config.as_deref(), &rest);
+        return ran.map_or_else(|e| exit_status(Err(e.into()), false), ExitCode::from);
     }
     // The hook's own command line, without clap. Its stdio belongs to the runtime: it keeps
     // EPIPE as an error and finishes its work.

@@ -42,6 +42,22 @@ pub fn untouched_bundle() -> (tempfile::TempDir, String) {
     (d, state)
 }
 
+/// A character device node of the plan at `path` (`c major:minor`, mode 0666, root's), whose
+/// host node is `/sim<path>` (a simulated host's).
+#[cfg(test)]
+pub fn char_node(path: &str, major: u32, minor: u32) -> crate::core::edits::DeviceNode {
+    crate::core::edits::DeviceNode {
+        path: path.into(),
+        host_path: format!("/sim{path}"),
+        kind: 'c',
+        major,
+        minor,
+        file_mode: 0o666,
+        uid: 0,
+        gid: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -327,7 +327,7 @@ fn seven_containers_at_once_each_get_their_own() {
 }
 
 /// Seven users, one GPU, through Docker: seven containers started at once asking for
-/// `profile:1g.5gb` (runtime mode, whose poststop hook releases the lease) each get a different
+/// `profile:1g.5gb` (runtime mode, whose delete releases the lease) each get a different
 /// instance, checked from inside; the eighth is refused with the holders listed; when one is
 /// removed, its instance goes to the next.
 #[test]
@@ -565,7 +565,7 @@ fn mig_devices(host: &SimHost) -> Vec<(String, Option<String>, bool)> {
 /// device=profile:1g.5gb` (the hook at prestart) gets an instance made for it, seen from
 /// inside; with `destroy_on_release` its lease, stale once the container is gone (Docker's
 /// `--gpus` registers no poststop), is ended by the next start, which destroys that instance
-/// before making its own. `--runtime=migcage` (whose poststop releases) leaves the GPU empty.
+/// before making its own. `--runtime=migcage` (whose delete releases) leaves the GPU empty.
 #[test]
 fn gpus_by_profile_makes_the_instance_on_an_empty_gpu() {
     if !available("gpus_by_profile_makes_the_instance_on_an_empty_gpu") {
@@ -600,7 +600,7 @@ fn gpus_by_profile_makes_the_instance_on_an_empty_gpu() {
         assert!(!held, "{ctx}: the container is gone, its lease is stale");
         assert_sees_exactly(&run, &host, &host.list(), &[index.as_str()], &ctx);
     }
-    // Through the runtime wrapper the poststop hook releases: nothing is left.
+    // Through the runtime wrapper, its delete releases: nothing is left.
     let run = docker.run_probe(
         &host,
         &[

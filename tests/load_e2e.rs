@@ -261,7 +261,7 @@ fn start(host: &Host, base: &Bundle, bundles: &Path, p: &Plan) -> Outcome {
     env.push(json!(format!("NVIDIA_VISIBLE_DEVICES={}", p.ask)));
     env.push(json!(format!("MC_FOREIGN={}", p.foreign.join(" "))));
     if p.runtime_mode {
-        // The wrapper writes its own hooks (createContainer, poststop).
+        // The wrapper writes its own hooks for `run` (createRuntime, poststop).
         c.as_object_mut().unwrap().remove("hooks");
     } else {
         let mut post = c["hooks"]["prestart"][0].clone();

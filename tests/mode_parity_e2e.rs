@@ -1,6 +1,7 @@
-//! End to end: runtime mode (`migcage runtime` editing config.json, then its `createRuntime`
-//! hook) gives a container exactly what hook mode (the `prestart` hook alone) gives it, for
-//! every way of asking, on real runc (cgroup v1 and v2) and crun (v1) over a simulated host.
+//! End to end: runtime mode gives a container exactly what hook mode (the `prestart` hook
+//! alone) gives it, for every way of asking, both ways the wrapper works: `run` (config.json
+//! edited, then its `createRuntime` hook) and `create`, `start`, `delete` as engines send them
+//! (config.json edited, no hook: the wrapper works inside the container itself), on real runc (cgroup v1 and v2) and crun (v1) over a simulated host.
 //! "Exactly" is what the container itself sees: its device nodes (numbers and modes) and which
 //! of them and of the host's it can open (its cgroup rules at work), its driver files with
 //! their sizes, its symlinks, its ld cache, every file of its procfs view, and the options of
@@ -25,8 +26,9 @@ done
 awk '$5 ~ /nvidia|cuda|vdpau/ { print "MOUNT", $5, $6 }' /proc/self/mountinfo | sort
 "#;
 
-/// The container's view (sorted lines) with `setup` applied, in hook mode and in runtime mode.
-fn both_views(mode: Mode, host: &SimHost, what: &str, setup: &dyn Fn(&mut Bundle)) -> [String; 2] {
+/// The container's view (sorted lines) with `setup` applied: in hook mode, in runtime mode by
+/// `run`, and in runtime mode by `create`/`start`/`delete`.
+fn all_views(mode: Mode, host: &SimHost, what: &str, setup: &dyn Fn(&mut Bundle)) -> [String; 3] {
     let script = format!("{PROBE}{VIEW}");
     let view = |run: common::Run, how: &str| {
         let ctx = format!("{mode:?} {} {what}, {how} ({})", host.topology, run.id);
@@ -45,15 +47,22 @@ fn both_views(mode: Mode, host: &SimHost, what: &str, setup: &dyn Fn(&mut Bundle
     hooked.write();
     let hook_view = view(common::run(mode, &hooked, host), "hook mode");
 
-    let mut wrapped = Bundle::new(host, &[], &script);
-    wrapped.config.as_object_mut().unwrap().remove("hooks");
-    setup(&mut wrapped);
-    wrapped.write();
+    let wrapped = || {
+        let mut b = Bundle::new(host, &[], &script);
+        b.config.as_object_mut().unwrap().remove("hooks");
+        setup(&mut b);
+        b.write();
+        b
+    };
     let runtime_view = view(
-        common::wrapper::run(mode, &wrapped, host, "mcpar"),
-        "runtime mode",
+        common::wrapper::run(mode, &wrapped(), host, "mcpar"),
+        "runtime mode, run",
     );
-    [hook_view, runtime_view]
+    let create_view = view(
+        common::wrapper::create_start_delete(mode, &wrapped(), host, "mcpac"),
+        "runtime mode, create/start/delete",
+    );
+    [hook_view, runtime_view, create_view]
 }
 
 /// What a case does to its bundle before the run.
@@ -132,15 +141,20 @@ fn parity(mode: Mode) {
         ),
     ];
     for (host, what, setup) in &cases {
-        let [hook, runtime] = both_views(mode, host, what, setup.as_ref());
+        let [hook, runtime, created] = all_views(mode, host, what, setup.as_ref());
         assert_eq!(
             hook, runtime,
-            "{mode:?} {} {what}: hook mode (left) and runtime mode (right) differ",
+            "{mode:?} {} {what}: hook mode (left) and runtime mode by run (right) differ",
+            host.topology
+        );
+        assert_eq!(
+            hook, created,
+            "{mode:?} {} {what}: hook mode (left) and runtime mode by create (right) differ",
             host.topology
         );
     }
     // The views are not empty agreements: a device request shows its nodes and procfs view.
-    let [view, _] = both_views(
+    let [view, _, _] = all_views(
         mode,
         &host,
         "index 0:1 again",

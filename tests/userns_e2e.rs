@@ -47,14 +47,16 @@ fn in_user_namespace(b: &mut Bundle, host: &SimHost) {
 enum Via {
     /// `migcage hook prestart` in the bundle's spec.
     Hook,
-    /// `migcage runtime` wrapping the runtime, the bundle without a hook.
+    /// `migcage runtime run` wrapping the runtime, the bundle without a hook.
     Runtime,
+    /// `migcage runtime create`, `start`, `delete`, as engines send them: no hook at all.
+    Created,
 }
 
 /// A user-namespaced busybox bundle running `script` with `env`, started `via`.
 fn bundle(host: &SimHost, via: Via, env: &[&str], script: &str) -> Bundle {
     let mut b = Bundle::new(host, env, script);
-    if via == Via::Runtime {
+    if via != Via::Hook {
         b.config.as_object_mut().unwrap().remove("hooks");
     }
     in_user_namespace(&mut b, host);
@@ -65,6 +67,7 @@ fn run(mode: Mode, via: Via, b: &Bundle, host: &SimHost) -> common::Run {
     match via {
         Via::Hook => common::run(mode, b, host),
         Via::Runtime => common::wrapper::run(mode, b, host, "mcns"),
+        Via::Created => common::wrapper::create_start_delete(mode, b, host, "mcnc"),
     }
 }
 
@@ -143,6 +146,21 @@ fn runtime_runc_cgroup_v1() {
 #[test]
 fn runtime_runc_cgroup_v2() {
     gets_exactly_its_device(Mode::RuncV2, Via::Runtime);
+}
+
+#[test]
+fn created_runc_cgroup_v1() {
+    gets_exactly_its_device(Mode::RuncV1, Via::Created);
+}
+
+#[test]
+fn created_runc_cgroup_v2() {
+    gets_exactly_its_device(Mode::RuncV2, Via::Created);
+}
+
+#[test]
+fn created_crun_cgroup_v1() {
+    gets_exactly_its_device(Mode::CrunV1, Via::Created);
 }
 
 /// The nodes in the container are the host's own (bind mounts, not nodes the hook made), and

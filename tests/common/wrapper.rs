@@ -27,3 +27,23 @@ pub fn run(mode: Mode, bundle: &Bundle, host: &SimHost, prefix: &str) -> Run {
     );
     super::run_script(mode, bundle, host, &id, &script)
 }
+
+/// `bundle` through the wrapper as an engine drives it (containerd's shim, conmon): `migcage
+/// runtime create`, `start`, and, once the container's process has exited, `delete`. The
+/// container's output is the script's (it inherits create's stdio).
+pub fn create_start_delete(mode: Mode, bundle: &Bundle, host: &SimHost, prefix: &str) -> Run {
+    let id = super::unique(prefix);
+    let w = format!(
+        "{MIGCAGE} --config {} runtime",
+        config(host, mode.runtime()).display()
+    );
+    let script = format!(
+        "{w} create --bundle {b} {id} && {w} start {id} && n=0 && \
+         until {rt} state {id} | grep -q '\"status\": \"stopped\"'; do \
+           n=$((n + 1)); [ $n -lt 400 ] || {{ echo 'still running after 20 s' >&2; exit 9; }}; sleep 0.05; \
+         done && exec {w} delete {id}",
+        b = bundle.path().display(),
+        rt = mode.runtime(),
+    );
+    super::run_script(mode, bundle, host, &id, &script)
+}

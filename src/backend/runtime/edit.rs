@@ -24,6 +24,18 @@ pub struct HookCommand {
 /// The hook points the wrapper registers migcage at.
 pub const HOOK_STAGES: [&str; 2] = ["createRuntime", "poststop"];
 
+/// Which of migcage's hooks an edited spec runs.
+#[derive(Debug, Clone, Copy)]
+pub enum SpecHooks<'a> {
+    /// `createRuntime`, and `poststop` when the container holds `leases`: for `run`, where the
+    /// runtime goes from create to start in one process, so that only a hook can work inside
+    /// the container before its process starts.
+    Runtime { hook: &'a HookCommand, leases: bool },
+    /// None: for `create`, after which the wrapper works inside the container itself, and a
+    /// `delete` through the wrapper releases the container's leases.
+    None,
+}
+
 impl HookCommand {
     /// migcage's hook for `stage`, built by the one builder of its entry.
     pub fn hook(&self, stage: &str) -> Hook {
@@ -102,14 +114,10 @@ fn rule_json(r: &DeviceRule) -> Value {
 }
 
 /// Write `plan`'s edits into `spec`. Returns whether the spec changed (false when an earlier run
-/// already made every edit). Pure: the caller decides whether to write the result. The poststop
-/// hook is added only when the container holds `leases` (it has nothing else to do).
-pub fn edit_spec(
-    spec: &mut Value,
-    plan: &Plan,
-    hook: &HookCommand,
-    leases: bool,
-) -> Result<bool, String> {
+/// already made every edit). Pure: the caller decides whether to write the result. `hooks` says
+/// which of migcage's hooks to add; the poststop hook only for a container that holds leases (it
+/// has nothing else to do).
+pub fn edit_spec(spec: &mut Value, plan: &Plan, hooks: SpecHooks<'_>) -> Result<bool, String> {
     let before = spec.clone();
     if !spec.is_object() {
         return Err(format!("config.json: expected an object, found {spec}"));
@@ -118,7 +126,9 @@ pub fn edit_spec(
     add_device_rules(spec, plan)?;
     add_mounts(spec, plan)?;
     set_env(spec, plan)?;
-    add_hooks(spec, hook, leases)?;
+    if let SpecHooks::Runtime { hook, leases } = hooks {
+        add_hooks(spec, hook, leases)?;
+    }
     mark(spec, plan)?;
     Ok(*spec != before)
 }
@@ -345,6 +355,14 @@ mod tests {
         }
     }
 
+    /// The hooks of `run` (leaked: a test's spec edits borrow it for the whole test).
+    fn run_hooks(leases: bool) -> SpecHooks<'static> {
+        SpecHooks::Runtime {
+            hook: Box::leak(Box::new(hook())),
+            leases,
+        }
+    }
+
     fn runc_spec() -> Value {
         serde_json::from_str(include_str!(
             "../../core/cgroup/testdata/runc-1.1.5-spec.json"
@@ -356,7 +374,7 @@ mod tests {
     fn edits_a_real_runc_spec() {
         let mut spec = runc_spec();
         let original = spec.clone();
-        assert!(edit_spec(&mut spec, &plan(), &hook(), true).unwrap());
+        assert!(edit_spec(&mut spec, &plan(), run_hooks(true)).unwrap());
         let devices = spec["linux"]["devices"].as_array().unwrap();
         assert_eq!(devices.len(), 3);
         assert_eq!(
@@ -408,17 +426,28 @@ mod tests {
     #[test]
     fn a_container_without_leases_gets_no_poststop_hook() {
         let mut spec = runc_spec();
-        assert!(edit_spec(&mut spec, &plan(), &hook(), false).unwrap());
+        assert!(edit_spec(&mut spec, &plan(), run_hooks(false)).unwrap());
         assert_eq!(spec["hooks"]["createRuntime"].as_array().unwrap().len(), 1);
         assert!(spec["hooks"].get("poststop").is_none(), "{}", spec["hooks"]);
     }
 
     #[test]
+    fn a_spec_for_create_gets_no_hook_at_all() {
+        let mut spec = runc_spec();
+        let hooks_before = spec.get("hooks").cloned();
+        assert!(edit_spec(&mut spec, &plan(), SpecHooks::None).unwrap());
+        assert_eq!(spec.get("hooks").cloned(), hooks_before);
+        // The nodes and rules are there all the same.
+        assert_eq!(spec["linux"]["devices"].as_array().unwrap().len(), 3);
+        assert!(spec["annotations"][EDITED_ANNOTATION] == "0:1");
+    }
+
+    #[test]
     fn editing_twice_adds_nothing() {
         let mut spec = runc_spec();
-        assert!(edit_spec(&mut spec, &plan(), &hook(), true).unwrap());
+        assert!(edit_spec(&mut spec, &plan(), run_hooks(true)).unwrap());
         let once = spec.clone();
-        assert!(!edit_spec(&mut spec, &plan(), &hook(), true).unwrap());
+        assert!(!edit_spec(&mut spec, &plan(), run_hooks(true)).unwrap());
         assert_eq!(spec, once);
     }
 
@@ -433,7 +462,7 @@ mod tests {
             "hooks": {"prestart": [{"path": "/bin/true"}]},
             "annotations": {"keep": "me"}
         });
-        edit_spec(&mut spec, &plan(), &hook(), true).unwrap();
+        edit_spec(&mut spec, &plan(), run_hooks(true)).unwrap();
         assert_eq!(spec["x-vendor"], json!({"nested": [1, 2, {"k": null}]}));
         assert_eq!(spec["process"]["ioPriority"]["class"], "IOPRIO_CLASS_IDLE");
         assert_eq!(spec["linux"]["devices"][0]["x-extra"], true);
@@ -447,14 +476,14 @@ mod tests {
     #[test]
     fn a_conflicting_device_is_refused() {
         let mut spec = json!({"linux": {"devices": [{"path": "/dev/nvidia0", "type": "c", "major": 195, "minor": 3}]}});
-        let e = edit_spec(&mut spec, &plan(), &hook(), true).unwrap_err();
+        let e = edit_spec(&mut spec, &plan(), run_hooks(true)).unwrap_err();
         assert!(
             e.contains("linux.devices[0]") && e.contains("c 195:3") && e.contains("c 195:0"),
             "{e}"
         );
         // The same node given already (docker --device): accepted, not duplicated.
         let mut spec = json!({"linux": {"devices": [{"path": "/dev/nvidia0", "type": "c", "major": 195, "minor": 0}]}});
-        edit_spec(&mut spec, &plan(), &hook(), true).unwrap();
+        edit_spec(&mut spec, &plan(), run_hooks(true)).unwrap();
         assert_eq!(spec["linux"]["devices"].as_array().unwrap().len(), 3);
     }
 
@@ -474,7 +503,7 @@ mod tests {
             (json!([1]), "config.json"),
         ] {
             let mut s = spec.clone();
-            let e = edit_spec(&mut s, &plan(), &hook(), true).unwrap_err();
+            let e = edit_spec(&mut s, &plan(), run_hooks(true)).unwrap_err();
             assert!(e.contains(field), "{spec}: {e}");
         }
     }
@@ -486,7 +515,7 @@ mod tests {
             n.host_path = format!("/sim{}", n.path);
         }
         let mut spec = json!({"linux": {"namespaces": [{"type": "user"}, {"type": "mount"}]}});
-        edit_spec(&mut spec, &p, &hook(), true).unwrap();
+        edit_spec(&mut spec, &p, run_hooks(true)).unwrap();
         // runc would bind-mount /dev/nvidia0 of the host, which is not the simulated node.
         assert_eq!(spec["linux"]["devices"], json!([]));
         assert_eq!(
@@ -498,7 +527,7 @@ mod tests {
         );
         // On a real host (same path) the runtime makes them.
         let mut spec = json!({"linux": {"namespaces": [{"type": "user"}]}});
-        edit_spec(&mut spec, &plan(), &hook(), true).unwrap();
+        edit_spec(&mut spec, &plan(), run_hooks(true)).unwrap();
         assert_eq!(spec["linux"]["devices"].as_array().unwrap().len(), 3);
     }
 
@@ -516,8 +545,8 @@ mod tests {
             "X=1".into(),
         ];
         let mut spec = json!({"process": {"env": ["PATH=/bin", "NVIDIA_VISIBLE_DEVICES=0:1", "NVIDIA_DRIVER_CAPABILITIES=utility"]}, "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}]});
-        assert!(edit_spec(&mut spec, &p, &hook(), true).unwrap());
-        assert!(!edit_spec(&mut spec, &p, &hook(), true).unwrap());
+        assert!(edit_spec(&mut spec, &p, run_hooks(true)).unwrap());
+        assert!(!edit_spec(&mut spec, &p, run_hooks(true)).unwrap());
         assert_eq!(
             spec["mounts"][1],
             json!({"destination": "/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.15", "type": "bind",
@@ -536,7 +565,7 @@ mod tests {
         );
         // Something else mounted on a driver file's path: refused, naming both.
         let mut spec = json!({"mounts": [{"destination": "/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.15", "source": "/evil"}]});
-        let e = edit_spec(&mut spec, &p, &hook(), true).unwrap_err();
+        let e = edit_spec(&mut spec, &p, run_hooks(true)).unwrap_err();
         assert!(e.contains("mounts[0]") && e.contains("/evil"), "{e}");
     }
 

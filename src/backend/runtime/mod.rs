@@ -11,40 +11,48 @@
 //!   they are in its own cgroup configuration (runc's state), which runc hands to systemd as the
 //!   scope's `DeviceAllow=` with the systemd driver, so a `daemon-reload` keeps them;
 //! - the plan's mounts (driver files) and environment;
-//! - a `createRuntime` hook running `migcage hook createRuntime` for what only works inside
-//!   the container (the isolated `/proc/driver/nvidia` view, the driver libraries' links and ld
-//!   cache). The hook is idempotent: it finds the nodes and rules the runtime made and leaves
-//!   them. `createRuntime`, not `createContainer`: both runc and crun run it from the host, after
-//!   the container's mounts and before `pivot_root`, with the init's host pid in the state,
-//!   while crun runs `createContainer` hooks inside the container with pid 0 in the state, from
-//!   which the hook cannot find the container;
-//! - a `poststop` hook (`migcage hook poststop`), which releases the container's leases when the
-//!   runtime deletes it: only for a container that holds leases (it asks for MIG instances), so
-//!   a whole-GPU container costs no process at its stop.
+//! - the mark [`EDITED_ANNOTATION`]; editing an edited spec adds nothing twice.
 //!
-//! The spec is round-tripped through `serde_json::Value` (fields migcage does not know survive),
-//! written atomically (a temporary file in the bundle, then rename), and marked with
-//! [`EDITED_ANNOTATION`]; editing an edited spec adds nothing twice. Then the real runtime
-//! ([`Config::runtime`]) replaces this process (`execve`), with every argument untouched, so
-//! signals, stdio, the pid and the exit code are the runtime's own. Every other command passes
-//! straight through.
+//! What only works inside the container (the isolated `/proc/driver/nvidia` view, the driver
+//! libraries' links and ld cache) and the leases' hand-over to the container's init are done
+//! one of two ways:
+//!
+//! - **`create`** (what every engine sends): by the wrapper itself, with no hook in the spec
+//!   ([`lifecycle`]): links and ld cache through the rootfs before the runtime's `create`, which
+//!   runs as the wrapper's child; then the procfs view inside the container and the hand-over.
+//!   A `delete` through the wrapper releases the leases. One migcage process per command, and
+//!   none forked by the runtime. (On a kernel without the mount API, Linux 5.12, `create` gets
+//!   the hooks below.)
+//! - **`run`** (the runtime goes from create to start in one process, leaving no moment in
+//!   between): a `createRuntime` hook running `migcage hook createRuntime`, idempotent (it finds
+//!   the nodes and rules the runtime made and leaves them); `createRuntime`, not
+//!   `createContainer`: both runc and crun run it from the host, after the container's mounts and
+//!   before `pivot_root`, with the init's host pid in the state, while crun runs
+//!   `createContainer` hooks inside the container with pid 0 in the state. And a `poststop` hook
+//!   (`migcage hook poststop`) releasing the leases, only for a container that holds some.
+//!
+//! The spec is round-tripped through `serde_json::Value` (fields migcage does not know survive)
+//! and written atomically (a temporary file in the bundle, then rename). For `run` the real
+//! runtime ([`Config::runtime`]) then replaces this process (`execve`), with every argument
+//! untouched, so signals, stdio, the pid and the exit code are the runtime's own. Every other
+//! command passes straight through (`delete` of a container with leases: see [`lifecycle`]).
 //!
 //! A planning error stops here: one line on stderr (and in the runtime's `--log` file, where
 //! containerd and Docker read a failed runtime's reason), a non-zero exit, the spec untouched,
-//! and the runtime never run.
+//! the leases given back, and the runtime never run.
 //!
 //! Leases (allocation by profile, exclusive named instances) are taken at `create` through
-//! [`pipeline::plan_for_container`] under this process's pid, which the exec keeps for the
-//! runtime; the container's `createRuntime` hook hands them to the container's init, and its
-//! `poststop` hook releases them on `delete`. `delete` itself passes through untouched: releasing
-//! before the runtime has deleted the container could hand its instance to another container
-//! while it still runs.
+//! [`pipeline::plan_for_container`] under this process's pid; the wrapper (or, for `run`, the
+//! `createRuntime` hook) hands them to the container's init. Releasing before the runtime has
+//! deleted the container could hand its instance to another container while it still runs.
 //!
 //! The parts: [`args`] reads the runtime's command line, [`edit`] writes the plan into the spec,
-//! [`log`] writes the runtime's `--log` line; this file prepares the spec and execs the runtime.
+//! [`lifecycle`] does `create` and `delete` around the runtime, [`log`] writes the runtime's
+//! `--log` line; this file prepares the spec and runs the runtime.
 
 pub mod args;
 pub mod edit;
+pub mod lifecycle;
 pub mod log;
 
 use std::ffi::{OsStr, OsString};
@@ -58,7 +66,7 @@ use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
 use crate::host::files::AtomicWrite;
 
 pub use args::RuntimeArgs;
-pub use edit::{edit_spec, HookCommand, EDITED_ANNOTATION, HOOK_STAGES};
+pub use edit::{edit_spec, HookCommand, SpecHooks, EDITED_ANNOTATION, HOOK_STAGES};
 pub use log::{rfc3339_utc, write_runtime_log};
 
 /// Under this name (a symlink to migcage), the executable is `migcage runtime`: for runtime
@@ -115,6 +123,18 @@ pub struct Prepared {
     pub devices: Vec<String>,
     /// Whether the file was rewritten.
     pub written: bool,
+    /// For `create`: what the wrapper does around the runtime's create (no hook in the spec).
+    #[serde(skip)]
+    pub after_create: Option<lifecycle::AfterCreate>,
+}
+
+/// How the edited spec's container gets what only works inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// migcage's `createRuntime` hook (and `poststop` for leases): `run`.
+    Hooks,
+    /// The wrapper itself, around the runtime's `create` ([`lifecycle`]).
+    Wrapper,
 }
 
 /// Read the spec through the one reader ([`crate::backend::spec`]), in the wrapper's words.
@@ -129,13 +149,29 @@ fn read_spec(path: &Path) -> Result<spec::ConfigJson, RuntimeError> {
 /// Plan the spec at `spec_path` (in bundle `bundle`) for container `container`, and write the
 /// edits into it. Instances it gets are leased to the container under this process's pid. The
 /// file is untouched when the container asks for nothing, when an earlier run already made every
-/// edit, and on any error.
+/// edit, and on any error (which also gives back what was leased).
 pub fn prepare(
     config: &Config,
     hook: &HookCommand,
     container: &str,
     bundle: &Path,
     spec_path: &Path,
+    finish: Finish,
+) -> Result<Prepared, RuntimeError> {
+    let out = prepare_leased(config, hook, container, bundle, spec_path, finish);
+    if out.is_err() {
+        let _ = pipeline::release_container(config, container);
+    }
+    out
+}
+
+fn prepare_leased(
+    config: &Config,
+    hook: &HookCommand,
+    container: &str,
+    bundle: &Path,
+    spec_path: &Path,
+    finish: Finish,
 ) -> Result<Prepared, RuntimeError> {
     let spec::ConfigJson {
         bytes,
@@ -146,6 +182,7 @@ pub fn prepare(
         spec: spec_path.to_path_buf(),
         devices: Vec::new(),
         written: false,
+        after_create: None,
     };
     let holder = crate::host::lease::Holder {
         container: container.to_string(),
@@ -176,12 +213,21 @@ pub fn prepare(
         });
     }
     let leases = crate::core::plan::allocate::needs_leases(request.selectors());
-    let changed =
-        edit_spec(&mut spec, &plan, hook, leases).map_err(|message| RuntimeError::Spec {
-            path: spec_path.to_path_buf(),
-            message,
-        })?;
+    let hooks = match finish {
+        Finish::Hooks => SpecHooks::Runtime { hook, leases },
+        Finish::Wrapper => SpecHooks::None,
+    };
+    let spec_error = |message: String| RuntimeError::Spec {
+        path: spec_path.to_path_buf(),
+        message,
+    };
+    let changed = edit_spec(&mut spec, &plan, hooks).map_err(spec_error)?;
     crate::profile::mark("edit");
+    if finish == Finish::Wrapper {
+        out.after_create =
+            Some(after_create(config, container, bundle, &spec, &plan).map_err(spec_error)?);
+        crate::profile::mark("container-prep");
+    }
     // runc's systemd cgroup driver gives systemd DeviceAllow= only for the devices it finds under
     // /dev/char: make the missing links of these nodes (the host's real /dev only; a simulated
     // dev_root's nodes are no business of the host's /dev/char). Warnings only.
@@ -218,6 +264,30 @@ pub fn prepare(
     Ok(out)
 }
 
+/// What the wrapper does around `create` for `plan`, from the edited `spec`. The rootfs is
+/// checked as the hook checks a container's: the wrapper writes into it from the host.
+fn after_create(
+    config: &Config,
+    container: &str,
+    bundle: &Path,
+    spec: &serde_json::Value,
+    plan: &crate::core::plan::Plan,
+) -> Result<lifecycle::AfterCreate, String> {
+    use crate::backend::hook;
+    hook::state::check_rootfs(bundle, spec).map_err(|e| e.to_string())?;
+    let mut work = hook::container_work(config, bundle, spec, plan).map_err(|e| e.to_string())?;
+    // A rootless engine runs the wrapper in its user namespace: no `mknod` there either.
+    work.bind_nodes |= crate::host::userns::current(Path::new(hook::PROCESS_PROC)).is_child();
+    let rootfs = work.rootfs.clone();
+    let (host, ns) = lifecycle::split_work(work, spec, rootfs);
+    Ok(lifecycle::AfterCreate {
+        container: container.to_string(),
+        host,
+        ns,
+        rules: plan.edits.device_rules.clone(),
+    })
+}
+
 fn is_executable_file(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
@@ -247,13 +317,15 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// `migcage runtime ARGS...`: edit the spec on `create`/`run`, then become the real runtime.
-/// Returns only on failure (on success the runtime has replaced this process).
-pub fn run(explicit_config: Option<&Path>, args: &[OsString]) -> RuntimeError {
+/// `migcage runtime ARGS...`: edit the spec on `create`/`run`, then become the real runtime,
+/// or, for `create` and for `delete` of a container with leases, run it to its end. Returns the
+/// exit code when this process ran the runtime itself (else the runtime has replaced it), or
+/// what stopped it.
+pub fn run(explicit_config: Option<&Path>, args: &[OsString]) -> Result<u8, RuntimeError> {
     let start = std::time::Instant::now();
     let parsed = RuntimeArgs::parse(args);
     let err = match prepare_and_exec(explicit_config, args, &parsed) {
-        Ok(never) => match never {},
+        Ok(code) => return Ok(code),
         Err(e) => e,
     };
     if let Some(log) = &parsed.log {
@@ -267,14 +339,14 @@ pub fn run(explicit_config: Option<&Path>, args: &[OsString]) -> RuntimeError {
     if parsed.edits_spec() {
         log::log_failure(explicit_config, &parsed, &err, start);
     }
-    err
+    Err(err)
 }
 
 fn prepare_and_exec(
     explicit_config: Option<&Path>,
     args: &[OsString],
     parsed: &RuntimeArgs,
-) -> Result<std::convert::Infallible, RuntimeError> {
+) -> Result<u8, RuntimeError> {
     let (config, config_path) = Config::load(explicit_config)?;
     crate::profile::mark("config");
     let runtime = resolve_runtime(&config.runtime, std::env::var_os("PATH").as_deref())
@@ -313,7 +385,13 @@ fn prepare_and_exec(
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        let prepared = prepare(&config, &hook, &id, &bundle, &spec_path)?;
+        // `create` without a hook needs the mount API (Linux 5.12) to work inside a container
+        // whose root is already its own; an older kernel gets the hooks, as `run` does.
+        let finish = match parsed.command.as_deref() {
+            Some("create") if crate::sys::rootfs::mount_api_available() => Finish::Wrapper,
+            _ => Finish::Hooks,
+        };
+        let prepared = prepare(&config, &hook, &id, &bundle, &spec_path, finish)?;
         if !prepared.devices.is_empty() {
             tracing::info!(
                 container = %id,
@@ -324,6 +402,26 @@ fn prepare_and_exec(
             );
         }
         crate::profile::mark("log-record");
+        if let Some(after) = &prepared.after_create {
+            let rt = lifecycle::Runtime {
+                path: &runtime,
+                arg0: config.runtime.as_os_str(),
+            };
+            let code = lifecycle::create(&config, &rt, args, parsed, &bundle, after);
+            crate::profile::finish();
+            return code;
+        }
+    } else if let Some(id) = parsed
+        .container()
+        .filter(|_| parsed.command.as_deref() == Some("delete"))
+    {
+        let rt = lifecycle::Runtime {
+            path: &runtime,
+            arg0: config.runtime.as_os_str(),
+        };
+        if let Some(code) = lifecycle::delete(&config, &rt, args, &id) {
+            return code;
+        }
     }
     // The profile line, if one was asked for, is written before the runtime replaces this
     // process (the stages end at the exec).
@@ -363,7 +461,7 @@ mod tests {
             state_dir: d.path().join("state"),
             ..Config::default()
         };
-        let e = prepare(&config, &hook(), "c1", d.path(), &p).unwrap_err();
+        let e = prepare(&config, &hook(), "c1", d.path(), &p, Finish::Hooks).unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains(&p.display().to_string()), "{msg}");
         assert!(!msg.contains('\n'), "{msg}");
@@ -371,7 +469,7 @@ mod tests {
         // A request that does not parse: the same.
         let bad = text.replace("0:1", "0:x");
         std::fs::write(&p, &bad).unwrap();
-        let e = prepare(&config, &hook(), "c1", d.path(), &p).unwrap_err();
+        let e = prepare(&config, &hook(), "c1", d.path(), &p, Finish::Hooks).unwrap_err();
         assert!(e.to_string().contains("NVIDIA_VISIBLE_DEVICES"), "{e}");
         assert_eq!(std::fs::read_to_string(&p).unwrap(), bad);
         // Nothing else was left in the bundle (no temporary file).
@@ -392,16 +490,16 @@ mod tests {
             proc_root: "/nonexistent".into(),
             ..Config::default()
         };
-        let out = prepare(&config, &hook(), "c1", d.path(), &p).unwrap();
+        let out = prepare(&config, &hook(), "c1", d.path(), &p, Finish::Wrapper).unwrap();
         assert!(!out.written && out.devices.is_empty());
         assert_eq!(std::fs::read_to_string(&p).unwrap(), text);
         // Broken JSON is an error naming the file.
         std::fs::write(&p, "{").unwrap();
-        let e = prepare(&config, &hook(), "c1", d.path(), &p).unwrap_err();
+        let e = prepare(&config, &hook(), "c1", d.path(), &p, Finish::Hooks).unwrap_err();
         assert!(e.to_string().contains("not valid JSON"), "{e}");
         // So is a spec that is not an object (the hook would refuse it too).
         std::fs::write(&p, "[1]").unwrap();
-        let e = prepare(&config, &hook(), "c1", d.path(), &p).unwrap_err();
+        let e = prepare(&config, &hook(), "c1", d.path(), &p, Finish::Hooks).unwrap_err();
         assert!(e.to_string().contains("not an object"), "{e}");
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "[1]");
     }
