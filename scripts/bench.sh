@@ -21,9 +21,11 @@
 #   - container start, on cgroup v1 and v2, in one interleaved run: the floor (a container asking
 #     for nothing), the static spec (the hook's device nodes and rules, and with utility,compute
 #     its bind mounts, written into config.json: the cheapest migcage could be), the hook (devices
-#     only, utility,compute) and runtime mode (`migcage runtime run`); each target a median of
-#     pairwise ratios (one round against the same round; every other round in reverse order),
-#     with its spread; the bundles on a tmpfs, where engines keep theirs;
+#     only, utility,compute) and runtime mode, both as engines drive it (create, start, wait,
+#     delete: benches/lifecycle.c, a subreaper as containerd's shim and conmon are, against the
+#     static spec driven the same way: the runtime mode target) and by `migcage runtime run`;
+#     each target a median of pairwise ratios (one round against the same round; every other
+#     round in reverse order), with its spread; the bundles on a tmpfs, where engines keep theirs;
 #   - what the runtime wrapper adds to a command it passes through (`state`), against runc's own;
 #   - `list`, `refresh` and `cdi generate` on dgx-8x7 (full NVML discovery; the simulated NVML);
 #   - `mig apply` of a full layout (8 GPUs x 7 1g.5gb, 56 creates) on dgx-8x-empty, through the
@@ -64,6 +66,7 @@ cleanup() {
 }
 trap cleanup EXIT
 gcc -O2 -Wall -o "$work/hookwrap" benches/hookwrap.c
+gcc -O2 -Wall -o "$work/lifecycle" benches/lifecycle.c
 printf 'int main(void) { return 0; }\n' | gcc -O2 -static -x c -o "$work/true-static" -
 
 # --- helpers (shared with scripts/profile-hook.sh) ------------------------------------------------
@@ -167,23 +170,33 @@ start_run() { # MODE (v1|v2)
     run_container "$m" "$d/$k" >/dev/null; : >"$d/$k.txt"
   done
   MIGCAGE_CONFIG=$full run_container "$m" "$d/runtime-uc" "$bin" runtime >/dev/null; : >"$d/runtime-uc.txt"
-  # Every other round runs the six in reverse order, so that none is always first after the
+  cp "$d/runtime-pristine.json" "$d/runtime-uc/config.json"
+  run_lifecycle "$m" "$d/static-uc" runc >/dev/null; : >"$d/static-life.txt"
+  MIGCAGE_CONFIG=$full run_lifecycle "$m" "$d/runtime-uc" "$bin" runtime >/dev/null; : >"$d/runtime-life.txt"
+  cp "$d/runtime-pristine.json" "$d/runtime-uc/config.json"
+  # Every other round runs them in reverse order, so that none is always first after the
   # round before or always next to the same neighbour.
-  local order=(floor static-dev empty-hook hook-dev static-uc hook-uc runtime-uc)
+  local order=(floor static-dev empty-hook hook-dev static-uc hook-uc runtime-uc static-life runtime-life)
   for ((i = 0; i < start_runs; i++)); do
     local ks=("${order[@]}")
-    if ((i % 2)); then ks=(runtime-uc hook-uc static-uc hook-dev empty-hook static-dev floor); fi
+    if ((i % 2)); then
+      ks=(runtime-life static-life runtime-uc hook-uc static-uc hook-dev empty-hook static-dev floor)
+    fi
     for k in "${ks[@]}"; do
-      if [[ $k == runtime-uc ]]; then
-        cp "$d/runtime-pristine.json" "$d/runtime-uc/config.json"   # a fresh bundle, as an engine makes one
-        MIGCAGE_CONFIG=$full run_container "$m" "$d/runtime-uc" "$bin" runtime >>"$d/runtime-uc.txt"
-      else
-        run_container "$m" "$d/$k" >>"$d/$k.txt"
-      fi
+      case $k in
+        runtime-uc)
+          MIGCAGE_CONFIG=$full run_container "$m" "$d/runtime-uc" "$bin" runtime >>"$d/runtime-uc.txt"
+          cp "$d/runtime-pristine.json" "$d/runtime-uc/config.json" ;;  # a fresh bundle, as an engine makes one
+        runtime-life)
+          MIGCAGE_CONFIG=$full run_lifecycle "$m" "$d/runtime-uc" "$bin" runtime >>"$d/runtime-life.txt"
+          cp "$d/runtime-pristine.json" "$d/runtime-uc/config.json" ;;
+        static-life) run_lifecycle "$m" "$d/static-uc" runc >>"$d/static-life.txt" ;;
+        *) run_container "$m" "$d/$k" >>"$d/$k.txt" ;;
+      esac
     done
   done
   local label
-  for k in floor static-dev empty-hook hook-dev static-uc hook-uc runtime-uc; do
+  for k in floor static-dev empty-hook hook-dev static-uc hook-uc runtime-uc static-life runtime-life; do
     case $k in
       floor) label="runc run, no device, no hook (the floor)" ;;
       static-dev) label="runc run, devices written statically into config.json" ;;
@@ -192,19 +205,22 @@ start_run() { # MODE (v1|v2)
       static-uc) label="runc run, devices and utility,compute driver files written statically" ;;
       hook-uc) label="runc run, migcage hook (utility,compute)" ;;
       runtime-uc) label="runc run via migcage runtime (utility,compute)" ;;
+      static-life) label="create, start, wait, delete (as engines do), static spec (utility,compute)" ;;
+      runtime-life) label="create, start, wait, delete via migcage runtime (utility,compute)" ;;
     esac
     read -r p50 p95 _ < <(stats "$d/$k.txt" 1 1000)
     row "$label | a100-7x1g | $m | $p50 | $p95 | | $start_runs"
   done
   read -r hook_dev_ratio[$m] hook_dev_lo[$m] hook_dev_hi[$m] < <(ratio_stats "$d/hook-dev.txt" "$d/static-dev.txt")
   read -r hook_uc_ratio[$m] hook_uc_lo[$m] hook_uc_hi[$m] < <(ratio_stats "$d/hook-uc.txt" "$d/static-uc.txt")
-  read -r rt_ratio[$m] rt_lo[$m] rt_hi[$m] < <(ratio_stats "$d/runtime-uc.txt" "$d/static-uc.txt")
+  read -r rt_ratio[$m] rt_lo[$m] rt_hi[$m] < <(ratio_stats "$d/runtime-life.txt" "$d/static-life.txt")
+  read -r rt_run_ratio[$m] rt_run_lo[$m] rt_run_hi[$m] < <(ratio_stats "$d/runtime-uc.txt" "$d/static-uc.txt")
   read -r static_ratio[$m] static_lo[$m] static_hi[$m] < <(ratio_stats "$d/static-dev.txt" "$d/floor.txt")
   read -r empty_ratio[$m] empty_lo[$m] empty_hi[$m] < <(ratio_stats "$d/empty-hook.txt" "$d/static-dev.txt")
 }
 
 declare -A hook_dev_ratio hook_dev_lo hook_dev_hi hook_uc_ratio hook_uc_lo hook_uc_hi
-declare -A rt_ratio rt_lo rt_hi static_ratio static_lo static_hi empty_ratio empty_lo empty_hi
+declare -A rt_ratio rt_lo rt_hi rt_run_ratio rt_run_lo rt_run_hi static_ratio static_lo static_hi empty_ratio empty_lo empty_hi
 for m in v1 v2; do
   echo "bench: container start on cgroup $m, interleaved: floor, static, hook, runtime mode ($start_runs rounds)" >&2
   start_run "$m"
@@ -367,7 +383,7 @@ within() { awk -v a="$1" -v b="$2" 'BEGIN { r = (a > b) ? a / b : b / a; printf 
   for m in v1 v2; do
     echo "- hook / static spec, devices only, cgroup $m: **${hook_dev_ratio[$m]}** (${hook_dev_lo[$m]}-${hook_dev_hi[$m]}; target <= 1.08: $(verdict "${hook_dev_ratio[$m]}" 1.08))"
     echo "- hook / static spec, utility,compute, cgroup $m: **${hook_uc_ratio[$m]}** (${hook_uc_lo[$m]}-${hook_uc_hi[$m]}; target <= 1.08: $(verdict "${hook_uc_ratio[$m]}" 1.08))"
-    echo "- runtime mode / static spec, utility,compute, cgroup $m: **${rt_ratio[$m]}** (${rt_lo[$m]}-${rt_hi[$m]}; target <= 1.10: $(verdict "${rt_ratio[$m]}" 1.10))"
+    echo "- runtime mode / static spec, utility,compute, cgroup $m, create to delete as engines drive it: **${rt_ratio[$m]}** (${rt_lo[$m]}-${rt_hi[$m]}; target <= 1.10: $(verdict "${rt_ratio[$m]}" 1.10))"
   done
   echo "- hook process p50, devices only: a100-7x1g $a ms, dgx-8x7 $d ms (target < 2.5 ms: $(verdict "$a" 2.499), $(verdict "$d" 2.499)); on v2 $a2 and $d2 ms"
   echo "- hook process p50, utility,compute: a100-7x1g $u ms, dgx-8x7 $ud ms (target < 4 ms: $(verdict "$u" 3.999), $(verdict "$ud" 3.999))"
@@ -380,6 +396,7 @@ within() { awk -v a="$1" -v b="$2" 'BEGIN { r = (a > b) ? a / b : b / a; printf 
   for m in v1 v2; do
     echo "- the static spec over the floor (a start with no device), cgroup $m: ${static_ratio[$m]} (${static_lo[$m]}-${static_hi[$m]})"
     echo "- a prestart hook that does nothing (a static C program) over the static spec, cgroup $m: ${empty_ratio[$m]} (${empty_lo[$m]}-${empty_hi[$m]}): what runc's running of any hook costs, before the hook's own work"
+    echo "- runtime mode by \`migcage runtime run\` (its createRuntime and poststop hooks) over \`runc run\` of the static spec, cgroup $m: ${rt_run_ratio[$m]} (${rt_run_lo[$m]}-${rt_run_hi[$m]})"
   done
   echo "- what the runtime wrapper adds to a pass-through command (\`state\`), pairwise: $(awk -v v="$pass_added" 'BEGIN { printf "%.2f", v / 1000 }') ms ($(awk -v v="$pass_lo" 'BEGIN { printf "%.2f", v / 1000 }')-$(awk -v v="$pass_hi" 'BEGIN { printf "%.2f", v / 1000 }'))"
   echo "- without the snapshot (NVML at every start): $ns ms on a100-7x1g, $nsd ms on dgx-8x7 (simulated NVML; a real one adds its own start-up)"
@@ -387,7 +404,8 @@ within() { awk -v a="$1" -v b="$2" 'BEGIN { r = (a > b) ? a / b : b / a; printf 
   for n in "$cdi_note"; do [[ -z $n ]] || echo "- $n"; done
   echo
   echo "Hook times are measured around the hook process (benches/hookwrap.c); container starts"
-  echo "around \`runc run\` of a busybox \`true\`. \"no snapshot\" puts a directory where the snapshot"
+  echo "around \`runc run\` of a busybox \`true\`, or around its create, start, wait and delete"
+  echo "(benches/lifecycle.c). \"no snapshot\" puts a directory where the snapshot"
   echo "file would go, so every start initializes the (simulated) NVML: the cost the snapshot removes."
   echo "Each simulated host's state_dir is on a tmpfs, as /run/migcage is on a real host."
   echo "\`scripts/profile-hook.sh\` breaks the hook's time down by stage."

@@ -128,6 +128,28 @@ run_container() {
   echo $((t1 - t0))
 }
 
+# run_lifecycle MODE BUNDLE RUNTIME...: one container as an engine drives it (benches/lifecycle.c,
+# built at $work/lifecycle: create, start, wait for its process, delete); prints its wall time
+# in µs. MODE as for run_container.
+run_lifecycle() {
+  local mode=$1 b=$2; shift 2
+  seq_id=$((seq_id + 1))
+  local id="mcbench-$$-$seq_id" out rc=0
+  if [[ $mode == v2 ]]; then
+    out=$(unshare -m --propagation private sh -c \
+      'mount -t cgroup2 none /sys/fs/cgroup && exec "$@"' sh "$work/lifecycle" "$b" "$id" "$@" \
+      </dev/null 2>"$work/last.out") || rc=$?
+  else
+    out=$("$work/lifecycle" "$b" "$id" "$@" </dev/null 2>"$work/last.out") || rc=$?
+  fi
+  if ((rc != 0)); then
+    echo "bench: container $id ($b) failed (exit $rc):" >&2
+    cat "$work/last.out" >&2
+    exit 1
+  fi
+  echo "${out%% *}"
+}
+
 # cleanup_containers: delete what an interrupted run left (`runc run` removes its container),
 # and unmount the state tmpfs.
 cleanup_containers() {
