@@ -339,7 +339,8 @@ pub fn ld_conf(entries: &[LdCacheEntry]) -> String {
 }
 
 /// The driver files' links and ld cache of `work`, made from the host through the rootfs path
-/// before the runtime has made the container (the runtime makes the mounts and nodes), each
+/// before the runtime has made the container (the runtime makes the mounts and nodes: `work`
+/// has none, see [`crate::backend::runtime::lifecycle::split_work`]), each
 /// object as its directory's owner: in a user-namespaced container, the directories a link
 /// needs are then the container root's, in which the runtime makes its mount targets.
 pub fn apply_from_host(work: &ContainerWork) -> Result<Applied, String> {
@@ -348,11 +349,7 @@ pub fn apply_from_host(work: &ContainerWork) -> Result<Applied, String> {
             .map_err(|e| e.to_string())?
             .creating_as_owner();
         let mut applied = Applied::default();
-        let files = ContainerWork {
-            mounts: Vec::new(),
-            ..work.clone()
-        };
-        apply_driver(&root, &files, &mut applied)?;
+        apply_driver(&root, work, &mut applied)?;
         Ok(applied)
     })
 }

@@ -363,6 +363,10 @@ fn prepare_and_exec(
             why: "it is migcage itself, which would run itself forever".into(),
         });
     }
+    let rt = lifecycle::Runtime {
+        path: &runtime,
+        arg0: config.runtime.as_os_str(),
+    };
     crate::profile::mark("runtime-lookup");
     if parsed.edits_spec() {
         crate::logging::init(&config.log);
@@ -403,10 +407,6 @@ fn prepare_and_exec(
         }
         crate::profile::mark("log-record");
         if let Some(after) = &prepared.after_create {
-            let rt = lifecycle::Runtime {
-                path: &runtime,
-                arg0: config.runtime.as_os_str(),
-            };
             let code = lifecycle::create(&config, &rt, args, parsed, &bundle, after);
             crate::profile::finish();
             return code;
@@ -415,10 +415,6 @@ fn prepare_and_exec(
         .container()
         .filter(|_| parsed.command.as_deref() == Some("delete"))
     {
-        let rt = lifecycle::Runtime {
-            path: &runtime,
-            arg0: config.runtime.as_os_str(),
-        };
         if let Some(code) = lifecycle::delete(&config, &rt, args, &id) {
             return code;
         }

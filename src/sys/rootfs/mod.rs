@@ -37,7 +37,7 @@ use nix::fcntl::{OFlag, ResolveFlag};
 use nix::sys::stat::SFlag;
 use nix::sys::statfs::FsType;
 
-pub use linux::{clone_tree, kernel_at_least, mount_api_available, LinuxRootfs};
+pub use linux::{clone_tree, mount_api_available, LinuxRootfs};
 pub use syscall::{RootfsSyscall, Stat};
 
 /// An error on a path inside the rootfs.
