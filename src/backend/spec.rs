@@ -5,7 +5,6 @@
 //! Each back end words the errors its own way (the hook names "the bundle's config", the wrapper
 //! "the container spec"): [`SpecError`] carries what went wrong, the callers say it.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Largest config.json accepted.
@@ -40,10 +39,7 @@ pub fn read(path: &Path) -> Result<ConfigJson, SpecError> {
         source,
     };
     let file = std::fs::File::open(path).map_err(read_err)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_CONFIG_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_err)?;
+    let bytes = crate::sys::read::read_capped(file, MAX_CONFIG_BYTES).map_err(read_err)?;
     if bytes.len() as u64 > MAX_CONFIG_BYTES {
         return Err(SpecError::TooLarge {
             path: path.to_path_buf(),

@@ -294,7 +294,7 @@ pub fn find_device_cgroup(proc_root: &Path, pid: u32) -> Result<DeviceCgroup, Fi
     let cgroup_file = proc_root.join(pid.to_string()).join("cgroup");
     let mountinfo_file = proc_root.join("self/mountinfo");
     let read = |p: &Path| {
-        std::fs::read_to_string(p).map_err(|source| FindError::Read {
+        crate::sys::read::read_text(p).map_err(|source| FindError::Read {
             path: p.to_path_buf(),
             source,
         })

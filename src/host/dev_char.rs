@@ -198,7 +198,7 @@ fn sorted_names(dir: &Path) -> Vec<String> {
 /// driver's major from /proc/devices for its kind.
 pub fn host_nodes(config: &Config) -> Result<Vec<Node>, DevCharError> {
     let devices = inventory::devices_path(config);
-    let text = std::fs::read_to_string(&devices).map_err(|e| DevCharError::Majors {
+    let text = crate::sys::read::read_text(&devices).map_err(|e| DevCharError::Majors {
         path: devices.clone(),
         message: e.to_string(),
     })?;

@@ -27,14 +27,17 @@ pub fn detect(proc_root: &Path, pid: u32) -> Runtime {
         // An executable replaced on disk while it runs reads as "runc (deleted)".
         Some(name.strip_suffix(" (deleted)").unwrap_or(&name).to_string())
     });
-    let comm = std::fs::read_to_string(dir.join("comm"))
+    let comm = crate::sys::read::read_text(dir.join("comm"))
         .ok()
         .map(|c| c.trim_end_matches('\n').to_string());
-    let argv0 = std::fs::read(dir.join("cmdline")).ok().and_then(|c| {
-        let first = c.split(|b| *b == 0).next()?;
-        let first = std::str::from_utf8(first).ok()?;
-        Some(Path::new(first).file_name()?.to_str()?.to_string())
-    });
+    let argv0 = std::fs::File::open(dir.join("cmdline"))
+        .and_then(|f| crate::sys::read::read_capped(f, 64 * 1024))
+        .ok()
+        .and_then(|c| {
+            let first = c.split(|b| *b == 0).next()?;
+            let first = std::str::from_utf8(first).ok()?;
+            Some(Path::new(first).file_name()?.to_str()?.to_string())
+        });
     let named: Vec<Runtime> = [exe, comm, argv0]
         .into_iter()
         .flatten()

@@ -51,7 +51,7 @@ pub fn from_uid_map(text: &str) -> UserNamespace {
 
 /// The user namespace this process runs in (`<proc>/self/uid_map`).
 pub fn current(proc_root: &Path) -> UserNamespace {
-    std::fs::read_to_string(proc_root.join("self/uid_map"))
+    crate::sys::read::read_text(proc_root.join("self/uid_map"))
         .map(|t| from_uid_map(&t))
         .unwrap_or(UserNamespace::Initial)
 }

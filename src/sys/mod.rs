@@ -14,5 +14,6 @@ pub mod host_nodes;
 pub mod mig;
 pub mod nsenter;
 pub mod nvml;
+pub mod read;
 pub mod rootfs;
 pub mod signal;

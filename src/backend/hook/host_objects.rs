@@ -33,7 +33,7 @@ impl HostObjects {
             sources.extend(v.caps.iter().map(|c| v.host_dir.join(c)));
             for name in VIEW_FILES {
                 let p = v.host_dir.join(name);
-                let text = std::fs::read_to_string(&p).ok();
+                let text = crate::sys::read::read_text(&p).ok();
                 out.files.insert(p, text);
             }
         }
@@ -74,7 +74,7 @@ impl HostObjects {
         match self.files.get(path) {
             Some(Some(text)) => Ok(text.clone()),
             Some(None) => Err(std::io::ErrorKind::NotFound.into()),
-            None => std::fs::read_to_string(path),
+            None => crate::sys::read::read_text(path),
         }
     }
 

@@ -181,11 +181,13 @@ fn device_cgroup(proc_root: &Path, pid: i32) -> Option<(DeviceCgroup, bool)> {
     use crate::host::cgroup;
     let cgroup_file = proc_root.join(pid.to_string()).join("cgroup");
     let mountinfo_file = proc_root.join("self/mountinfo");
-    let lines =
-        cgroup::parse_proc_cgroup(&std::fs::read_to_string(&cgroup_file).ok()?, &cgroup_file)
-            .ok()?;
+    let lines = cgroup::parse_proc_cgroup(
+        &crate::sys::read::read_text(&cgroup_file).ok()?,
+        &cgroup_file,
+    )
+    .ok()?;
     let mounts = cgroup::parse_mountinfo(
-        &std::fs::read_to_string(&mountinfo_file).ok()?,
+        &crate::sys::read::read_text(&mountinfo_file).ok()?,
         &mountinfo_file,
     )
     .ok()?;

@@ -67,7 +67,7 @@ pub fn mig_cap_path(config: &Config, name: &str) -> PathBuf {
 
 /// Read a file; `Ok(None)` when it does not exist.
 fn read_optional(path: &Path) -> Result<Option<String>, InventoryError> {
-    match std::fs::read_to_string(path) {
+    match crate::sys::read::read_text(path) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(InventoryError::Read {
@@ -78,7 +78,7 @@ fn read_optional(path: &Path) -> Result<Option<String>, InventoryError> {
 }
 
 fn read_required(path: &Path) -> Result<String, InventoryError> {
-    std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
+    crate::sys::read::read_text(path).map_err(|source| InventoryError::Read {
         path: path.to_path_buf(),
         source,
     })

@@ -40,7 +40,7 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
 /// Read `<proc>/<pid>/stat` (`pid` may be `self`). `Ok(None)` when the process does not exist.
 pub fn read_stat(proc: &Path, pid: &str) -> io::Result<Option<ProcStat>> {
     let path = proc.join(pid).join("stat");
-    match std::fs::read_to_string(&path) {
+    match crate::sys::read::read_text(&path) {
         Ok(text) => parse_stat(&text).map(Some).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidData,

@@ -2,7 +2,7 @@
 //! atomically through [`crate::host::files`].
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -87,14 +87,13 @@ impl Store {
                 })
             }
         };
-        let mut buf = Vec::new();
-        file.take(MAX_FILE_BYTES + 1)
-            .read_to_end(&mut buf)
-            .map_err(|error| LeaseError::Io {
+        let buf = crate::sys::read::read_capped(file, MAX_FILE_BYTES).map_err(|error| {
+            LeaseError::Io {
                 what: "read",
                 path: path.clone(),
                 error,
-            })?;
+            }
+        })?;
         if buf.is_empty() {
             // Never written so: a crash between create and write on a disk state_dir, after
             // which no container of before the crash runs any more.

@@ -127,7 +127,7 @@ pub fn unit_of_process(
     pid: u32,
 ) -> Result<(Option<PathBuf>, Option<Unit>), FindError> {
     let file = proc_root.join(pid.to_string()).join("cgroup");
-    let text = std::fs::read_to_string(&file).map_err(|source| FindError::Read {
+    let text = crate::sys::read::read_text(&file).map_err(|source| FindError::Read {
         path: file.clone(),
         source,
     })?;

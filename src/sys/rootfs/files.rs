@@ -1,7 +1,7 @@
 //! Reading and writing regular files inside the rootfs.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 
 use nix::errno::Errno;
@@ -80,10 +80,7 @@ impl Rootfs<'_> {
                 OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
             )
             .map_err(self.op_err("open", path))?;
-        let mut bytes = Vec::new();
-        File::from(file)
-            .take(max as u64 + 1)
-            .read_to_end(&mut bytes)
+        let bytes = crate::sys::read::read_capped(File::from(file), max as u64)
             .map_err(|e| self.op_err("read", path)(io_errno(&e)))?;
         if bytes.len() > max {
             return Err(self.conflict(

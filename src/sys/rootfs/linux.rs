@@ -73,7 +73,7 @@ fn statx_mount_id(fd: BorrowedFd<'_>) -> Option<u64> {
 }
 
 fn fdinfo_mount_id(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
-    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
+    let info = crate::sys::read::read_text(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
         .map_err(|e| io_errno(&e))?;
     info.lines()
         .find_map(|l| l.strip_prefix("mnt_id:"))
