@@ -404,3 +404,79 @@ fn a_create_that_cannot_take_the_owners_ids_fails_and_makes_nothing() {
         .iter()
         .any(|c| matches!(c, RootfsCall::SetFsIds { .. })));
 }
+
+fn openat2_of(double: &RecordingRootfs, want: &str) -> usize {
+    double
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, RootfsCall::Openat2 { path, .. } if path == want))
+        .count()
+}
+
+#[test]
+fn objects_in_one_directory_look_it_and_its_mount_up_once() {
+    let double = RecordingRootfs::new().with("/dev", Node::Dir);
+    let r = open(&double);
+    for minor in 0..4 {
+        r.mknod_char(&format!("/dev/nvidia{minor}"), 195, minor, 0o666, 0, 0)
+            .unwrap();
+    }
+    r.write_file("/dev/marker", b"x", 0o644).unwrap();
+    assert_eq!(openat2_of(&double, "dev"), 1, "{:?}", double.calls());
+    let mount_ids = double
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, RootfsCall::MountId(at) if at == "/dev"))
+        .count();
+    assert_eq!(mount_ids, 1, "{:?}", double.calls());
+    assert_eq!(
+        double.node("/dev/nvidia3"),
+        Some(Node::Char(makedev(195, 3)))
+    );
+}
+
+#[test]
+fn a_directory_that_is_there_takes_one_lookup_however_deep() {
+    let double = RecordingRootfs::new()
+        .with("/usr", Node::Dir)
+        .with("/usr/lib", Node::Dir)
+        .with("/usr/lib/x86_64-linux-gnu", Node::Dir);
+    let r = open(&double);
+    r.ensure_file("/usr/lib/x86_64-linux-gnu/libcuda.so.1", 0o644)
+        .unwrap();
+    let lookups: Vec<String> = double
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            RootfsCall::Openat2 { path, .. } => Some(path),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lookups, ["usr/lib/x86_64-linux-gnu"]);
+}
+
+#[test]
+fn a_mount_over_a_directory_or_a_renamed_name_forgets_what_was_looked_up() {
+    let double = RecordingRootfs::new()
+        .with("/proc", Node::Dir)
+        .with("/proc/driver", Node::Dir)
+        .with("/proc/driver/nvidia", Node::Dir)
+        .with("/etc", Node::Dir);
+    let r = open(&double);
+    r.write_file("/proc/driver/nvidia/before", b"x", 0o444)
+        .unwrap();
+    r.mount_tmpfs("/proc/driver/nvidia", "mode=0555").unwrap();
+    // The path now names the tmpfs: it is looked up again, not taken from before the mount.
+    r.write_file("/proc/driver/nvidia/after", b"x", 0o444)
+        .unwrap();
+    assert_eq!(
+        openat2_of(&double, "proc/driver/nvidia"),
+        3,
+        "{:?}",
+        double.calls()
+    );
+    r.write_file("/etc/a", b"x", 0o644).unwrap();
+    r.symlink("/etc/link", "a").unwrap();
+    r.write_file("/etc/b", b"x", 0o644).unwrap();
+    assert_eq!(openat2_of(&double, "etc"), 2, "{:?}", double.calls());
+}

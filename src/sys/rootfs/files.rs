@@ -15,7 +15,7 @@ impl Rootfs<'_> {
     /// `dir`'s owner where the hook's ids cannot own a file there ([`Rootfs::create_in`]).
     pub(super) fn create_excl(
         &self,
-        dir: &OwnedFd,
+        dir: &impl AsFd,
         name: &str,
         mode: u32,
     ) -> Result<OwnedFd, Errno> {
@@ -31,7 +31,7 @@ impl Rootfs<'_> {
     }
 
     /// Remove a leftover temporary file of an earlier, interrupted run of this process id.
-    pub(super) fn clear_temp(&self, dir: &OwnedFd, tmp: &str) {
+    pub(super) fn clear_temp(&self, dir: &impl AsFd, tmp: &str) {
         let _ = self.sys.unlinkat(dir.as_fd(), tmp);
     }
 
@@ -112,7 +112,10 @@ impl Rootfs<'_> {
             self.clear_temp(&dir, &tmp);
             return Err(self.op_err("write", path)(io_errno(&e)));
         }
-        if let Err(e) = self.sys.renameat(dir.as_fd(), tmp.as_str(), name) {
+        let renamed = self.sys.renameat(dir.as_fd(), tmp.as_str(), name);
+        // The name may have been a symlink some cached directory was resolved through.
+        self.forget_dirs();
+        if let Err(e) = renamed {
             self.clear_temp(&dir, &tmp);
             return Err(self.op_err("rename into place at", path)(e));
         }

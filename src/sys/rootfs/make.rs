@@ -1,25 +1,35 @@
 //! Creating directories, device nodes and symlinks inside the rootfs.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
+use std::rc::Rc;
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
 use nix::sys::stat::{makedev, Mode, SFlag};
 
-use super::{components, kind_name, Rootfs, RootfsError};
+use super::{components, kind_name, Dir, Rootfs, RootfsError};
 
 impl Rootfs<'_> {
-    /// Create every missing directory of `path` (mode `mode`) and return the last one.
-    pub fn mkdir_all(&self, path: &str, mode: u32) -> Result<OwnedFd, RootfsError> {
+    /// Create every missing directory of `path` (mode `mode`).
+    pub fn mkdir_all(&self, path: &str, mode: u32) -> Result<(), RootfsError> {
+        self.dir_all(path, mode).map(drop)
+    }
+
+    /// [`Rootfs::mkdir_all`], returning the last directory. A directory that is already there
+    /// (the common case) takes one lookup, or none when it was looked up before; a missing one
+    /// is made one component at a time from the deepest that exists.
+    pub(super) fn dir_all(&self, path: &str, mode: u32) -> Result<Rc<Dir>, RootfsError> {
         let parts = components(path)?;
         let err = self.op_err("create directory", path);
-        let mut dir = self
-            .resolve_rel("", OFlag::O_PATH | OFlag::O_DIRECTORY)
-            .map_err(&err)?;
+        match self.cached_dir(&parts.join("/")) {
+            Ok(dir) => return Ok(dir),
+            Err(Errno::ENOENT) => {}
+            Err(e) => return Err(err(e)),
+        }
+        let mut dir = self.cached_dir("").map_err(&err)?;
         for i in 0..parts.len() {
             let prefix = parts[..=i].join("/");
-            dir = match self.resolve_rel(&prefix, OFlag::O_PATH | OFlag::O_DIRECTORY) {
-                Ok(fd) => fd,
+            dir = match self.cached_dir(&prefix) {
+                Ok(dir) => dir,
                 Err(Errno::ENOENT) => {
                     let at = if i == 0 {
                         "/".to_string()
@@ -32,8 +42,8 @@ impl Rootfs<'_> {
                         Ok(()) | Err(Errno::EEXIST) => {}
                         Err(e) => return Err(err(e)),
                     }
-                    match self.resolve_rel(&prefix, OFlag::O_PATH | OFlag::O_DIRECTORY) {
-                        Ok(fd) => fd,
+                    match self.cached_dir(&prefix) {
+                        Ok(dir) => dir,
                         // mkdirat found a name there, yet it resolves to nothing: a symlink whose
                         // target does not exist inside the rootfs.
                         Err(Errno::ENOENT) => {
@@ -53,14 +63,13 @@ impl Rootfs<'_> {
     }
 
     /// The parent directory of `path` (created when missing) and the final name.
-    pub(super) fn parent<'p>(&self, path: &'p str) -> Result<(OwnedFd, &'p str), RootfsError> {
+    pub(super) fn parent<'p>(&self, path: &'p str) -> Result<(Rc<Dir>, &'p str), RootfsError> {
         let parts = components(path)?;
         let name = parts[parts.len() - 1];
         let dir = if parts.len() == 1 {
-            self.resolve_rel("", OFlag::O_PATH | OFlag::O_DIRECTORY)
-                .map_err(self.op_err("open", "/"))?
+            self.cached_dir("").map_err(self.op_err("open", "/"))?
         } else {
-            self.mkdir_all(&format!("/{}", parts[..parts.len() - 1].join("/")), 0o755)?
+            self.dir_all(&format!("/{}", parts[..parts.len() - 1].join("/")), 0o755)?
         };
         self.check_writable(&dir, path)?;
         Ok((dir, name))
@@ -164,7 +173,10 @@ impl Rootfs<'_> {
             self.sys.symlinkat(target, dir.as_fd(), tmp.as_str())
         })
         .map_err(self.op_err("create symlink", path))?;
-        if let Err(e) = self.sys.renameat(dir.as_fd(), tmp.as_str(), name) {
+        let renamed = self.sys.renameat(dir.as_fd(), tmp.as_str(), name);
+        // The name may have been a symlink some cached directory was resolved through.
+        self.forget_dirs();
+        if let Err(e) = renamed {
             self.clear_temp(&dir, &tmp);
             return Err(self.op_err("rename symlink into place at", path)(e));
         }

@@ -29,8 +29,11 @@ mod walk;
 #[cfg(test)]
 mod walk_tests;
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, ResolveFlag};
@@ -73,7 +76,14 @@ pub struct Rootfs<'s> {
     /// Mount ids migcage may create files in: the rootfs's own, and those [`Rootfs::allow_writes_in`]
     /// and [`Rootfs::mount_tmpfs`] add. A directory on any other mount (a host directory the spec
     /// bind-mounts into the container) is never written to.
-    writable: std::cell::RefCell<Vec<u64>>,
+    writable: RefCell<Vec<u64>>,
+    /// The directories already resolved or made, by their clean path relative to the root
+    /// (`""` the root itself). A container start makes most of its objects in a few directories
+    /// (/dev, /dev/nvidia-caps, the procfs view's); without this, each object's directory would
+    /// be resolved again from the root, one `openat2` per component, and its mount read again
+    /// (#18). Emptied by whatever could change what a cached path resolves to
+    /// ([`Rootfs::forget_dirs`]).
+    dirs: RefCell<HashMap<String, Rc<Dir>>>,
     /// Tests only: walk in userspace even where openat2 works.
     force_walk: bool,
     /// Make objects as their directory's owner ([`Rootfs::creating_as_owner`]).
@@ -87,6 +97,19 @@ impl std::fmt::Debug for Rootfs<'_> {
             .field("path", &self.path)
             .field("writable", &self.writable)
             .finish()
+    }
+}
+
+/// A directory inside the rootfs, held by an `O_PATH` descriptor, with the id of the mount it is
+/// on once that was asked for.
+pub(super) struct Dir {
+    fd: OwnedFd,
+    mount: Cell<Option<u64>>,
+}
+
+impl AsFd for Dir {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 
@@ -165,7 +188,8 @@ impl<'s> Rootfs<'s> {
             sys,
             root,
             path: path.to_path_buf(),
-            writable: std::cell::RefCell::new(vec![id]),
+            writable: RefCell::new(vec![id]),
+            dirs: RefCell::default(),
             force_walk: false,
             as_owner: false,
         })
@@ -200,11 +224,18 @@ impl<'s> Rootfs<'s> {
     }
 
     /// Refuse to create anything in `dir` (which names `path`) unless it is on a writable mount.
-    fn check_writable(&self, dir: &OwnedFd, path: &str) -> Result<(), RootfsError> {
-        let id = self
-            .sys
-            .mount_id(dir.as_fd())
-            .map_err(self.op_err("read the mount of", path))?;
+    fn check_writable(&self, dir: &Dir, path: &str) -> Result<(), RootfsError> {
+        let id = match dir.mount.get() {
+            Some(id) => id,
+            None => {
+                let id = self
+                    .sys
+                    .mount_id(dir.as_fd())
+                    .map_err(self.op_err("read the mount of", path))?;
+                dir.mount.set(Some(id));
+                id
+            }
+        };
         if self.writable.borrow().contains(&id) {
             Ok(())
         } else {
@@ -213,6 +244,39 @@ impl<'s> Rootfs<'s> {
                 root: self.path.clone(),
             })
         }
+    }
+
+    /// The cached directory at `rel` (a clean relative path), or `open`'s descriptor for it,
+    /// remembered.
+    fn dir_at(
+        &self,
+        rel: &str,
+        open: impl FnOnce() -> Result<OwnedFd, Errno>,
+    ) -> Result<Rc<Dir>, Errno> {
+        if let Some(dir) = self.dirs.borrow().get(rel) {
+            return Ok(Rc::clone(dir));
+        }
+        let dir = Rc::new(Dir {
+            fd: open()?,
+            mount: Cell::new(None),
+        });
+        self.dirs
+            .borrow_mut()
+            .insert(rel.to_string(), Rc::clone(&dir));
+        Ok(dir)
+    }
+
+    /// The directory at `rel` (a clean relative path; `""` the root), resolved once.
+    fn cached_dir(&self, rel: &str) -> Result<Rc<Dir>, Errno> {
+        self.dir_at(rel, || {
+            self.resolve_rel(rel, OFlag::O_PATH | OFlag::O_DIRECTORY)
+        })
+    }
+
+    /// Forget every cached directory: after a mount over a directory, or a name replaced by a
+    /// rename (a symlink, a file), a path may resolve to something else than it did.
+    fn forget_dirs(&self) {
+        self.dirs.borrow_mut().clear();
     }
 
     /// The host path the rootfs was opened at.
@@ -251,7 +315,7 @@ impl<'s> Rootfs<'s> {
     /// after it): the object is then the container's, as if its root had made it.
     pub(super) fn create_in<T>(
         &self,
-        dir: &OwnedFd,
+        dir: &impl AsFd,
         mut create: impl FnMut() -> Result<T, Errno>,
     ) -> Result<T, Errno> {
         if !self.as_owner {

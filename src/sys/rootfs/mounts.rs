@@ -21,16 +21,17 @@ enum Source<'a> {
 impl Rootfs<'_> {
     /// Mount a fresh tmpfs at `path` (a directory, created when missing).
     pub fn mount_tmpfs(&self, path: &str, options: &str) -> Result<(), RootfsError> {
-        let target = self.mkdir_all(path, 0o755)?;
-        self.sys
-            .mount(
-                Some(Path::new("tmpfs")),
-                target.as_fd(),
-                Some("tmpfs"),
-                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-                Some(options),
-            )
-            .map_err(self.op_err("mount tmpfs on", path))?;
+        let target = self.dir_all(path, 0o755)?;
+        let mounted = self.sys.mount(
+            Some(Path::new("tmpfs")),
+            target.as_fd(),
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some(options),
+        );
+        // The directory and what was under it are covered now.
+        self.forget_dirs();
+        mounted.map_err(self.op_err("mount tmpfs on", path))?;
         // migcage's own tmpfs: files may be made in it.
         self.allow_writes_in(path)
     }
@@ -100,14 +101,19 @@ impl Rootfs<'_> {
         if (st.dev, st.ino) == (src.dev, src.ino) {
             return Ok(false);
         }
-        match from {
+        let mounted = match from {
             Source::Host(p) => {
                 self.sys
                     .mount(Some(p), target.as_fd(), None, MsFlags::MS_BIND, None)
             }
             Source::Tree(fd, _) => self.sys.move_mount(fd, target.as_fd()),
+        };
+        if src_is_dir {
+            // The directory and what was under it are covered now (a file mounted over a file
+            // changes no directory).
+            self.forget_dirs();
         }
-        .map_err(self.op_err("bind mount onto", path))?;
+        mounted.map_err(self.op_err("bind mount onto", path))?;
         // The descriptor above names the object under the new mount: resolve again for the mount.
         let mounted = self.resolve(path, OFlag::O_PATH | OFlag::O_NOFOLLOW)?;
         let mut remount = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_NOSUID;
