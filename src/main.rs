@@ -1,13 +1,14 @@
-//! The `migcage` command line.
+//! The `migcage` command line, from a C `main` of its own (see [`main`]).
+#![cfg_attr(not(test), no_main)]
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use migcage::admin::argv::{
-    arguments, hook_invocation, ignore_empty_overrides, runtime_banner, runtime_invocation,
+    arguments, command_path, hook_invocation, ignore_empty_overrides, runtime_banner,
+    runtime_invocation,
 };
 use migcage::admin::exit::{self, PREFIX};
 use migcage::admin::{self, configure, doctor};
@@ -495,36 +496,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The subcommand path that `args` name (`migcage cdi list`), for the `--help` an error points
-/// to, and the names of its own subcommands.
-fn command_path(args: &[OsString]) -> (String, Vec<String>) {
-    use clap::CommandFactory;
-    let mut cmd = Cli::command();
-    let mut path = vec!["migcage".to_string()];
-    for a in args.iter().skip(1).filter_map(|a| a.to_str()) {
-        let Some(sub) = cmd.find_subcommand(a).cloned() else {
-            continue;
-        };
-        path.push(sub.get_name().to_string());
-        cmd = sub;
-    }
-    let subs = cmd
-        .get_subcommands()
-        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
-        .map(|s| s.get_name().to_string())
-        .collect();
-    (path.join(" "), subs)
-}
-
 /// A command line clap refused, or asked for help or the version.
-fn parse_failure(e: clap::Error, args: &[OsString]) -> ExitCode {
+fn parse_failure(e: clap::Error, args: &[OsString]) -> u8 {
     use clap::error::ErrorKind;
     migcage::sys::signal::default_sigpipe();
-    let (command, subcommands) = command_path(args);
+    let (command, subcommands) = {
+        use clap::CommandFactory;
+        command_path(Cli::command(), args)
+    };
     let line = match e.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
             let _ = e.print();
-            return ExitCode::SUCCESS;
+            return 0;
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
             format!(
@@ -538,10 +521,23 @@ fn parse_failure(e: clap::Error, args: &[OsString]) -> ExitCode {
         exit::print_json_error(&line, exit::USAGE);
     }
     eprintln!("{PREFIX}{line}");
-    ExitCode::from(exit::USAGE)
+    exit::USAGE
 }
 
-fn main() -> ExitCode {
+/// The entry point, called by the C library (`std::env::args` reads the command line on its
+/// own), without Rust's start-up, which costs each hook and runtime wrapper about 100 µs on a
+/// VM (#18; `process_start` says what it keeps). As Rust runs a `fn main`: a panic is status
+/// 101, and `std::process::exit` flushes stdout.
+#[cfg(not(test))]
+#[no_mangle]
+extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    migcage::sys::signal::process_start();
+    let code = std::panic::catch_unwind(run_main).unwrap_or(101);
+    std::process::exit(i32::from(code))
+}
+
+#[cfg_attr(test, allow(dead_code))] // under `cargo test` the harness has its own main
+fn run_main() -> u8 {
     migcage::profile::start();
     ignore_empty_overrides();
     let args = arguments();
@@ -550,7 +546,7 @@ fn main() -> ExitCode {
         runtime_banner(&rest);
         // Returns when the runtime ran as this process's child, or could not be run.
         let ran = migcage::backend::runtime::run(config.as_deref(), &rest);
-        return ran.map_or_else(|e| exit_status(Err(e.into()), false), ExitCode::from);
+        return ran.unwrap_or_else(|e| exit_status(Err(e.into()), false));
     }
     // The hook's own command line, without clap. Its stdio belongs to the runtime: it keeps
     // EPIPE as an error and finishes its work.
@@ -582,16 +578,16 @@ fn main() -> ExitCode {
 
 /// The process's status for `result`; an error is its one line on stderr (and, with `json`, the
 /// error object on stdout).
-fn exit_status(result: anyhow::Result<()>, json: bool) -> ExitCode {
+fn exit_status(result: anyhow::Result<()>, json: bool) -> u8 {
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => 0,
         Err(e) => {
             let line = exit::one_line(&e);
             if json && !e.is::<exit::Reported>() {
                 exit::print_json_error(&line, 1);
             }
             eprintln!("{PREFIX}{line}");
-            ExitCode::FAILURE
+            1
         }
     }
 }

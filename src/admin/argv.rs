@@ -117,6 +117,25 @@ pub fn runtime_banner(rest: &[OsString]) {
     }
 }
 
+/// The subcommand path that `args` name (`migcage cdi list`), for the `--help` an error points
+/// to, and the names of its own subcommands, in `cmd` (the whole command line's clap tree).
+pub fn command_path(mut cmd: clap::Command, args: &[OsString]) -> (String, Vec<String>) {
+    let mut path = vec!["migcage".to_string()];
+    for a in args.iter().skip(1).filter_map(|a| a.to_str()) {
+        let Some(sub) = cmd.find_subcommand(a).cloned() else {
+            continue;
+        };
+        path.push(sub.get_name().to_string());
+        cmd = sub;
+    }
+    let subs = cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        .map(|s| s.get_name().to_string())
+        .collect();
+    (path.join(" "), subs)
+}
+
 #[cfg(test)]
 mod hook_args {
     use super::*;
