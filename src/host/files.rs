@@ -7,6 +7,8 @@
 //! target: a reader sees the old file or the new one, never half of one. An existing target's
 //! mode and owner are kept; a new one gets [`AtomicWrite::mode`]. The temporary file is removed
 //! on any error.
+//!
+//! [`rewrite_in_place`] is the one exception, for a file no process reads while it is written.
 
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -86,6 +88,37 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     AtomicWrite::default().write(path, bytes)
 }
 
+/// Overwrite the regular file at `path` with `bytes` in place (write, then cut to length),
+/// keeping its inode, mode and owner; `Ok(false)`, touching nothing, where it is not a regular
+/// file with one link (a symlink, a file shared by another name), which only a rename may
+/// replace.
+///
+/// Not atomic: a reader during the write, or after a crash in it, sees a mix of old and new.
+/// It is for the runtime wrapper's config.json, which only the runtime it starts afterwards
+/// reads, and whose loss loses only that container. A rename instead makes a new inode and
+/// frees the old one, and on ext4 (`auto_da_alloc`) writes the new file's data out at once:
+/// about 170 µs against 8 µs in place on a VM's disk (#18; Podman keeps bundles on /var/lib).
+pub fn rewrite_in_place(path: &Path, bytes: &[u8]) -> io::Result<bool> {
+    let mut f = match std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let meta = f.metadata()?;
+    if !meta.is_file() || meta.nlink() != 1 {
+        return Ok(false);
+    }
+    f.write_all(bytes)?;
+    if meta.len() > bytes.len() as u64 {
+        f.set_len(bytes.len() as u64)?;
+    }
+    Ok(true)
+}
+
 /// `.<name>.<pid>.<n>.migcage.tmp` in `dir`: unique within the process (a counter) and across
 /// processes (the pid), hidden, and recognisable as migcage's.
 fn temporary_name(dir: &Path, path: &Path) -> PathBuf {
@@ -126,6 +159,39 @@ mod tests {
             0o600
         );
         assert_eq!(names(d.path()), ["a.json"]);
+    }
+
+    #[test]
+    fn rewrite_in_place_keeps_the_inode_and_cuts_to_length() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("config.json");
+        std::fs::write(&p, b"a longer old text").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let ino = std::fs::metadata(&p).unwrap().ino();
+        assert!(rewrite_in_place(&p, b"short").unwrap());
+        assert_eq!(std::fs::read(&p).unwrap(), b"short");
+        assert!(rewrite_in_place(&p, b"a text longer than before").unwrap());
+        assert_eq!(std::fs::read(&p).unwrap(), b"a text longer than before");
+        let meta = std::fs::metadata(&p).unwrap();
+        assert_eq!(meta.ino(), ino);
+        assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+        assert_eq!(names(d.path()), ["config.json"]);
+    }
+
+    #[test]
+    fn rewrite_in_place_leaves_links_and_odd_files_to_a_rename() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("elsewhere.json");
+        std::fs::write(&target, b"not mine").unwrap();
+        let link = d.path().join("config.json");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(!rewrite_in_place(&link, b"new").unwrap());
+        let shared = d.path().join("shared.json");
+        std::fs::hard_link(&target, &shared).unwrap();
+        assert!(!rewrite_in_place(&shared, b"new").unwrap());
+        assert_eq!(std::fs::read(&target).unwrap(), b"not mine");
+        let missing = rewrite_in_place(&d.path().join("missing"), b"x").unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
     }
 
     #[test]
