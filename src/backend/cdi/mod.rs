@@ -67,6 +67,7 @@ pub mod list;
 pub mod spec;
 #[cfg(test)]
 mod tests;
+mod yaml;
 
 use std::path::{Path, PathBuf};
 

@@ -339,30 +339,10 @@ pub fn to_text(spec: &Spec, format: Format) -> Result<String, CdiError> {
         Format::Json => serde_json::to_string_pretty(spec)
             .map(|s| s + "\n")
             .map_err(|e| CdiError::Serialize(e.to_string())),
-        Format::Yaml => serde_yaml::to_string(spec)
-            .map(|y| quote_index_names(&y))
+        Format::Yaml => serde_json::to_string(spec)
+            .map(|json| super::yaml::from_json(&json))
             .map_err(|e| CdiError::Serialize(e.to_string())),
     }
-}
-
-/// Quote device names like `1:5`. serde_yaml writes them plain, as YAML 1.2 allows, but YAML 1.1
-/// parsers (PyYAML, and tools built on it) read a plain `1:5` as the base-60 integer 65. Device
-/// names are the only values at the start of a line (`- name: ...` items of the top-level
-/// `devices` sequence): block scalars' lines are indented, so nothing else is touched.
-fn quote_index_names(yaml: &str) -> String {
-    let mut out = String::with_capacity(yaml.len() + 64);
-    for line in yaml.lines() {
-        match line.strip_prefix("- name: ") {
-            Some(v) if v.contains(':') && v.chars().all(|c| c.is_ascii_digit() || c == ':') => {
-                out.push_str("- name: '");
-                out.push_str(v);
-                out.push('\'');
-            }
-            _ => out.push_str(line),
-        }
-        out.push('\n');
-    }
-    out
 }
 
 /// Parse a spec; `.json` files as JSON, everything else as YAML (of which JSON is a subset).
