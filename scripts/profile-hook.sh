@@ -6,7 +6,9 @@
 # times. Run as root on Debian; release build; nothing is written to the repository.
 #
 #   scripts/profile-hook.sh                 # a100-7x1g and dgx-8x7; devices only and utility,compute;
-#                                           # then the runtime wrapper's own stages on create
+#                                           # then the runtime wrapper's own stages on create, then
+#                                           # `cdi generate` on dgx-8x7 (procfs, caps-tree, nvml, verify,
+#                                           # snapshot-save, driver-files, generate, text, write)
 #
 # Stages, in order (src/profile.rs names them where they end): start (exec, dynamic loading,
 # Rust's start-up: from the wrapper's fork to main), cli, config, logging, state (the runtime's
@@ -99,6 +101,30 @@ profile_wrapper() {
   printf '  %-16s %6d\n' "(all of create)" "$stages_total"
 }
 
+# profile_cdi TOPOLOGY: the stages of `migcage cdi generate` (full discovery through NVML, the
+# snapshot rewritten, driver files, the spec built, its YAML text, the atomic write), each run
+# exec'd by hookwrap so that `start` is measured as for the hook.
+profile_cdi() {
+  local topo=$1 case=$work/$1-cdi prof wrap
+  prof=$case.prof wrap=$case.wrap
+  local config=$work/$topo/config.toml
+  MIGCAGE_CONFIG=$config "$bin" cdi generate --output "$case.yaml" >/dev/null # warm-up
+  : >"$prof"; : >"$wrap"
+  for ((i = 0; i < runs; i++)); do
+    MIGCAGE_CONFIG=$config MIGCAGE_PROFILE=$prof \
+      "$work/hookwrap" "$wrap" "$bin" cdi generate --output "$case.yaml" >/dev/null
+  done
+  awk '$3 != 0 { bad = 1 } END { exit bad }' "$wrap" || { echo "profile-hook: cdi generate failed ($topo)" >&2; exit 1; }
+  echo
+  echo "$topo, cdi generate ($runs runs; median µs)"
+  stage_medians "$case" "$prof"
+  local total=$stages_total
+  awk '{ print int($1 / 1000) }' "$wrap" >"$case.wall"
+  local wall; wall=$(median "$case.wall")
+  printf '  %-16s %6d\n' "(exit, rest)" $((wall > total ? wall - total : 0))
+  printf '  %-16s %6d   (hookwrap: fork to wait, median)\n' "wall" "$wall"
+}
+
 echo "profile-hook: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 for topo in a100-7x1g dgx-8x7; do
   root=$(simulate "$topo")
@@ -107,3 +133,4 @@ for topo in a100-7x1g dgx-8x7; do
 done
 root=$work/a100-7x1g # simulated above
 profile_wrapper a100-7x1g "$root/config.toml" NVIDIA_VISIBLE_DEVICES=0:1 NVIDIA_DRIVER_CAPABILITIES=utility,compute
+profile_cdi dgx-8x7

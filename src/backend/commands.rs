@@ -63,20 +63,24 @@ pub fn generate(
     };
     let inv = discover(config)?;
     let driver = crate::host::driver_discovery::discover(config, &inv.driver_version)?;
+    crate::profile::mark("driver-files");
     let generated = cdi::generate(
         &inv,
         &config.dev_root,
         &options(hook_config, kind, hook_path, caps, driver),
     )?;
+    crate::profile::mark("generate");
     for note in &generated.notes {
         eprintln!("migcage: note: {note}");
     }
     let spec = &generated.spec;
     let text = cdi::to_text(spec, dest.format)?;
+    crate::profile::mark("text");
     match &dest.path {
         None => print!("{text}"),
         Some(path) => {
             cdi::write_atomic(path, &text)?;
+            crate::profile::mark("write");
             println!(
                 "wrote {} (kind {}, cdiVersion {}): {} device names; ask for one as --device {}={}",
                 path.display(),

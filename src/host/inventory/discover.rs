@@ -20,6 +20,7 @@ pub fn discover_with(config: &Config, proc: &ProcfsInfo) -> Result<Inventory, In
         &config.nvml_library,
         Duration::from_millis(config.nvml_timeout_ms),
     )?;
+    crate::profile::mark("nvml");
     if nvml.driver_version != proc.driver_version {
         return Err(InventoryError::DriverVersion {
             proc_file: version_path(config),
@@ -30,6 +31,7 @@ pub fn discover_with(config: &Config, proc: &ProcfsInfo) -> Result<Inventory, In
     }
     let inventory = assemble(config, nvml, proc)?;
     verify(config, &inventory, proc)?;
+    crate::profile::mark("verify");
     Ok(inventory)
 }
 

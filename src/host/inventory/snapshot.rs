@@ -302,11 +302,13 @@ fn discover_from(
     mig_minors: Option<Identity>,
 ) -> Result<Discovery, InventoryError> {
     let tree = caps_tree(config)?;
+    crate::profile::mark("caps-tree");
     let inventory = super::discover_with(config, proc)?;
     let saved = save(
         config,
         &Snapshot::new(config, inventory.clone(), proc, mig_minors, tree),
     );
+    crate::profile::mark("snapshot-save");
     Ok(Discovery { inventory, saved })
 }
 
@@ -314,6 +316,7 @@ fn discover_from(
 pub fn discover_and_save(config: &Config) -> Result<Discovery, InventoryError> {
     let minors = identity(&super::mig_minors_path(config))?;
     let proc = super::read_procfs(config)?;
+    crate::profile::mark("procfs");
     discover_from(config, &proc, minors)
 }
 
