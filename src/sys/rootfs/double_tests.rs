@@ -406,10 +406,9 @@ fn a_create_that_cannot_take_the_owners_ids_fails_and_makes_nothing() {
 }
 
 fn openat2_of(double: &RecordingRootfs, want: &str) -> usize {
-    double
-        .calls()
+    super::walk_tests::openat2_paths(double)
         .iter()
-        .filter(|c| matches!(c, RootfsCall::Openat2 { path, .. } if path == want))
+        .filter(|p| *p == want)
         .count()
 }
 
@@ -444,15 +443,10 @@ fn a_directory_that_is_there_takes_one_lookup_however_deep() {
     let r = open(&double);
     r.ensure_file("/usr/lib/x86_64-linux-gnu/libcuda.so.1", 0o644)
         .unwrap();
-    let lookups: Vec<String> = double
-        .calls()
-        .into_iter()
-        .filter_map(|c| match c {
-            RootfsCall::Openat2 { path, .. } => Some(path),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(lookups, ["usr/lib/x86_64-linux-gnu"]);
+    assert_eq!(
+        super::walk_tests::openat2_paths(&double),
+        ["usr/lib/x86_64-linux-gnu"]
+    );
 }
 
 #[test]

@@ -46,6 +46,17 @@ fn lookup(d: &RecordingRootfs, rel: &str, flags: OFlag) -> Result<String, Errno>
     r.resolve_rel(rel, flags).map(|fd| d.path_of(&fd))
 }
 
+/// The path of every `openat2` `d` was asked for, in order (double_tests.rs uses it too).
+pub(super) fn openat2_paths(d: &RecordingRootfs) -> Vec<String> {
+    d.calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            RootfsCall::Openat2 { path, .. } => Some(path),
+            _ => None,
+        })
+        .collect()
+}
+
 fn openat2_calls(d: &RecordingRootfs) -> usize {
     d.calls()
         .iter()
@@ -153,15 +164,7 @@ fn eperm_from_a_seccomp_filter_is_told_apart_by_a_probe_of_the_root() {
         lookup(&d, "usr/lib64/passwd", OFlag::O_PATH),
         Ok("/etc/passwd".into())
     );
-    let probes: Vec<String> = d
-        .calls()
-        .into_iter()
-        .filter_map(|c| match c {
-            RootfsCall::Openat2 { path, .. } => Some(path),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(probes, ["usr/lib64/passwd", "."]);
+    assert_eq!(openat2_paths(&d), ["usr/lib64/passwd", "."]);
     assert_eq!(lookup(&d, "etc", OFlag::O_PATH), Ok("/etc".into()));
     assert_eq!(openat2_calls(&d), 2, "decided once");
 }
